@@ -1,0 +1,132 @@
+/* dense.c -- the basis-point decomposition (DESIGN.md section 2).
+ *
+ * The one clever trick: the K basis points of a layer are stored stacked as a
+ * (K*out) x in matrix Wst, so a batch with a different context per sample
+ * needs no per-sample weight matrix:
+ *   forward   Z = X Wst^T                  one GEMM, n x (K*out)
+ *             y_i = sum_k C_ik (Z_ik + B_k)
+ *   backward  D_ik = C_ik delta_i          n x (K*out)
+ *             dWst = D^T X                 one GEMM
+ *             dB_k = sum_i C_ik delta_i    (C^T delta, a small GEMM)
+ *             dX   = D Wst                 one GEMM
+ * When all samples share one context we instead materialise W(s) once and
+ * run a plain layer (K times fewer FLOPs), then spread dW to the basis
+ * points: dQ_k = c_hat_k dW. */
+#include <string.h>
+
+#include "activation.h"
+#include "blas.h"
+#include "dense.h"
+
+void wmi_dense_materialise(const wm_layer *ly, const float *params, int Kp, const float *chat,
+                           float *w, float *b)
+{
+    size_t wn = (size_t)ly->out * ly->in;
+    const float *Q = params + ly->w_off, *B = params + ly->b_off;
+    for (int k = 0; k < Kp; k++) {
+        float c = chat[k];
+        const float *Qk = Q + (size_t)k * wn, *Bk = B + (size_t)k * ly->out;
+        if (w) {
+            if (k == 0)
+                for (size_t j = 0; j < wn; j++) w[j] = c * Qk[j];
+            else
+                for (size_t j = 0; j < wn; j++) w[j] += c * Qk[j];
+        }
+        if (b) {
+            if (k == 0)
+                for (int j = 0; j < ly->out; j++) b[j] = c * Bk[j];
+            else
+                for (int j = 0; j < ly->out; j++) b[j] += c * Bk[j];
+        }
+    }
+}
+
+/* Y = X W^T + b for a plain layer W (out x in). */
+static void plain_forward(const float *W, const float *b, const float *X, int n, int in, int out,
+                          float *Y)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(Y + (size_t)i * out, b, sizeof(float) * (size_t)out);
+    if (n == 1)
+        wm_gemv(0, out, in, 1.0f, W, in, X, 1.0f, Y);
+    else
+        wm_gemm(0, 1, n, out, in, 1.0f, X, in, W, in, 1.0f, Y, out);
+}
+
+void wmi_dense_forward(const wm_layer *ly, const float *params, int Kp, const float *X, int n,
+                       const float *C, int shared, float *Y, float *z, float *wmat)
+{
+    int in = ly->in, out = ly->out, ko = Kp * out;
+    const float *Q = params + ly->w_off, *B = params + ly->b_off;
+
+    if (Kp == 1) {                               /* a point: the stored Q is W */
+        plain_forward(Q, B, X, n, in, out, Y);
+    } else if (shared) {
+        float *w = wmat, *b = wmat + (size_t)out * in;
+        wmi_dense_materialise(ly, params, Kp, C, w, b);
+        plain_forward(w, b, X, n, in, out, Y);
+    } else {
+        wm_gemm(0, 1, n, ko, in, 1.0f, X, in, Q, in, 0.0f, z, ko);
+        for (int i = 0; i < n; i++) {
+            const float *zi = z + (size_t)i * ko, *ci = C + (size_t)i * Kp;
+            float *yi = Y + (size_t)i * out;
+            for (int o = 0; o < out; o++)
+                yi[o] = 0.0f;
+            for (int k = 0; k < Kp; k++) {
+                float c = ci[k];
+                const float *zk = zi + (size_t)k * out, *bk = B + (size_t)k * out;
+                for (int o = 0; o < out; o++)
+                    yi[o] += c * (zk[o] + bk[o]);
+            }
+        }
+    }
+    wmi_act_forward(ly->act, Y, (size_t)n * out);
+}
+
+void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const float *X, int n,
+                        const float *C, int shared, const float *Y, float *dY, float *grad,
+                        float *dX, float *z, const float *wmat)
+{
+    int in = ly->in, out = ly->out, ko = Kp * out;
+    size_t wn = (size_t)out * in;
+    const float *Q = params + ly->w_off;
+    float *gW = grad + ly->w_off, *gB = grad + ly->b_off;
+    float *delta = dY;
+
+    wmi_act_backward(ly->act, Y, delta, (size_t)n * out);
+
+    if (Kp == 1 || shared) {
+        /* plain layer gradient, into basis point 0's slot */
+        const float *W = Kp == 1 ? Q : wmat;
+        wm_gemm(1, 0, out, in, n, 1.0f, delta, out, X, in, 0.0f, gW, in);
+        for (int o = 0; o < out; o++)
+            gB[o] = 0.0f;
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out; o++)
+                gB[o] += delta[(size_t)i * out + o];
+        if (dX)
+            wm_gemm(0, 0, n, in, out, 1.0f, delta, out, W, in, 0.0f, dX, in);
+        if (Kp > 1) {
+            /* spread to the basis points: dQ_k = c_hat_k dW (slot 0 last: it is the source) */
+            for (int k = Kp - 1; k >= 0; k--) {
+                float c = C[k];
+                float *gWk = gW + (size_t)k * wn, *gBk = gB + (size_t)k * out;
+                for (size_t j = 0; j < wn; j++) gWk[j] = c * gW[j];
+                for (int o = 0; o < out; o++) gBk[o] = c * gB[o];
+            }
+        }
+        return;
+    }
+
+    for (int i = 0; i < n; i++) {                /* D_ik = C_ik delta_i */
+        const float *di = delta + (size_t)i * out, *ci = C + (size_t)i * Kp;
+        float *zi = z + (size_t)i * ko;
+        for (int k = 0; k < Kp; k++)
+            for (int o = 0; o < out; o++)
+                zi[(size_t)k * out + o] = ci[k] * di[o];
+    }
+    wm_gemm(1, 0, ko, in, n, 1.0f, z, ko, X, in, 0.0f, gW, in);        /* dWst = D^T X */
+    wm_gemm(1, 0, Kp, out, n, 1.0f, C, Kp, delta, out, 0.0f, gB, out); /* dB = C^T delta */
+    if (dX)
+        wm_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);    /* dX = D Wst */
+}

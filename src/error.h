@@ -1,0 +1,20 @@
+/* error.h -- one-line failure reporting: set this thread's message, return the code. */
+#ifndef WM_ERROR_H
+#define WM_ERROR_H
+
+#include "wmanifold.h"
+
+#if defined(__GNUC__)
+#define WM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define WM_PRINTF(a, b)
+#endif
+
+/* Record "fmt..." as this thread's last error and return st, so every check
+ * reads like the rule it enforces:  if (n < 1) return wm_fail(WM_EINVAL, "..."); */
+wm_status wm_fail(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
+
+/* Prefix the current message with context ("layer 2: ...") and return st. */
+wm_status wm_fail_prefix(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
+
+#endif

@@ -1,0 +1,154 @@
+/* infer.c -- wm_infer and wm_evaluate: forward passes on a const net.
+ *
+ * A const net has no scratch of its own, so these run on per-thread scratch
+ * (or the caller's workspace) in chunks of at most CHUNK rows: the workspace
+ * stays bounded however large the batch. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "error.h"
+#include "loss.h"
+#include "pass.h"
+#include "scratch.h"
+
+#define CHUNK 256
+
+static wm_status check_net(const wm_net *net, const char *fn)
+{
+    if (!net)
+        return wm_fail(WM_EINVAL, "%s: net is NULL", fn);
+    if (!net->initialised)
+        return wm_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
+    return WM_OK;
+}
+
+size_t wm_infer_workspace_size(const wm_net *net, int n)
+{
+    if (!net || !net->initialised || n < 0)
+        return 0;
+    int rows = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
+    return wmi_pass_bytes(net, rows, 0) + 64;   /* + 64: room to align the caller's pointer */
+}
+
+/* Each chunk: encode, forward, then hand the outputs to `sink`. */
+typedef void (*chunk_sink)(const float *y, int row0, int rows, int m, void *ctx);
+
+static wm_status run_chunks(const wm_net *net, const float *x, const float *s, int n, void *ws,
+                            size_t ws_bytes, chunk_sink sink, void *ctx)
+{
+    int rows = n < CHUNK ? n : CHUNK;
+    uintptr_t base = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
+    wm_pass p;
+    if (ws_bytes < wmi_pass_bytes(net, rows, 0) + (base - (uintptr_t)ws))
+        return wm_fail(WM_EINVAL, "workspace of %zu bytes is too small: wm_infer_workspace_size says %zu",
+                       ws_bytes, wm_infer_workspace_size(net, n));
+    wmi_pass_layout(net, rows, 0, (void *)base, &p);
+    int dim = net->m->dim, m = net->layers[net->n_layers - 1].out;
+    for (int r0 = 0; r0 < n; r0 += rows) {
+        int r = n - r0 < rows ? n - r0 : rows;
+        wm_status st = wmi_pass_encode(net, &p, x + (size_t)r0 * net->n_inputs,
+                                       s ? s + (size_t)r0 * dim : NULL, r, r0);
+        if (st != WM_OK)
+            return st;
+        sink(wmi_pass_forward(net, &p, r), r0, r, m, ctx);
+    }
+    return WM_OK;
+}
+
+static void copy_out(const float *y, int row0, int rows, int m, void *ctx)
+{
+    memcpy((float *)ctx + (size_t)row0 * m, y, sizeof(float) * (size_t)rows * m);
+}
+
+static wm_status check_infer_args(const wm_net *net, const float *x, const float *s, int n,
+                                  const float *out, const char *fn)
+{
+    wm_status st = check_net(net, fn);
+    if (st != WM_OK)
+        return st;
+    if (n < 0)
+        return wm_fail(WM_EINVAL, "%s: n = %d is negative", fn, n);
+    if (n > 0 && (!x || !out))
+        return wm_fail(WM_EINVAL, "%s: %s is NULL", fn, !x ? "x" : "out");
+    if (n > 0 && !s && net->m->dim > 0)
+        return wm_fail(WM_EINVAL, "%s: s is NULL but the manifold has %d context coordinates", fn,
+                       net->m->dim);
+    return WM_OK;
+}
+
+wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, float *out,
+                      void *ws, size_t ws_bytes)
+{
+    wm_status st = check_infer_args(net, x, s, n, out, __func__);
+    if (st != WM_OK || n == 0)
+        return st;
+    if (!ws)
+        return wm_fail(WM_EINVAL, "wm_infer_ws: ws is NULL");
+    return run_chunks(net, x, s, n, ws, ws_bytes, copy_out, out);
+}
+
+wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out)
+{
+    wm_status st = check_infer_args(net, x, s, n, out, __func__);
+    if (st != WM_OK || n == 0)
+        return st;
+    size_t bytes = wm_infer_workspace_size(net, n);
+    void *ws = wmi_thread_scratch(bytes);
+    if (!ws)
+        return wm_fail(WM_ENOMEM, "wm_infer: out of memory for %zu bytes of scratch", bytes);
+    return run_chunks(net, x, s, n, ws, bytes, copy_out, out);
+}
+
+typedef struct {
+    const wm_net *net;
+    const wm_batch *b;
+    double loss;
+    long correct;
+} eval_acc;
+
+static void accumulate_eval(const float *y, int row0, int rows, int m, void *ctx)
+{
+    eval_acc *e = ctx;
+    long hits = 0;
+    e->loss += wmi_loss(e->net->loss, y, rows, m, e->b->labels ? e->b->labels + row0 : NULL,
+                        e->b->targets ? e->b->targets + (size_t)row0 * m : NULL, NULL, 0.0f, &hits);
+    e->correct += hits;
+}
+
+wm_status wmi_check_batch(const wm_net *net, const wm_batch *b, const char *fn)
+{
+    wm_status st = check_net(net, fn);
+    if (st != WM_OK)
+        return st;
+    if (!b)
+        return wm_fail(WM_EINVAL, "%s: batch is NULL", fn);
+    if (b->n < 1)
+        return wm_fail(WM_EINVAL, "%s: batch.n = %d: a batch needs at least one sample", fn, b->n);
+    if (!b->x)
+        return wm_fail(WM_EINVAL, "%s: batch.x is NULL", fn);
+    if (!b->s && net->m->dim > 0)
+        return wm_fail(WM_EINVAL, "%s: batch.s is NULL but the manifold has %d context coordinates",
+                       fn, net->m->dim);
+    return wmi_check_supervision(net, b);
+}
+
+wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, float *accuracy)
+{
+    wm_status st = wmi_check_batch(net, batch, __func__);
+    if (st != WM_OK)
+        return st;
+    size_t bytes = wm_infer_workspace_size(net, batch->n);
+    void *ws = wmi_thread_scratch(bytes);
+    if (!ws)
+        return wm_fail(WM_ENOMEM, "wm_evaluate: out of memory for %zu bytes of scratch", bytes);
+    eval_acc e = {net, batch, 0.0, 0};
+    st = run_chunks(net, batch->x, batch->s, batch->n, ws, bytes, accumulate_eval, &e);
+    if (st != WM_OK)
+        return st;
+    if (loss)
+        *loss = (float)(e.loss / batch->n);
+    if (accuracy)
+        *accuracy = (float)((double)e.correct / batch->n);
+    return WM_OK;
+}

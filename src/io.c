@@ -1,0 +1,408 @@
+/* io.c -- model files (see docs/model-format.md).
+ *
+ * Layout, all integers little-endian u32 unless noted, floats IEEE-754 LE:
+ *   "WMNF" | version | header bytes (u32) | header | u64 n_params | params | crc32
+ * header = manifold (recursive) | cond | n_inputs | loss | n_layers | per layer (out, act)
+ * manifold = kind | dim | K | periodic[dim] | kind fields (Fourier: H;
+ *            B-spline: n, degree, closed; product: manifold a, manifold b)
+ * The CRC covers every byte before it. Loading reads the file whole, checks
+ * the CRC and every size against the file's length before allocating, and
+ * rebuilds the net through the public constructors, so a loaded net is
+ * exactly what the same calls would have built. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32.h"
+#include "error.h"
+#include "net.h"
+
+#define MAGIC "WMNF"
+#define FORMAT_VERSION 1u
+#define MAX_FILE ((long long)1 << 36)
+
+/* ---- writing ------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *buf;
+    size_t len, cap;
+    int oom;
+} wbuf;
+
+static void put_bytes(wbuf *w, const void *p, size_t n)
+{
+    if (w->oom)
+        return;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < w->len + n)
+            cap *= 2;
+        unsigned char *nb = realloc(w->buf, cap);
+        if (!nb) {
+            w->oom = 1;
+            return;
+        }
+        w->buf = nb, w->cap = cap;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+}
+
+static void put_u32(wbuf *w, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    put_bytes(w, b, 4);
+}
+
+static void put_u64(wbuf *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
+}
+
+static void put_f32(wbuf *w, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    put_u32(w, v);
+}
+
+static void put_manifold(wbuf *w, const wm_manifold *m)
+{
+    put_u32(w, (uint32_t)m->kind);
+    put_u32(w, (uint32_t)m->dim);
+    put_u32(w, (uint32_t)m->K);
+    for (int d = 0; d < m->dim; d++)
+        put_u32(w, (uint32_t)m->periodic[d]);
+    if (m->kind == WM_MF_FOURIER)
+        put_u32(w, (uint32_t)m->harmonics);
+    if (m->kind == WM_MF_BSPLINE) {
+        put_u32(w, (uint32_t)m->n_control);
+        put_u32(w, (uint32_t)m->degree);
+        put_u32(w, (uint32_t)m->closed);
+    }
+    if (m->kind == WM_MF_PRODUCT) {
+        put_manifold(w, m->a);
+        put_manifold(w, m->b);
+    }
+}
+
+static wm_status write_file_atomic(const char *path, const void *data, size_t len)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp)
+        return wm_fail(WM_ENOMEM, "wm_net_save: out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        wm_status st = wm_fail(WM_EIO, "cannot create a temporary file next to %s: %s", path,
+                               strerror(errno));
+        free(tmp);
+        return st;
+    }
+    const unsigned char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t k = write(fd, p, left);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        p += k, left -= (size_t)k;
+    }
+    int err = left > 0 ? errno : 0;
+    if (!err && fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (!err && rename(tmp, path) != 0)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        free(tmp);
+        return wm_fail(WM_EIO, "cannot write %s: %s", path, strerror(err ? err : EIO));
+    }
+    free(tmp);
+    /* make the rename itself durable */
+    char *dir = strdup(path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
+        int dfd = open(d, O_RDONLY);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+    return WM_OK;
+}
+
+wm_status wm_net_save(const wm_net *net, const char *path)
+{
+    if (!net || !path)
+        return wm_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
+    if (!net->initialised)
+        return wm_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
+    wbuf hdr = {0}, w = {0};
+    put_manifold(&hdr, net->m);
+    put_u32(&hdr, (uint32_t)net->cond);
+    put_u32(&hdr, (uint32_t)net->n_inputs);
+    put_u32(&hdr, (uint32_t)net->loss);
+    put_u32(&hdr, (uint32_t)net->n_layers);
+    for (int l = 0; l < net->n_layers; l++) {
+        put_u32(&hdr, (uint32_t)net->layers[l].out);
+        put_u32(&hdr, (uint32_t)net->layers[l].act);
+    }
+    put_bytes(&w, MAGIC, 4);
+    put_u32(&w, FORMAT_VERSION);
+    put_u32(&w, (uint32_t)hdr.len);
+    if (!hdr.oom)
+        put_bytes(&w, hdr.buf, hdr.len);
+    put_u64(&w, net->n_params);
+    for (size_t j = 0; j < net->n_params; j++)
+        put_f32(&w, net->params[j]);
+    put_u32(&w, wmi_crc32(0, w.buf, w.len));
+    free(hdr.buf);
+    if (hdr.oom || w.oom) {
+        free(w.buf);
+        return wm_fail(WM_ENOMEM, "wm_net_save: out of memory");
+    }
+    wm_status st = write_file_atomic(path, w.buf, w.len);
+    free(w.buf);
+    return st;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *p;
+    size_t len, pos;
+    int bad;                      /* ran past the end */
+} rbuf;
+
+static uint32_t get_u32(rbuf *r)
+{
+    if (r->bad || r->len - r->pos < 4) {
+        r->bad = 1;
+        return 0;
+    }
+    const unsigned char *b = r->p + r->pos;
+    r->pos += 4;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+typedef struct {
+    const char *path;
+    wm_basis_fn fn;
+    void *user;
+    int depth;
+} load_ctx;
+
+static wm_status bad(const load_ctx *c, const char *what)
+{
+    return wm_fail(WM_EFORMAT, "%s is not a valid model file: %s", c->path, what);
+}
+
+static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
+{
+    if (++c->depth > 16)
+        return bad(c, "manifold products nest too deeply");
+    uint32_t kind = get_u32(r), dim = get_u32(r), K = get_u32(r);
+    int periodic[WM_MAX_DIM];
+    if (r->bad)
+        return bad(c, "truncated manifold description");
+    if (dim > WM_MAX_DIM || K < 1 || K > WM_MAX_BASIS)
+        return bad(c, "manifold sizes out of range");
+    for (uint32_t d = 0; d < dim; d++)
+        periodic[d] = get_u32(r) != 0;
+    wm_status st = WM_OK;
+    wm_manifold *m = NULL, *a = NULL, *b = NULL;
+    switch (kind) {
+    case WM_MF_POINT:
+        st = wm_manifold_point(&m);
+        break;
+    case WM_MF_LINE:
+        st = wm_manifold_line(&m);
+        break;
+    case WM_MF_FOURIER: {
+        uint32_t h = get_u32(r);
+        if (r->bad || h < 1 || h > (WM_MAX_BASIS - 1) / 2)
+            return bad(c, "bad Fourier order");
+        st = wm_manifold_fourier(&m, (int)h);
+        break;
+    }
+    case WM_MF_BSPLINE: {
+        uint32_t n = get_u32(r), p = get_u32(r), closed = get_u32(r);
+        if (r->bad || p < 1 || p > 31 || n < p + 1 || n > WM_MAX_BASIS || closed > 1)
+            return bad(c, "bad B-spline description");
+        st = wm_manifold_bspline(&m, (int)n, (int)p, (int)closed);
+        break;
+    }
+    case WM_MF_PRODUCT:
+        if ((st = get_manifold(r, c, &a)) == WM_OK && (st = get_manifold(r, c, &b)) == WM_OK)
+            st = wm_manifold_product(&m, a, b);
+        wm_manifold_free(a);
+        wm_manifold_free(b);
+        break;
+    case WM_MF_CUSTOM:
+        if (!c->fn)
+            return wm_fail(WM_EINVAL, "%s holds a net on a custom manifold: load it with "
+                                      "wm_net_load_custom and the basis callback", c->path);
+        if (dim < 1 || dim > 4)
+            return bad(c, "bad custom manifold dimension");
+        st = wm_manifold_custom(&m, (int)dim, (int)K, periodic, c->fn, c->user);
+        break;
+    default:
+        return bad(c, "unknown manifold kind");
+    }
+    if (st != WM_OK)
+        return st == WM_ENOMEM || st == WM_EINVAL ? st : bad(c, "manifold cannot be rebuilt");
+    if (r->bad || m->dim != (int)dim || m->K != (int)K ||
+        memcmp(m->periodic, periodic, sizeof(int) * dim) != 0) {
+        wm_manifold_free(m);
+        return bad(c, r->bad ? "truncated manifold description" : "inconsistent manifold description");
+    }
+    c->depth--;
+    *out = m;
+    return WM_OK;
+}
+
+static wm_status read_whole(const char *path, unsigned char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return wm_fail(WM_EIO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return wm_fail(WM_EIO, "cannot read %s: not a regular file", path);
+    }
+    if (sb.st_size > MAX_FILE) {
+        fclose(f);
+        return wm_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", path,
+                       (long long)sb.st_size);
+    }
+    size_t n = (size_t)sb.st_size;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return wm_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err || got != n) {
+        free(buf);
+        return wm_fail(WM_EIO, "cannot read %s", path);
+    }
+    *data = buf;
+    *len = n;
+    return WM_OK;
+}
+
+static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_net **out)
+{
+    if (len < 4 || memcmp(data, MAGIC, 4) != 0)
+        return bad(c, "no WMNF magic at the start");
+    if (len < 16)
+        return bad(c, "truncated header");
+    uint32_t stored = (uint32_t)data[len - 4] | (uint32_t)data[len - 3] << 8 |
+                      (uint32_t)data[len - 2] << 16 | (uint32_t)data[len - 1] << 24;
+    rbuf r = {data, len - 4, 4, 0};
+    uint32_t version = get_u32(&r);
+    if (version != FORMAT_VERSION)
+        return wm_fail(WM_EFORMAT, "%s: model format version %u is not supported (this library reads %u)",
+                       c->path, version, FORMAT_VERSION);
+    if (wmi_crc32(0, data, len - 4) != stored)
+        return bad(c, "checksum mismatch (the file is corrupted or truncated)");
+    uint32_t hdr_len = get_u32(&r);
+    if (hdr_len > r.len - r.pos)
+        return bad(c, "header longer than the file");
+    wm_manifold *m = NULL;
+    wm_status st = get_manifold(&r, c, &m);
+    if (st != WM_OK)
+        return st;
+    uint32_t cond = get_u32(&r), n_inputs = get_u32(&r), loss = get_u32(&r), n_layers = get_u32(&r);
+    if (r.bad || cond > WM_COND_CONCAT || n_inputs < 1 || n_inputs > (1u << 24) ||
+        loss > WM_LOSS_MSE || n_layers < 1 || n_layers > WM_MAX_LAYERS) {
+        wm_manifold_free(m);
+        return bad(c, "bad network description");
+    }
+    wm_net *net = NULL;
+    st = wm_net_create(&net, m, (int)n_inputs, (wm_conditioning)cond);
+    wm_manifold_free(m);
+    if (st != WM_OK)
+        return st;
+    for (uint32_t l = 0; l < n_layers && st == WM_OK; l++) {
+        uint32_t o = get_u32(&r), act = get_u32(&r);
+        if (r.bad || o < 1 || o > (1u << 24) || act > WM_ACT_SIGMOID)
+            st = bad(c, "bad layer description");
+        else if ((st = wm_net_dense(net, (int)o, (wm_activation)act)) != WM_OK)
+            st = bad(c, "layer sizes out of range");
+    }
+    if (st == WM_OK && r.pos != 12 + (size_t)hdr_len)
+        st = bad(c, "header length does not match its contents");
+    uint64_t n_params = 0;
+    if (st == WM_OK) {
+        n_params = get_u32(&r);
+        n_params |= (uint64_t)get_u32(&r) << 32;
+        if (r.bad || n_params != net->n_params)
+            st = bad(c, "parameter count does not match the architecture");
+        else if ((r.len - r.pos) / 4 != n_params || (r.len - r.pos) % 4 != 0)
+            st = bad(c, "parameter data has the wrong length");
+    }
+    if (st == WM_OK)
+        st = wm_net_set_loss(net, (wm_loss)loss);
+    if (st == WM_OK && (st = wm_net_init(net, 0)) == WM_OK) {
+        for (size_t j = 0; j < net->n_params; j++) {
+            uint32_t v = get_u32(&r);
+            float f;
+            memcpy(&f, &v, 4);
+            if (!isfinite(f)) {
+                st = bad(c, "a parameter is not finite");
+                break;
+            }
+            net->params[j] = f;
+        }
+    }
+    if (st != WM_OK) {
+        wm_net_free(net);
+        return st;
+    }
+    *out = net;
+    return WM_OK;
+}
+
+static wm_status load(wm_net **out, const char *path, wm_basis_fn fn, void *user)
+{
+    if (!out || !path)
+        return wm_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
+    unsigned char *data = NULL;
+    size_t len = 0;
+    wm_status st = read_whole(path, &data, &len);
+    if (st != WM_OK)
+        return st;
+    load_ctx c = {path, fn, user, 0};
+    st = parse(data, len, &c, out);
+    free(data);
+    return st;
+}
+
+wm_status wm_net_load(wm_net **out, const char *path) { return load(out, path, NULL, NULL); }
+
+wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user)
+{
+    if (!fn)
+        return wm_fail(WM_EINVAL, "wm_net_load_custom: the basis callback is NULL");
+    return load(out, path, fn, user);
+}

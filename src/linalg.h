@@ -1,0 +1,25 @@
+/* linalg.h -- the small dense double-precision algebra the manifolds need:
+ * Cholesky of a Gram matrix, triangular inverse and solves, Gauss-Legendre
+ * nodes. K is at most a few hundred, so plain loops are the clearest choice. */
+#ifndef WM_LINALG_H
+#define WM_LINALG_H
+
+/* Lower Cholesky factor L of the symmetric positive definite n x n matrix A
+ * (row-major), A = L L^T; L's upper triangle is zeroed. Returns 0, or -1 if
+ * A is not (numerically) positive definite. */
+int wmi_cholesky(const double *A, double *L, int n);
+
+/* Inverse of the lower-triangular n x n matrix L (nonzero diagonal). */
+void wmi_tri_lower_inverse(const double *L, double *Linv, int n);
+
+/* Solve (L L^T) x = b in place. */
+void wmi_cholesky_solve(const double *L, double *b, int n);
+
+/* n-point Gauss-Legendre nodes x and weights w on [0,1]; exact for
+ * polynomials of degree <= 2n-1. */
+void wmi_gauss_legendre(int n, double *x, double *w);
+
+/* C (ma*mb x na*nb) = A (ma x na) Kronecker B (mb x nb). */
+void wmi_kron(const double *A, int ma, int na, const double *B, int mb, int nb, double *C);
+
+#endif

@@ -1,0 +1,20 @@
+/* optim.h -- the optimizer's internal state (shared with io for checkpoints). */
+#ifndef WM_OPTIM_H
+#define WM_OPTIM_H
+
+#include "pass.h"
+
+struct wm_optimizer {
+    wm_net *net;
+    wm_opt_config cfg;
+    float *grad;                  /* n_params: raw gradient of the last wm_grad */
+    float *m1;                    /* momentum buffer v, or Adam's first moment */
+    float *m2;                    /* Adam's second moment */
+    uint64_t t;                   /* updates applied */
+    int has_grad;
+    void *ws;                     /* training workspace, grows to the largest batch */
+    size_t ws_bytes;
+    int ws_rows;
+};
+
+#endif

@@ -1,0 +1,152 @@
+/* pass.c -- forward/backward through the layer list, and the workspace plan.
+ *
+ * Workspace is one block carved into arrays; everything is sized from the
+ * batch's row count, so a net/optimizer/thread allocates once per new size
+ * and never inside a steady-state step or inference. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "dense.h"
+#include "error.h"
+#include "pass.h"
+
+#define ALIGN_FLOATS 16           /* 64-byte alignment for every array */
+
+static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+/* Walk the layout, either measuring (mem NULL) or assigning pointers. */
+static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass *p)
+{
+    size_t off = 0, N = (size_t)n;
+    int wide = net->max_out > net->max_in ? net->max_out : net->max_in;
+#define TAKE(slot, count)                                                        \
+    do {                                                                         \
+        float **s_ = (slot);                                                     \
+        if (mem && s_) *s_ = mem + off;                                          \
+        off += round_up(count);                                                  \
+    } while (0)
+    TAKE(p ? &p->C : NULL, N * (size_t)net->Kp);
+    if (net->n_feat > 0)
+        TAKE(p ? &p->xin : NULL, N * (size_t)wmi_net_in0(net));
+    if (training) {
+        for (int l = 0; l < net->n_layers; l++)
+            TAKE(p ? &p->act[l] : NULL, N * (size_t)net->layers[l].out);
+        TAKE(p ? &p->d0 : NULL, N * (size_t)wide);
+        TAKE(p ? &p->d1 : NULL, N * (size_t)wide);
+        size_t all = 0;           /* backward needs every layer's materialised W */
+        for (int l = 0; l < net->n_layers; l++)
+            all += round_up((size_t)net->layers[l].out * (net->layers[l].in + 1));
+        TAKE(p ? &p->wmat : NULL, all);
+    } else {
+        float *ping = NULL, *pong = NULL;
+        TAKE(&ping, N * (size_t)net->max_out);
+        TAKE(&pong, N * (size_t)net->max_out);
+        if (p && mem)
+            for (int l = 0; l < net->n_layers; l++)
+                p->act[l] = l % 2 ? pong : ping;
+        TAKE(p ? &p->wmat : NULL, (size_t)net->max_out * (net->max_in + 1));
+    }
+    TAKE(p ? &p->z : NULL, N * (size_t)net->Kp * net->max_out);
+#undef TAKE
+    return off * sizeof(float);
+}
+
+size_t wmi_pass_bytes(const wm_net *net, int n, int training)
+{
+    return layout(net, n, training, NULL, NULL);
+}
+
+void wmi_pass_layout(const wm_net *net, int n, int training, void *mem, wm_pass *p)
+{
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    p->training = training;
+    layout(net, n, training, mem, p);
+}
+
+wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const float *s, int n,
+                          int row0)
+{
+    const wm_manifold *m = net->m;
+    int in = net->n_inputs, in0 = wmi_net_in0(net), Kp = net->Kp;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * in;
+        for (int j = 0; j < in; j++)
+            if (!isfinite(xi[j]))
+                return wm_fail(WM_EINVAL, "input x[%d][%d] is not finite", row0 + i, j);
+    }
+    for (int i = 0; i < n; i++) {
+        double sw[WM_MAX_DIM];
+        wm_status st = wmi_context_check(m, s ? s + (size_t)i * m->dim : NULL, row0 + i, sw);
+        if (st != WM_OK)
+            return st;
+        if (net->cond == WM_COND_CONCAT) {
+            p->C[i] = 1.0f;
+            float *row = p->xin + (size_t)i * in0;
+            memcpy(row, x + (size_t)i * in, sizeof(float) * (size_t)in);
+            wmi_features(m, sw, row + in);
+        } else {
+            wmi_basis_hat(m, sw, p->C + (size_t)i * Kp);
+        }
+    }
+    p->x0 = net->n_feat > 0 ? p->xin : x;
+    p->shared = 1;
+    for (int i = 1; i < n && p->shared; i++)
+        p->shared = memcmp(p->C, p->C + (size_t)i * Kp, sizeof(float) * (size_t)Kp) == 0;
+    return WM_OK;
+}
+
+/* Where layer l's materialised W lives: per layer in training, one slot otherwise. */
+static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
+{
+    if (!p->training)
+        return p->wmat;
+    size_t off = 0;
+    for (int j = 0; j < l; j++)
+        off += round_up((size_t)net->layers[j].out * (net->layers[j].in + 1));
+    return p->wmat + off;
+}
+
+float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
+{
+    const float *X = p->x0;
+    for (int l = 0; l < net->n_layers; l++) {
+        wmi_dense_forward(&net->layers[l], net->params, net->Kp, X, n, p->C, p->shared,
+                          p->act[l], p->z, wmat_of(net, p, l));
+        X = p->act[l];
+    }
+    return p->act[net->n_layers - 1];
+}
+
+void wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad)
+{
+    float *d = dy;
+    for (int l = net->n_layers - 1; l >= 0; l--) {
+        const float *X = l > 0 ? p->act[l - 1] : p->x0;
+        float *dX = l > 0 ? (d == p->d0 ? p->d1 : p->d0) : NULL;
+        wmi_dense_backward(&net->layers[l], net->params, net->Kp, X, n, p->C, p->shared,
+                           p->act[l], d, grad, dX, p->z, wmat_of(net, p, l));
+        d = dX;
+    }
+}
+
+wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b)
+{
+    int m = net->layers[net->n_layers - 1].out;
+    if (net->loss == WM_LOSS_SOFTMAX_CE) {
+        if (!b->labels)
+            return wm_fail(WM_EINVAL, "batch.labels is NULL but the loss is softmax cross-entropy");
+        for (int i = 0; i < b->n; i++)
+            if (b->labels[i] < 0 || b->labels[i] >= m)
+                return wm_fail(WM_EINVAL, "labels[%d] = %d is out of range for %d classes", i,
+                               (int)b->labels[i], m);
+    } else {
+        if (!b->targets)
+            return wm_fail(WM_EINVAL, "batch.targets is NULL but the loss is MSE");
+        for (size_t i = 0; i < (size_t)b->n * m; i++)
+            if (!isfinite(b->targets[i]))
+                return wm_fail(WM_EINVAL, "targets[%zu][%zu] is not finite", i / m, i % m);
+    }
+    return WM_OK;
+}

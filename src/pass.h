@@ -1,0 +1,48 @@
+/* pass.h -- one forward (and backward) pass of a whole net over a batch,
+ * on a workspace laid out once per batch size. */
+#ifndef WM_PASS_H
+#define WM_PASS_H
+
+#include <stdint.h>
+
+#include "net.h"
+
+typedef struct {
+    int n;                        /* rows this layout holds */
+    int training;                 /* keeps every layer's output for backward */
+    float *C;                     /* n x Kp: c_hat(s_i) */
+    int shared;                   /* every sample has the same c_hat */
+    float *xin;                   /* concat: n x in0 input with features; else NULL */
+    const float *x0;              /* what the first layer reads (x or xin) */
+    float *act[WM_MAX_LAYERS];    /* layer outputs (training) or two ping-pong buffers */
+    float *z;                     /* n x Kp*max_out */
+    float *d0, *d1;               /* n x max(in, out): backward deltas */
+    float *wmat;                  /* materialised layers (shared contexts) */
+} wm_pass;
+
+/* Bytes of workspace for n rows (training keeps all activations). */
+size_t wmi_pass_bytes(const wm_net *net, int n, int training);
+
+/* Carve mem (wmi_pass_bytes(net, n, training) bytes, 64-byte aligned) into p. */
+void wmi_pass_layout(const wm_net *net, int n, int training, void *mem, wm_pass *p);
+
+/* Check x (n x n_inputs finite) and s (n x dim in domain), then fill p->C,
+ * p->shared and, for concat, p->xin. Rows are numbered from row0 in messages. */
+wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const float *s, int n,
+                          int row0);
+
+/* Forward n rows (n <= p->n); returns the last layer's output (n x n_outputs). */
+float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n);
+
+/* Backward from dy = dL/dy of the last layer (n x n_outputs, overwritten);
+ * writes the whole gradient into grad (n_params floats, Q coordinates). */
+void wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad);
+
+/* Check a whole batch's shape against an initialised net (not x/s values:
+ * wmi_pass_encode does those). fn names the public call in messages. */
+wm_status wmi_check_batch(const wm_net *net, const wm_batch *b, const char *fn);
+
+/* Check labels / targets of a batch against the net. */
+wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b);
+
+#endif
