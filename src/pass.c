@@ -81,13 +81,14 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
         wm_status st = wmi_context_check(m, s ? s + (size_t)i * m->dim : NULL, row0 + i, sw);
         if (st != WM_OK)
             return st;
-        if (net->cond == WM_COND_CONCAT) {
-            p->C[i] = 1.0f;
+        if (net->cond == WM_COND_CONCAT)
+            p->C[i] = 1.0f;                       /* one point of weights */
+        else
+            wmi_basis_hat(m, sw, p->C + (size_t)i * Kp);
+        if (net->n_feat > 0) {
             float *row = p->xin + (size_t)i * in0;
             memcpy(row, x + (size_t)i * in, sizeof(float) * (size_t)in);
             wmi_features(m, sw, row + in);
-        } else {
-            wmi_basis_hat(m, sw, p->C + (size_t)i * Kp);
         }
     }
     p->x0 = net->n_feat > 0 ? p->xin : x;

@@ -220,4 +220,63 @@ static inline double tu_ref_loss(const tu_ref *r, const wm_manifold *m, const ch
     return total / n;
 }
 
+/* dL/dP of the reference by central differences (h = 1e-6, double), in the
+ * library's parameter layout but in P coordinates: per layer the W block
+ * (K control points of out x in) then the b block (K x out). */
+static inline void tu_ref_grad_P(tu_ref *r, const wm_manifold *m, const char *mname, int n,
+                                 int n_inputs, const float *x, const float *s,
+                                 const int32_t *labels, const float *targets, double *gP)
+{
+    size_t off = 0;
+    for (int l = 0; l < r->n_layers; l++)
+        for (int part = 0; part < 2; part++) {
+            size_t len = (size_t)r->K * (part ? (size_t)r->out[l] : (size_t)r->out[l] * r->in[l]);
+            double *P = part ? r->B[l] : r->P[l];
+            for (size_t j = 0; j < len; j++) {
+                double save = P[j], h = 1e-6;
+                P[j] = save + h;
+                double up = tu_ref_loss(r, m, mname, n, n_inputs, x, s, labels, targets, NULL);
+                P[j] = save - h;
+                double dn = tu_ref_loss(r, m, mname, n, n_inputs, x, s, labels, targets, NULL);
+                P[j] = save;
+                gP[off++] = (up - dn) / (2 * h);
+            }
+        }
+}
+
+/* All control points of a net, in the library's layout, P coordinates. */
+static inline void tu_control_points(const wm_net *net, int K, double *P)
+{
+    size_t off = 0;
+    for (int l = 0; l < wm_net_n_layers(net); l++) {
+        int in, out;
+        WM_OK_OR_FAIL(wm_net_layer_info(net, l, &in, &out, NULL));
+        size_t wn = (size_t)in * out;
+        float *w = malloc(wn * sizeof *w), *b = malloc((size_t)out * sizeof *b);
+        for (int k = 0; k < K; k++) {
+            WM_OK_OR_FAIL(wm_net_control_point(net, l, k, w, b));
+            for (size_t j = 0; j < wn; j++) P[off + k * wn + j] = w[j];
+            for (int j = 0; j < out; j++) P[off + K * wn + (size_t)k * out + j] = b[j];
+        }
+        off += K * (wn + out);
+        free(w), free(b);
+    }
+}
+
+/* Lower Cholesky factor of a K x K SPD matrix (the test's own). */
+static inline void tu_cholesky(const double *G, double *L, int K)
+{
+    memset(L, 0, sizeof(double) * K * K);
+    for (int j = 0; j < K; j++) {
+        double d = G[j * K + j];
+        for (int k = 0; k < j; k++) d -= L[j * K + k] * L[j * K + k];
+        L[j * K + j] = sqrt(d);
+        for (int i = j + 1; i < K; i++) {
+            double v = G[i * K + j];
+            for (int k = 0; k < j; k++) v -= L[i * K + k] * L[j * K + k];
+            L[i * K + j] = v / L[j * K + j];
+        }
+    }
+}
+
 #endif

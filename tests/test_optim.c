@@ -1,0 +1,325 @@
+/* test_optim.c -- the update rules (src/optim.c) against explicit formulas.
+ *
+ * The central check: one WM_OPT_SD step moves the control points by exactly
+ *     dP = -lr (G^-1 (x) I) dL/dP
+ * with dL/dP from finite differences of the independent double reference
+ * and G in closed form (line, circle) or from wm_manifold_gram (checked
+ * against closed forms and quadrature in test_manifold.c). */
+#include "testutil.h"
+
+enum { IN = 3, N = 8 };
+
+typedef struct {
+    wm_manifold *m;
+    wm_net *net;
+    float x[N * IN], s[N * 4];
+    int32_t labels[N];
+    int K;
+    size_t np;
+} fixture;
+
+static void setup(fixture *f, const char *mname, uint64_t seed)
+{
+    f->m = tu_manifold(mname);
+    WM_OK_OR_FAIL(wm_net_create(&f->net, f->m, IN, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(f->net, 5, WM_ACT_TANH));
+    WM_OK_OR_FAIL(wm_net_dense(f->net, 3, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_init(f->net, seed));
+    f->K = wm_manifold_n_basis(f->m);
+    f->np = wm_net_n_params(f->net);
+    uint64_t st = seed * 7 + 1;
+    float *q = malloc(f->np * sizeof *q);
+    tu_fill(q, f->np, -0.8, 0.8, &st);
+    WM_OK_OR_FAIL(wm_net_set_params(f->net, q, f->np));
+    free(q);
+    tu_fill(f->x, N * IN, -1, 1, &st);
+    tu_contexts(f->m, f->s, N, &st);
+    for (int i = 0; i < N; i++) f->labels[i] = (int32_t)(tu_uniform(&st) * 3);
+}
+
+static void teardown(fixture *f)
+{
+    wm_net_free(f->net);
+    wm_manifold_free(f->m);
+}
+
+static wm_batch batch_of(fixture *f)
+{
+    wm_batch b = {N, f->x, f->s, f->labels, NULL};
+    return b;
+}
+
+/* G^-1 in double: closed forms where DESIGN.md gives them. */
+static void gram_inverse(const char *mname, const wm_manifold *m, int K, double *Gi)
+{
+    if (!strcmp(mname, "line")) {
+        double v[4] = {4, -2, -2, 4};
+        memcpy(Gi, v, sizeof v);
+        return;
+    }
+    if (!strcmp(mname, "circle")) {
+        double v[9] = {1, 0, 0, 0, 2, 0, 0, 0, 2};
+        memcpy(Gi, v, sizeof v);
+        return;
+    }
+    double G[81], L[81];
+    WM_OK_OR_FAIL(wm_manifold_gram(m, G));
+    tu_cholesky(G, L, K);
+    for (int c = 0; c < K; c++) {              /* solve G x = e_c column by column */
+        double y[9];
+        for (int i = 0; i < K; i++) {
+            double v = i == c;
+            for (int k = 0; k < i; k++) v -= L[i * K + k] * y[k];
+            y[i] = v / L[i * K + i];
+        }
+        for (int i = K - 1; i >= 0; i--) {
+            double v = y[i];
+            for (int k = i + 1; k < K; k++) v -= L[k * K + i] * y[k];
+            y[i] = v / L[i * K + i];
+        }
+        for (int i = 0; i < K; i++) Gi[i * K + c] = y[i];
+    }
+}
+
+/* Apply (M (x) I) to a vector in the library's block layout (P coordinates). */
+static void kron_apply(const wm_net *net, int K, const double *M, const double *v, double *out)
+{
+    size_t off = 0;
+    for (int l = 0; l < wm_net_n_layers(net); l++) {
+        int in, o;
+        WM_OK_OR_FAIL(wm_net_layer_info(net, l, &in, &o, NULL));
+        size_t lens[2] = {(size_t)in * o, (size_t)o};
+        for (int part = 0; part < 2; part++) {
+            size_t len = lens[part];
+            for (int k = 0; k < K; k++)
+                for (size_t j = 0; j < len; j++) {
+                    double acc = 0;
+                    for (int i = 0; i < K; i++) acc += M[k * K + i] * v[off + i * len + j];
+                    out[off + k * len + j] = acc;
+                }
+            off += K * len;
+        }
+    }
+}
+
+static void check_sd_rule(const char *mname)
+{
+    fixture f;
+    setup(&f, mname, 3);
+    double *P0 = malloc(f.np * sizeof(double)), *P1 = malloc(f.np * sizeof(double));
+    double *gP = malloc(f.np * sizeof(double)), *want = malloc(f.np * sizeof(double));
+    double Gi[81];
+    tu_control_points(f.net, f.K, P0);
+    tu_ref ref;
+    tu_ref_load(&ref, f.net, mname, 0);
+    ref.loss = WM_LOSS_SOFTMAX_CE;
+    double ref_loss = tu_ref_loss(&ref, f.m, mname, N, IN, f.x, f.s, f.labels, NULL, NULL);
+    tu_ref_grad_P(&ref, f.m, mname, N, IN, f.x, f.s, f.labels, NULL, gP);
+    gram_inverse(mname, f.m, f.K, Gi);
+    kron_apply(f.net, f.K, Gi, gP, want);
+    const float lr = 0.05f;
+
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    cfg.lr = lr;
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, f.net, &cfg));
+    wm_batch b = batch_of(&f);
+    float loss;
+    WM_OK_OR_FAIL(wm_step(opt, &b, &loss));
+    assert_true(fabs(loss - ref_loss) < 1e-5 * (1 + fabs(ref_loss)));   /* loss before the update */
+    tu_control_points(f.net, f.K, P1);
+    double err = 0, mag = 0;
+    for (size_t j = 0; j < f.np; j++) {
+        double moved = P1[j] - P0[j], expect = -lr * want[j];
+        err = fmax(err, fabs(moved - expect));
+        mag = fmax(mag, fabs(expect));
+    }
+    print_message("%s: max |dP - (-lr G^-1 g)| = %.3g of max |dP| = %.3g\n", mname, err, mag);
+    /* float P (|P| < 3) rounds at ~2e-7; the step is ~1e-2 */
+    assert_true(mag > 1e-3);
+    assert_true(err < 1e-4 * mag + 1e-6);
+    tu_ref_free(&ref);
+    wm_optimizer_free(opt);
+    teardown(&f);
+    free(P0), free(P1), free(gP), free(want);
+}
+
+static void test_sd_step_is_the_papers_update(void **state)
+{
+    (void)state;
+    const char *names[] = {"line", "circle", "fourier2", "bspline", "cbspline", "torus", "cylinder"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        check_sd_rule(names[i]);
+}
+
+/* volumetric movement integral |dW(s)|^2 ds = dP^T (G (x) I) dP */
+static double movement(const fixture *f, const double *P0, const double *P1)
+{
+    double G[81], *d = malloc(f->np * sizeof(double)), *Gd = malloc(f->np * sizeof(double)), v = 0;
+    WM_OK_OR_FAIL(wm_manifold_gram(f->m, G));
+    for (size_t j = 0; j < f->np; j++) d[j] = P1[j] - P0[j];
+    kron_apply(f->net, f->K, G, d, Gd);
+    for (size_t j = 0; j < f->np; j++) v += d[j] * Gd[j];
+    free(d), free(Gd);
+    return v;
+}
+
+static void test_volume_budget_is_exact(void **state)
+{
+    (void)state;
+    wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
+    const char *names[] = {"line", "circle", "torus", "bspline"};
+    for (int n = 0; n < 4; n++)
+        for (int k = 0; k < 3; k++) {
+            fixture f;
+            setup(&f, names[n], 11);
+            double *P0 = malloc(f.np * sizeof(double)), *P1 = malloc(f.np * sizeof(double));
+            wm_optimizer *opt;
+            wm_opt_config cfg = wm_opt_default(kinds[k]);
+            cfg.volume = 1e-3f;
+            cfg.weight_decay = kinds[k] == WM_OPT_SD ? 0.0f : 0.01f;
+            WM_OK_OR_FAIL(wm_optimizer_create(&opt, f.net, &cfg));
+            wm_batch b = batch_of(&f);
+            for (int step = 0; step < 3; step++) {
+                tu_control_points(f.net, f.K, P0);
+                WM_OK_OR_FAIL(wm_step(opt, &b, NULL));
+                tu_control_points(f.net, f.K, P1);
+                double v = movement(&f, P0, P1);
+                if (fabs(v - 1e-3) > 2e-3 * 1e-3)
+                    fail_msg("%s kind %d step %d: moved %.9g, budget 1e-3", names[n], kinds[k], step, v);
+            }
+            wm_optimizer_free(opt);
+            teardown(&f);
+            free(P0), free(P1);
+        }
+}
+
+/* Momentum and Adam against their formulas, run in double on the Q
+ * coordinates with the gradients the library reports. */
+static void check_stateful(wm_opt_kind kind)
+{
+    fixture f;
+    setup(&f, "circle", 21);
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(kind);
+    cfg.lr = kind == WM_OPT_ADAM ? 1e-2f : 0.05f;
+    cfg.weight_decay = 0.02f;
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, f.net, &cfg));
+    size_t np = f.np, len;
+    double *q = malloc(np * sizeof(double)), *v1 = calloc(np, sizeof(double)),
+           *v2 = calloc(np, sizeof(double));
+    const float *cur = wm_net_params(f.net, &len);
+    for (size_t j = 0; j < np; j++) q[j] = cur[j];
+    wm_batch b = batch_of(&f);
+    for (int t = 1; t <= 4; t++) {
+        WM_OK_OR_FAIL(wm_grad(opt, &b, NULL));
+        const float *g = wm_grad_buffer(opt, &len);
+        for (size_t j = 0; j < np; j++) {
+            if (kind == WM_OPT_MOMENTUM) {            /* PyTorch: v = mu v + (g + wd q); q -= lr v */
+                v1[j] = cfg.momentum * v1[j] + g[j] + cfg.weight_decay * q[j];
+                q[j] -= cfg.lr * v1[j];
+            } else {                                  /* AdamW */
+                v1[j] = cfg.beta1 * v1[j] + (1 - cfg.beta1) * g[j];
+                v2[j] = cfg.beta2 * v2[j] + (1 - cfg.beta2) * (double)g[j] * g[j];
+                double mh = v1[j] / (1 - pow(cfg.beta1, t)), vh = v2[j] / (1 - pow(cfg.beta2, t));
+                q[j] -= cfg.lr * (mh / (sqrt(vh) + cfg.eps) + cfg.weight_decay * q[j]);
+            }
+        }
+        WM_OK_OR_FAIL(wm_apply(opt));
+        assert_int_equal(wm_optimizer_steps(opt), t);
+        cur = wm_net_params(f.net, &len);
+        for (size_t j = 0; j < np; j++)
+            if (fabs(cur[j] - q[j]) > 2e-5 * (1 + fabs(q[j])))
+                fail_msg("kind %d step %d param %zu: %.9g vs formula %.9g", kind, t, j, cur[j], q[j]);
+    }
+    wm_optimizer_free(opt);
+    teardown(&f);
+    free(q), free(v1), free(v2);
+}
+
+static void test_momentum_matches_formula(void **state) { (void)state; check_stateful(WM_OPT_MOMENTUM); }
+static void test_adam_matches_formula(void **state) { (void)state; check_stateful(WM_OPT_ADAM); }
+
+static void test_sd_weight_decay(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, "line", 5);
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    cfg.weight_decay = 0.1f;
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, f.net, &cfg));
+    wm_batch b = batch_of(&f);
+    float *before = tu_snapshot(f.net);
+    WM_OK_OR_FAIL(wm_grad(opt, &b, NULL));
+    size_t len;
+    const float *g = wm_grad_buffer(opt, &len);
+    tu_assert_unchanged(f.net, before);           /* wm_grad alone changes nothing */
+    WM_OK_OR_FAIL(wm_apply(opt));
+    const float *q = wm_net_params(f.net, &len);
+    for (size_t j = 0; j < len; j++)
+        assert_true(fabs(q[j] - (before[j] - cfg.lr * (g[j] + cfg.weight_decay * before[j]))) < 1e-6);
+    free(before);
+    wm_optimizer_free(opt);
+    teardown(&f);
+}
+
+static void test_step_equals_grad_then_apply(void **state)
+{
+    (void)state;
+    fixture a, c;
+    setup(&a, "torus", 8);
+    setup(&c, "torus", 8);
+    wm_optimizer *oa, *oc;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+    WM_OK_OR_FAIL(wm_optimizer_create(&oa, a.net, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_create(&oc, c.net, &cfg));
+    wm_batch ba = batch_of(&a), bc = batch_of(&c);
+    float la, lc;
+    for (int i = 0; i < 3; i++) {
+        WM_OK_OR_FAIL(wm_step(oa, &ba, &la));
+        WM_OK_OR_FAIL(wm_grad(oc, &bc, &lc));
+        WM_OK_OR_FAIL(wm_apply(oc));
+        assert_true(la == lc);
+    }
+    size_t len;
+    const float *pa = wm_net_params(a.net, &len);
+    assert_memory_equal(pa, wm_net_params(c.net, NULL), len * sizeof(float));
+    /* a caller may rewrite the buffer (e.g. an all-reduce): zero means no move for SD */
+    wm_optimizer *sd;
+    wm_opt_config sdc = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&sd, a.net, &sdc));
+    WM_OK_OR_FAIL(wm_grad(sd, &ba, NULL));
+    float *g = wm_grad_buffer(sd, &len), *snap = tu_snapshot(a.net);
+    memset(g, 0, len * sizeof *g);
+    WM_OK_OR_FAIL(wm_apply(sd));
+    tu_assert_unchanged(a.net, snap);
+    free(snap);
+    wm_optimizer_free(sd);
+    wm_optimizer_free(oa), wm_optimizer_free(oc);
+    teardown(&a), teardown(&c);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    wm_opt_config sd = wm_opt_default(WM_OPT_SD), mo = wm_opt_default(WM_OPT_MOMENTUM),
+                  ad = wm_opt_default(WM_OPT_ADAM);
+    assert_true(sd.lr == 0.01f && sd.volume == 0 && sd.weight_decay == 0);
+    assert_true(mo.lr == 0.01f && mo.momentum == 0.9f);
+    assert_true(ad.lr == 1e-3f && ad.beta1 == 0.9f && ad.beta2 == 0.999f && ad.eps == 1e-8f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sd_step_is_the_papers_update),
+        cmocka_unit_test(test_volume_budget_is_exact),
+        cmocka_unit_test(test_momentum_matches_formula),
+        cmocka_unit_test(test_adam_matches_formula),
+        cmocka_unit_test(test_sd_weight_decay),
+        cmocka_unit_test(test_step_equals_grad_then_apply),
+        cmocka_unit_test(test_defaults),
+    };
+    return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
+}
