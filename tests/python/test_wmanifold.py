@@ -800,6 +800,28 @@ def test_training_is_bit_identical_to_c(c_reference, tmp_path, manifold, loss, k
 
 
 # --------------------------------------------------------------------------
+# The example program
+# --------------------------------------------------------------------------
+
+def test_train_circle_example(tmp_path):
+    script = os.path.join(ROOT, "examples", "python", "train_circle.py")
+    r = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "usage:" in r.stdout and "--steps" in r.stdout
+    model = tmp_path / "circle.wm"
+    r = subprocess.run([sys.executable, script, "--steps", "300", "-q", "--save", str(model)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]]
+            for line in r.stdout.splitlines() if line.split()[:1] in (["manifold"], ["concat"])}
+    assert set(rows) == {"manifold", "concat"}
+    assert all(np.isfinite(v).all() and v[0] < 0.5 for v in rows.values())  # it learned
+    with wm.Net.load(model) as net:
+        assert (net.n_inputs, net.n_outputs, net.context_dim) == (1, 1, 1)
+    r = subprocess.run([sys.executable, script, "--holdout", "2"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--holdout" in r.stderr
+
+
+# --------------------------------------------------------------------------
 # Must stay last: every C function was reached by some test above.
 # --------------------------------------------------------------------------
 

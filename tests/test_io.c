@@ -1,0 +1,208 @@
+/* test_io.c -- model files (src/io.c): round trips and rejected files. */
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[] = "/tmp/wm_test_io_XXXXXX";
+
+/* A path inside the test directory; each call returns its own slot of a ring. */
+static const char *path_in_dir(const char *name)
+{
+    static char ring[8][256];
+    static int next;
+    char *buf = ring[next++ % 8];
+    snprintf(buf, 256, "%s/%s", dir, name);
+    return buf;
+}
+
+static wm_net *trained_net(wm_manifold *m, wm_conditioning cond, wm_loss loss)
+{
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 4, cond));
+    WM_OK_OR_FAIL(wm_net_dense(net, 8, WM_ACT_SIGMOID));
+    WM_OK_OR_FAIL(wm_net_dense(net, 3, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_set_loss(net, loss));
+    WM_OK_OR_FAIL(wm_net_init(net, 12));
+    size_t np = wm_net_n_params(net);
+    float *q = malloc(np * sizeof *q);
+    uint64_t st = 3;
+    tu_fill(q, np, -1, 1, &st);
+    WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+    free(q);
+    return net;
+}
+
+static void assert_same_outputs(const wm_net *a, const wm_net *b, const wm_manifold *m)
+{
+    enum { N = 50 };
+    float x[N * 4], s[N * 4], ya[N * 3], yb[N * 3];
+    uint64_t st = 8;
+    tu_fill(x, N * 4, -1, 1, &st);
+    tu_contexts(m, s, N, &st);
+    WM_OK_OR_FAIL(wm_infer(a, x, s, N, ya));
+    WM_OK_OR_FAIL(wm_infer(b, x, s, N, yb));
+    assert_memory_equal(ya, yb, sizeof ya);       /* bit-identical */
+}
+
+static void round_trip(wm_manifold *m, wm_conditioning cond, wm_loss loss, wm_basis_fn fn)
+{
+    wm_net *net = trained_net(m, cond, loss), *back = NULL;
+    const char *p = path_in_dir("model.wmn");
+    WM_OK_OR_FAIL(wm_net_save(net, p));
+    if (fn)
+        WM_OK_OR_FAIL(wm_net_load_custom(&back, p, fn, NULL));
+    else
+        WM_OK_OR_FAIL(wm_net_load(&back, p));
+    size_t la, lb;
+    const float *pa = wm_net_params(net, &la), *pb = wm_net_params(back, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(pa, pb, la * sizeof(float));
+    assert_int_equal(wm_net_n_layers(back), 2);
+    assert_int_equal(wm_net_n_inputs(back), 4);
+    assert_int_equal(wm_manifold_n_basis(wm_net_manifold(back)), wm_manifold_n_basis(m));
+    assert_same_outputs(net, back, m);
+    /* the loss comes back too: MSE training needs targets, CE labels */
+    float x[4] = {0}, s[4] = {0.5f, 0.5f, 0.5f, 0.5f}, t[3] = {0};
+    int32_t y = 1;
+    wm_batch b = {1, x, s, loss == WM_LOSS_SOFTMAX_CE ? &y : NULL, loss == WM_LOSS_MSE ? t : NULL};
+    float l1, l2;
+    WM_OK_OR_FAIL(wm_evaluate(net, &b, &l1, NULL));
+    WM_OK_OR_FAIL(wm_evaluate(back, &b, &l2, NULL));
+    assert_true(l1 == l2);
+    wm_net_free(net);
+    wm_net_free(back);
+}
+
+static void custom_basis(const float *s, float *c, void *user)
+{
+    (void)user;
+    c[0] = 1;
+    c[1] = s[0];
+    c[2] = s[0] * s[0];
+}
+
+static void test_round_trip_every_manifold(void **state)
+{
+    (void)state;
+    const char *names[] = {"point", "line", "circle", "fourier2", "bspline", "cbspline", "torus", "cylinder"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        wm_manifold *m = tu_manifold(names[i]);
+        round_trip(m, WM_COND_MANIFOLD, WM_LOSS_SOFTMAX_CE, NULL);
+        round_trip(m, WM_COND_CONCAT, WM_LOSS_MSE, NULL);
+        wm_manifold_free(m);
+    }
+    wm_manifold *c;
+    WM_OK_OR_FAIL(wm_manifold_custom(&c, 1, 3, NULL, custom_basis, NULL));
+    round_trip(c, WM_COND_MANIFOLD, WM_LOSS_MSE, custom_basis);
+    /* the plain loader cannot rebuild a custom basis and says so */
+    wm_net *net = trained_net(c, WM_COND_MANIFOLD, WM_LOSS_MSE), *back = NULL;
+    WM_OK_OR_FAIL(wm_net_save(net, path_in_dir("custom.wmn")));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load(&back, path_in_dir("custom.wmn")));
+    assert_non_null(strstr(wm_last_error(), "wm_net_load_custom"));
+    assert_null(back);
+    wm_net_free(net);
+    wm_manifold_free(c);
+}
+
+static unsigned char *read_all(const char *p, size_t *len)
+{
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(*len);
+    assert_int_equal(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    return buf;
+}
+
+static void write_all(const char *p, const void *buf, size_t len)
+{
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+static void test_bad_files_are_rejected(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("circle");
+    wm_net *net = trained_net(m, WM_COND_MANIFOLD, WM_LOSS_SOFTMAX_CE), *back = NULL;
+    const char *good = path_in_dir("good.wmn"), *bad = path_in_dir("bad.wmn");
+    WM_OK_OR_FAIL(wm_net_save(net, good));
+    size_t len;
+    unsigned char *buf = read_all(good, &len);
+
+    write_all(bad, "this is not a model\n", 20);                 /* foreign */
+    EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
+    write_all(bad, "", 0);                                       /* empty */
+    EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
+    for (size_t cut = 1; cut < len; cut += 1 + cut / 3) {        /* every kind of truncation */
+        write_all(bad, buf, cut);
+        EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
+    }
+    for (size_t pos = 0; pos < len; pos += 7) {                  /* flipped bytes */
+        buf[pos] ^= 0x40;
+        write_all(bad, buf, len);
+        EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
+        buf[pos] ^= 0x40;
+    }
+    buf[4] = 99;                                                 /* a future version */
+    write_all(bad, buf, len);
+    EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
+    assert_non_null(strstr(wm_last_error(), "version"));
+    assert_null(back);
+
+    EXPECT_STATUS(WM_EIO, wm_net_load(&back, path_in_dir("missing.wmn")));
+    EXPECT_STATUS(WM_EIO, wm_net_load(&back, dir));              /* a directory */
+    EXPECT_STATUS(WM_EIO, wm_net_save(net, "/nonexistent-dir/x.wmn"));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load(NULL, good));
+    EXPECT_STATUS(WM_EINVAL, wm_net_save(NULL, good));
+    /* the good file was never touched by the failed calls */
+    size_t len2;
+    unsigned char *again = read_all(good, &len2);
+    assert_int_equal(len, len2);
+    free(again);
+    free(buf);
+    wm_net_free(net);
+    wm_manifold_free(m);
+}
+
+static void test_save_before_init(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("line");
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 2, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(net, 2, WM_ACT_NONE));
+    EXPECT_STATUS(WM_ESTATE, wm_net_save(net, path_in_dir("x.wmn")));
+    assert_int_equal(access(path_in_dir("x.wmn"), F_OK), -1);
+    wm_net_free(net);
+    wm_manifold_free(m);
+}
+
+static int make_dir(void **state)
+{
+    (void)state;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_every_manifold),
+        cmocka_unit_test(test_bad_files_are_rejected),
+        cmocka_unit_test(test_save_before_init),
+    };
+    return cmocka_run_group_tests_name("io", tests, make_dir, remove_dir);
+}
