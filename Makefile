@@ -9,6 +9,8 @@
 #
 # Other pieces add targets through fragments: examples/*.mk, tests/*.mk, docs/*.mk.
 
+comma := ,
+.DEFAULT_GOAL := all
 VERSION_MAJOR := 0
 VERSION_MINOR := 1
 VERSION_PATCH := 0
@@ -55,8 +57,6 @@ else ifeq ($(BLAS),reference)
 else
   $(error BLAS must be openblas, reference or auto (got '$(BLAS)'))
 endif
-comma := ,
-
 LIBS := $(BLAS_LIBS) -lm -lpthread
 
 # ---- build variants ---------------------------------------------------------
@@ -70,6 +70,11 @@ endif
 BUILD := build/$(VARIANT)
 
 ALL_CFLAGS := $(BASE_CFLAGS) $(BLAS_CFLAGS) $(CFLAGS)
+
+# Switching BLAS relinks the library and the tests (the objects do not change).
+BLAS_STAMP := build/blas-$(BLAS).stamp
+$(BLAS_STAMP):
+	@mkdir -p build && rm -f build/blas-*.stamp && touch $@
 
 SRCS := $(wildcard src/*.c)
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
@@ -102,7 +107,7 @@ $(BUILD)/obj $(BUILD)/pic:
 	@mkdir -p $@
 
 # (no order-only "| lib" prerequisite: `lib` is also the phony target's name)
-$(SHLIB): $(PIC_OBJS) src/libwmanifold.map
+$(SHLIB): $(PIC_OBJS) src/libwmanifold.map $(BLAS_STAMP)
 	@mkdir -p $(LIBOUT)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libwmanifold.map \
 	    -Wl,--no-undefined $(LDFLAGS_SAN) -o $@ $(PIC_OBJS) $(LIBS)
@@ -134,7 +139,7 @@ TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TEST_RUN  := $(if $(filter 1,$(VALGRIND)),valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite$(comma)indirect$(comma)possible,)
 TEST_LIBS := $(STLIB) $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STLIB) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STLIB) $(BLAS_STAMP) | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_LIBS) $(LDFLAGS_SAN)
 $(BUILD)/tests:
 	@mkdir -p $@
