@@ -151,9 +151,16 @@ TEST_EXTRA :=
 test: deps
 	@$(MAKE) --no-print-directory test-c $(TEST_EXTRA)
 
-test-c: lib $(TEST_BINS)
+test-c: lib $(TEST_BINS) $(BUILD)/quickstart
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
-	    CMOCKA_MESSAGE_OUTPUT=stdout WM_TEST_DATA=tests/data $(TEST_RUN) $$t; done
+	    CMOCKA_MESSAGE_OUTPUT=stdout $(TEST_RUN) $$t; done
+	@echo "== quickstart (the README's example, which must match examples/quickstart.c)"
+	@$(PYTHON) -c "import sys; r=open('README.md').read(); q=open('examples/quickstart.c').read(); sys.exit(0 if q in r else 'README.md does not contain examples/quickstart.c verbatim')"
+	@$(TEST_RUN) $(BUILD)/quickstart
+
+$(BUILD)/quickstart: examples/quickstart.c $(STLIB) $(BLAS_STAMP)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STLIB) $(LIBS) $(LDFLAGS_SAN)
 
 # ---- install ------------------------------------------------------------------
 install: lib
