@@ -361,6 +361,22 @@ uint64_t wm_optimizer_steps(const wm_optimizer *opt);
  * Returns as wm_step (never WM_ENUMERIC for a finite net and batch). */
 wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, float *accuracy);
 
+/* Checkpoints: save the optimizer's net together with the optimizer's settings
+ * and state (step count, momentum / Adam moments) in one model file, written
+ * atomically like wm_net_save. wm_net_load reads such a file as a plain model.
+ * Returns WM_OK, WM_EINVAL, WM_EIO, WM_ENOMEM. */
+wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path);
+
+/* Load a checkpoint written by wm_optimizer_save: *net receives a new net and
+ * *opt a new optimizer on it (free both; the optimizer first or last, but
+ * do not use it after its net is freed). Training continued from here reaches
+ * bit-identical parameters to training that never stopped. fn/user: the basis
+ * callback for a net on a custom manifold, else NULL.
+ * Returns WM_OK, WM_EINVAL (NULL, or a file without optimizer state), WM_EIO,
+ * WM_EFORMAT, WM_ENOMEM. */
+wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path,
+                            wm_basis_fn fn, void *user);
+
 /* Release an optimizer. NULL is a no-op. */
 void wm_optimizer_free(wm_optimizer *opt);
 

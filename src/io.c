@@ -1,8 +1,11 @@
 /* io.c -- model files (see docs/model-format.md).
  *
  * Layout, all integers little-endian u32 unless noted, floats IEEE-754 LE:
- *   "WMNF" | version | header bytes (u32) | header | u64 n_params | params | crc32
+ *   "WMNF" | version | header bytes (u32) | header | u64 n_params | params
+ *        | u32 has_optimizer | [optimizer section] | crc32
  * header = manifold (recursive) | cond | n_inputs | loss | n_layers | per layer (out, act)
+ * optimizer section = kind | lr, volume, momentum, beta1, beta2, eps, weight_decay (f32)
+ *            | u64 steps | first moment (n_params f32, not SD) | second (Adam only)
  * manifold = kind | dim | K | periodic[dim] | kind fields (Fourier: H;
  *            B-spline: n, degree, closed; product: manifold a, manifold b)
  * The CRC covers every byte before it. Loading reads the file whole, checks
@@ -22,6 +25,7 @@
 #include "crc32.h"
 #include "error.h"
 #include "net.h"
+#include "optim.h"
 
 #define MAGIC "WMNF"
 #define FORMAT_VERSION 1u
@@ -147,13 +151,10 @@ static wm_status write_file_atomic(const char *path, const void *data, size_t le
     return WM_OK;
 }
 
-wm_status wm_net_save(const wm_net *net, const char *path)
+/* The whole file for net (and opt's state if opt is not NULL) into w. */
+static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
 {
-    if (!net || !path)
-        return wm_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
-    if (!net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
-    wbuf hdr = {0}, w = {0};
+    wbuf hdr = {0};
     put_manifold(&hdr, net->m);
     put_u32(&hdr, (uint32_t)net->cond);
     put_u32(&hdr, (uint32_t)net->n_inputs);
@@ -163,23 +164,60 @@ wm_status wm_net_save(const wm_net *net, const char *path)
         put_u32(&hdr, (uint32_t)net->layers[l].out);
         put_u32(&hdr, (uint32_t)net->layers[l].act);
     }
-    put_bytes(&w, MAGIC, 4);
-    put_u32(&w, FORMAT_VERSION);
-    put_u32(&w, (uint32_t)hdr.len);
-    if (!hdr.oom)
-        put_bytes(&w, hdr.buf, hdr.len);
-    put_u64(&w, net->n_params);
-    for (size_t j = 0; j < net->n_params; j++)
-        put_f32(&w, net->params[j]);
-    put_u32(&w, wmi_crc32(0, w.buf, w.len));
+    put_bytes(w, MAGIC, 4);
+    put_u32(w, FORMAT_VERSION);
+    put_u32(w, (uint32_t)hdr.len);
+    if (hdr.oom)
+        w->oom = 1;
+    else
+        put_bytes(w, hdr.buf, hdr.len);
     free(hdr.buf);
-    if (hdr.oom || w.oom) {
+    put_u64(w, net->n_params);
+    for (size_t j = 0; j < net->n_params; j++)
+        put_f32(w, net->params[j]);
+    put_u32(w, opt != NULL);
+    if (opt) {
+        const wm_opt_config *c = &opt->cfg;
+        put_u32(w, (uint32_t)c->kind);
+        put_f32(w, c->lr), put_f32(w, c->volume), put_f32(w, c->momentum);
+        put_f32(w, c->beta1), put_f32(w, c->beta2), put_f32(w, c->eps), put_f32(w, c->weight_decay);
+        put_u64(w, opt->t);
+        for (size_t j = 0; opt->m1 && j < net->n_params; j++)
+            put_f32(w, opt->m1[j]);
+        for (size_t j = 0; opt->m2 && j < net->n_params; j++)
+            put_f32(w, opt->m2[j]);
+    }
+    if (!w->oom)
+        put_u32(w, wmi_crc32(0, w->buf, w->len));
+}
+
+static wm_status save(const wm_net *net, const wm_optimizer *opt, const char *path, const char *fn)
+{
+    wbuf w = {0};
+    serialize(&w, net, opt);
+    if (w.oom) {
         free(w.buf);
-        return wm_fail(WM_ENOMEM, "wm_net_save: out of memory");
+        return wm_fail(WM_ENOMEM, "%s: out of memory", fn);
     }
     wm_status st = write_file_atomic(path, w.buf, w.len);
     free(w.buf);
     return st;
+}
+
+wm_status wm_net_save(const wm_net *net, const char *path)
+{
+    if (!net || !path)
+        return wm_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
+    if (!net->initialised)
+        return wm_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
+    return save(net, NULL, path, "wm_net_save");
+}
+
+wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path)
+{
+    if (!opt || !path)
+        return wm_fail(WM_EINVAL, "wm_optimizer_save: %s is NULL", !opt ? "opt" : "path");
+    return save(opt->net, opt, path, "wm_optimizer_save");
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -310,7 +348,68 @@ static wm_status read_whole(const char *path, unsigned char **data, size_t *len)
     return WM_OK;
 }
 
-static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_net **out)
+static float get_f32(rbuf *r)
+{
+    uint32_t v = get_u32(r);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+static int all_finite(const float *a, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(a[j]))
+            return 0;
+    return 1;
+}
+
+/* The optional optimizer section; builds *opt on net if opt is not NULL,
+ * otherwise only checks that the section has the right length. */
+static wm_status get_optimizer(rbuf *r, load_ctx *c, wm_net *net, wm_optimizer **opt)
+{
+    uint32_t present = get_u32(r);
+    if (r->bad || present > 1)
+        return bad(c, "bad optimizer flag");
+    if (!present) {
+        if (opt)
+            return wm_fail(WM_EINVAL, "%s holds a model without optimizer state: load it with wm_net_load",
+                           c->path);
+        return r->pos == r->len ? WM_OK : bad(c, "trailing bytes after the parameters");
+    }
+    wm_opt_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = (wm_opt_kind)get_u32(r);
+    cfg.lr = get_f32(r), cfg.volume = get_f32(r), cfg.momentum = get_f32(r);
+    cfg.beta1 = get_f32(r), cfg.beta2 = get_f32(r), cfg.eps = get_f32(r), cfg.weight_decay = get_f32(r);
+    uint64_t t = get_u32(r);
+    t |= (uint64_t)get_u32(r) << 32;
+    if (r->bad || cfg.kind > WM_OPT_ADAM)
+        return bad(c, "bad optimizer description");
+    size_t moments = cfg.kind == WM_OPT_SD ? 0 : cfg.kind == WM_OPT_MOMENTUM ? 1 : 2;
+    if ((r->len - r->pos) != moments * 4 * net->n_params)
+        return bad(c, "optimizer state has the wrong length");
+    if (!opt)
+        return WM_OK;
+    wm_optimizer *o = NULL;
+    wm_status st = wm_optimizer_create(&o, net, &cfg);
+    if (st != WM_OK)
+        return st == WM_ENOMEM ? st : bad(c, "invalid optimizer settings");
+    for (size_t j = 0; o->m1 && j < net->n_params; j++)
+        o->m1[j] = get_f32(r);
+    for (size_t j = 0; o->m2 && j < net->n_params; j++)
+        o->m2[j] = get_f32(r);
+    if ((o->m1 && !all_finite(o->m1, net->n_params)) || (o->m2 && !all_finite(o->m2, net->n_params))) {
+        wm_optimizer_free(o);
+        return bad(c, "optimizer state is not finite");
+    }
+    o->t = t;
+    *opt = o;
+    return WM_OK;
+}
+
+static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_net **out,
+                       wm_optimizer **opt_out)
 {
     if (len < 4 || memcmp(data, MAGIC, 4) != 0)
         return bad(c, "no WMNF magic at the start");
@@ -358,8 +457,8 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
         n_params |= (uint64_t)get_u32(&r) << 32;
         if (r.bad || n_params != net->n_params)
             st = bad(c, "parameter count does not match the architecture");
-        else if ((r.len - r.pos) / 4 != n_params || (r.len - r.pos) % 4 != 0)
-            st = bad(c, "parameter data has the wrong length");
+        else if ((r.len - r.pos) / 4 < n_params + 1)
+            st = bad(c, "parameter data is truncated");
     }
     if (st == WM_OK)
         st = wm_net_set_loss(net, (wm_loss)loss);
@@ -375,34 +474,58 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
             net->params[j] = f;
         }
     }
+    wm_optimizer *opt = NULL;
+    if (st == WM_OK)
+        st = get_optimizer(&r, c, net, opt_out ? &opt : NULL);
     if (st != WM_OK) {
         wm_net_free(net);
         return st;
     }
     *out = net;
+    if (opt_out)
+        *opt_out = opt;
     return WM_OK;
 }
 
-static wm_status load(wm_net **out, const char *path, wm_basis_fn fn, void *user)
+static wm_status load(wm_net **out, wm_optimizer **opt, const char *path, wm_basis_fn fn,
+                      void *user)
 {
-    if (!out || !path)
-        return wm_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
     unsigned char *data = NULL;
     size_t len = 0;
     wm_status st = read_whole(path, &data, &len);
     if (st != WM_OK)
         return st;
     load_ctx c = {path, fn, user, 0};
-    st = parse(data, len, &c, out);
+    st = parse(data, len, &c, out, opt);
     free(data);
     return st;
 }
 
-wm_status wm_net_load(wm_net **out, const char *path) { return load(out, path, NULL, NULL); }
+wm_status wm_net_load(wm_net **out, const char *path)
+{
+    if (!out || !path)
+        return wm_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
+    return load(out, NULL, path, NULL, NULL);
+}
 
 wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user)
 {
-    if (!fn)
-        return wm_fail(WM_EINVAL, "wm_net_load_custom: the basis callback is NULL");
-    return load(out, path, fn, user);
+    if (!out || !path || !fn)
+        return wm_fail(WM_EINVAL, "wm_net_load_custom: %s is NULL", !out ? "out" : !path ? "path" : "fn");
+    return load(out, NULL, path, fn, user);
+}
+
+wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, wm_basis_fn fn,
+                            void *user)
+{
+    if (!opt || !net || !path)
+        return wm_fail(WM_EINVAL, "wm_optimizer_load: %s is NULL", !opt ? "opt" : !net ? "net" : "path");
+    wm_net *n = NULL;
+    wm_optimizer *o = NULL;
+    wm_status st = load(&n, &o, path, fn, user);
+    if (st != WM_OK)
+        return st;
+    *net = n;
+    *opt = o;
+    return WM_OK;
 }
