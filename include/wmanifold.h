@@ -185,9 +185,45 @@ typedef enum { WM_COND_MANIFOLD, WM_COND_CONCAT } wm_conditioning;
 wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond);
 
 /* Append a dense layer y = act(W(s) x + b(s)) with n_outputs units; W and b
- * both live on the manifold. Returns WM_OK, WM_EINVAL (NULL, n_outputs < 1,
+ * both live on the manifold. After a convolution or pooling layer it flattens
+ * its input in CHW order. Returns WM_OK, WM_EINVAL (NULL, n_outputs < 1,
  * bad act, too many parameters), WM_ESTATE (after wm_net_init), WM_ENOMEM. */
 wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act);
+
+/* Declare that rows of x are images of channels x height x width values in
+ * CHW order (channels*height*width must equal n_inputs). Call it before the
+ * first layer; it is needed before wm_net_conv2d / pooling layers. On a
+ * concat net whose first layer is a convolution or pooling, the context
+ * features enter as extra constant input channels.
+ * Returns WM_OK, WM_EINVAL (NULL, sizes < 1 or not matching n_inputs),
+ * WM_ESTATE (layers already added). */
+wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width);
+
+/* Append a 2-D convolution with out_channels square kernel x kernel filters,
+ * the given stride (>= 1) and zero padding (>= 0, < kernel), then act.
+ * Weights (out x in x k x k, PyTorch's order) and biases live on the manifold.
+ * Its input is the previous layer's output shape (or the input shape).
+ * Output size: (H + 2 pad - kernel) / stride + 1 per side (must be >= 1).
+ * Returns WM_OK, WM_EINVAL (bad sizes, no input shape, after a dense layer),
+ * WM_ESTATE (after wm_net_init), WM_ENOMEM. */
+wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
+                        wm_activation act);
+
+/* Append a max or average pooling layer over size x size windows with
+ * stride = size (no padding; a remainder row/column is dropped). No
+ * parameters. Returns as wm_net_conv2d. */
+wm_status wm_net_maxpool(wm_net *net, int size);
+wm_status wm_net_avgpool(wm_net *net, int size);
+
+/* How a convolution runs a batch whose samples have different contexts:
+ * WM_CONV_STACKED: im2col and one GEMM with the K basis kernels stacked (K x
+ * the FLOPs of a plain conv); WM_CONV_MATERIALISED: build each sample's kernel
+ * W(s_i) (K |W| work) and run a plain conv (1 x FLOPs), as CondConv does;
+ * WM_CONV_AUTO (default): a cost model picks the cheaper per layer and batch.
+ * Batches sharing one context always materialise once. The results agree to
+ * float rounding. Returns WM_OK or WM_EINVAL. */
+typedef enum { WM_CONV_AUTO, WM_CONV_STACKED, WM_CONV_MATERIALISED } wm_conv_strategy;
+wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy);
 
 /* Choose the training loss. Returns WM_OK, WM_EINVAL, WM_ESTATE (after init). */
 wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
@@ -214,10 +250,12 @@ int wm_net_context_dim(const wm_net *net);
 /* The net's own manifold (valid while the net lives), or NULL. */
 const wm_manifold *wm_net_manifold(const wm_net *net);
 
-/* Describe layer `layer` (0-based): the columns and rows of the matrix
- * wm_net_weights_at writes (n_in includes the context features on a concat
- * net's first layer), and its activation. Any out pointer may be NULL.
- * Returns WM_OK or WM_EINVAL. */
+/* Describe layer `layer` (0-based; layers are numbered in the order added,
+ * pooling included): the columns and rows of the matrix wm_net_weights_at
+ * writes (dense: n_in inputs incl. a concat net's context features, n_out
+ * units; conv: n_in = in_channels*k*k, n_out = out_channels; pooling: the
+ * flattened input and output sizes), and its activation (pooling: NONE).
+ * Any out pointer may be NULL. Returns WM_OK or WM_EINVAL. */
 wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
                             wm_activation *act);
 
@@ -238,10 +276,12 @@ size_t    wm_infer_workspace_size(const wm_net *net, int n);
 wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, float *out,
                       void *ws, size_t ws_bytes);
 
-/* The plain layer at context s: w receives n_out x n_in (row-major), b n_out.
- * For a concat net s is ignored and may be NULL (the context columns are the
- * last columns of the first layer's w). Either output may be NULL.
- * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised). */
+/* The plain layer at context s: w receives n_out x n_in (row-major; conv:
+ * out x (in*k*k) ordered [out][in][ky][kx] as PyTorch orders them), b n_out.
+ * For a concat net s is ignored and may be NULL (the context columns or
+ * channels are the last ones of the first layer's w). Either output may be
+ * NULL. Returns WM_OK, WM_EINVAL (bad arguments, a layer without parameters),
+ * WM_ESTATE (not initialised). */
 wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b);
 
 /* Control point P_k (k in 0..K-1) of layer `layer`, in the paper's

@@ -21,11 +21,11 @@
 void wmi_dense_materialise(const wm_layer *ly, const float *params, int Kp, const float *chat,
                            float *w, float *b)
 {
-    size_t wn = (size_t)ly->out * ly->in;
+    size_t wn = (size_t)ly->rows * ly->cols;
     const float *Q = params + ly->w_off, *B = params + ly->b_off;
     for (int k = 0; k < Kp; k++) {
         float c = chat[k];
-        const float *Qk = Q + (size_t)k * wn, *Bk = B + (size_t)k * ly->out;
+        const float *Qk = Q + (size_t)k * wn, *Bk = B + (size_t)k * ly->rows;
         if (w) {
             if (k == 0)
                 for (size_t j = 0; j < wn; j++) w[j] = c * Qk[j];
@@ -34,9 +34,9 @@ void wmi_dense_materialise(const wm_layer *ly, const float *params, int Kp, cons
         }
         if (b) {
             if (k == 0)
-                for (int j = 0; j < ly->out; j++) b[j] = c * Bk[j];
+                for (int j = 0; j < ly->rows; j++) b[j] = c * Bk[j];
             else
-                for (int j = 0; j < ly->out; j++) b[j] += c * Bk[j];
+                for (int j = 0; j < ly->rows; j++) b[j] += c * Bk[j];
         }
     }
 }

@@ -3,7 +3,8 @@
  * Layout, all integers little-endian u32 unless noted, floats IEEE-754 LE:
  *   "WMNF" | version | header bytes (u32) | header | u64 n_params | params
  *        | u32 has_optimizer | [optimizer section] | crc32
- * header = manifold (recursive) | cond | n_inputs | loss | n_layers | per layer (out, act)
+ * header = manifold (recursive) | cond | n_inputs | input c, h, w | loss | n_layers | layers
+ * layer  = kind | dense: out, act | conv: out_c, kernel, stride, pad, act | pool: size
  * optimizer section = kind | lr, volume, momentum, beta1, beta2, eps, weight_decay (f32)
  *            | u64 steps | first moment (n_params f32, not SD) | second (Adam only)
  * manifold = kind | dim | K | periodic[dim] | kind fields (Fourier: H;
@@ -158,11 +159,31 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
     put_manifold(&hdr, net->m);
     put_u32(&hdr, (uint32_t)net->cond);
     put_u32(&hdr, (uint32_t)net->n_inputs);
+    put_u32(&hdr, (uint32_t)net->input_c);
+    put_u32(&hdr, (uint32_t)net->input_h);
+    put_u32(&hdr, (uint32_t)net->input_w);
     put_u32(&hdr, (uint32_t)net->loss);
     put_u32(&hdr, (uint32_t)net->n_layers);
     for (int l = 0; l < net->n_layers; l++) {
-        put_u32(&hdr, (uint32_t)net->layers[l].out);
-        put_u32(&hdr, (uint32_t)net->layers[l].act);
+        const wm_layer *ly = &net->layers[l];
+        put_u32(&hdr, (uint32_t)ly->kind);
+        switch (ly->kind) {
+        case WM_LAYER_DENSE:
+            put_u32(&hdr, (uint32_t)ly->out);
+            put_u32(&hdr, (uint32_t)ly->act);
+            break;
+        case WM_LAYER_CONV:
+            put_u32(&hdr, (uint32_t)ly->out_c);
+            put_u32(&hdr, (uint32_t)ly->k);
+            put_u32(&hdr, (uint32_t)ly->stride);
+            put_u32(&hdr, (uint32_t)ly->pad);
+            put_u32(&hdr, (uint32_t)ly->act);
+            break;
+        case WM_LAYER_MAXPOOL:
+        case WM_LAYER_AVGPOOL:
+            put_u32(&hdr, (uint32_t)ly->k);
+            break;
+        }
     }
     put_bytes(w, MAGIC, 4);
     put_u32(w, FORMAT_VERSION);
@@ -431,8 +452,11 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
     wm_status st = get_manifold(&r, c, &m);
     if (st != WM_OK)
         return st;
-    uint32_t cond = get_u32(&r), n_inputs = get_u32(&r), loss = get_u32(&r), n_layers = get_u32(&r);
+    uint32_t cond = get_u32(&r), n_inputs = get_u32(&r);
+    uint32_t in_c = get_u32(&r), in_h = get_u32(&r), in_w = get_u32(&r);
+    uint32_t loss = get_u32(&r), n_layers = get_u32(&r);
     if (r.bad || cond > WM_COND_CONCAT || n_inputs < 1 || n_inputs > (1u << 24) ||
+        in_c > n_inputs || in_h > n_inputs || in_w > n_inputs ||
         loss > WM_LOSS_MSE || n_layers < 1 || n_layers > WM_MAX_LAYERS) {
         wm_manifold_free(m);
         return bad(c, "bad network description");
@@ -442,12 +466,28 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
     wm_manifold_free(m);
     if (st != WM_OK)
         return st;
+    if (in_c > 0 && wm_net_input_shape(net, (int)in_c, (int)in_h, (int)in_w) != WM_OK)
+        st = bad(c, "input shape does not match the input count");
     for (uint32_t l = 0; l < n_layers && st == WM_OK; l++) {
-        uint32_t o = get_u32(&r), act = get_u32(&r);
-        if (r.bad || o < 1 || o > (1u << 24) || act > WM_ACT_SIGMOID)
+        /* every value is range-checked by the same calls that built the net */
+        uint32_t kind = get_u32(&r), v[5] = {0};
+        int nv = kind == WM_LAYER_DENSE ? 2 : kind == WM_LAYER_CONV ? 5 : 1;
+        for (int j = 0; j < nv; j++)
+            v[j] = get_u32(&r);
+        int bad_value = 0;
+        for (int j = 0; j < nv; j++)
+            bad_value |= v[j] > (1u << 24);
+        if (r.bad || kind > WM_LAYER_AVGPOOL || bad_value) {
             st = bad(c, "bad layer description");
-        else if ((st = wm_net_dense(net, (int)o, (wm_activation)act)) != WM_OK)
-            st = bad(c, "layer sizes out of range");
+            break;
+        }
+        wm_status add = kind == WM_LAYER_DENSE  ? wm_net_dense(net, (int)v[0], (wm_activation)v[1])
+                        : kind == WM_LAYER_CONV ? wm_net_conv2d(net, (int)v[0], (int)v[1], (int)v[2],
+                                                                (int)v[3], (wm_activation)v[4])
+                        : kind == WM_LAYER_MAXPOOL ? wm_net_maxpool(net, (int)v[0])
+                                                   : wm_net_avgpool(net, (int)v[0]);
+        if (add != WM_OK)
+            st = add == WM_ENOMEM ? add : bad(c, "a layer cannot be rebuilt (sizes out of range)");
     }
     if (st == WM_OK && r.pos != 12 + (size_t)hdr_len)
         st = bad(c, "header length does not match its contents");

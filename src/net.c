@@ -40,33 +40,163 @@ wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_con
     return WM_OK;
 }
 
-wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
+/* Common checks before adding any layer. */
+static wm_status check_add(const wm_net *net, const char *fn)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "wm_net_dense: net is NULL");
+        return wm_fail(WM_EINVAL, "%s: net is NULL", fn);
     if (net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_dense: layers must be added before wm_net_init");
+        return wm_fail(WM_ESTATE, "%s: layers must be added before wm_net_init", fn);
+    if (net->n_layers == WM_MAX_LAYERS)
+        return wm_fail(WM_EINVAL, "%s: a net holds at most %d layers", fn, WM_MAX_LAYERS);
+    return WM_OK;
+}
+
+/* The first layer decides how a concat net's features enter: as values after
+ * the inputs (dense), or as constant planes (conv, pool). */
+static void settle_first_input(wm_net *net, int spatial)
+{
+    if (net->n_layers > 0)
+        return;
+    net->image_concat = spatial && net->n_feat > 0;
+    if (spatial)
+        net->shape_c = net->input_c + (net->image_concat ? net->n_feat : 0);
+    net->max_in = wmi_net_in0(net);
+}
+
+/* Append ly (kind, out, rows, cols, shapes, act filled in), placing its
+ * parameter blocks; fails without changing the net if too large. */
+static wm_status append(wm_net *net, wm_layer *ly, const char *fn)
+{
+    size_t add = (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1);
+    if (add > MAX_PARAMS - net->n_params)
+        return wm_fail(WM_EINVAL, "%s: the net would exceed %zu parameters", fn, MAX_PARAMS);
+    ly->in = net->n_layers ? net->layers[net->n_layers - 1].out : wmi_net_in0(net);
+    ly->w_off = net->n_params;
+    ly->b_off = net->n_params + (size_t)net->Kp * ly->rows * ly->cols;
+    net->n_params += add;
+    net->layers[net->n_layers++] = *ly;
+    if (ly->out > net->max_out)
+        net->max_out = ly->out;
+    if (ly->out > net->max_in)
+        net->max_in = ly->out;
+    if (ly->kind == WM_LAYER_CONV || ly->kind == WM_LAYER_MAXPOOL || ly->kind == WM_LAYER_AVGPOOL) {
+        net->shape_c = ly->out_c, net->shape_h = ly->out_h, net->shape_w = ly->out_w;
+    } else {
+        net->shape_c = net->shape_h = net->shape_w = 0;   /* flat from here on */
+    }
+    return WM_OK;
+}
+
+wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
+{
+    wm_status st = check_add(net, __func__);
+    if (st != WM_OK)
+        return st;
     if (n_outputs < 1 || n_outputs > (1 << 24))
         return wm_fail(WM_EINVAL, "wm_net_dense: n_outputs = %d must be in 1..%d", n_outputs, 1 << 24);
     if (!wmi_act_valid((int)act))
         return wm_fail(WM_EINVAL, "wm_net_dense: activation %d is not a wm_activation", (int)act);
-    if (net->n_layers == WM_MAX_LAYERS)
-        return wm_fail(WM_EINVAL, "wm_net_dense: a net holds at most %d layers", WM_MAX_LAYERS);
-    int in = net->n_layers ? net->layers[net->n_layers - 1].out : wmi_net_in0(net);
-    size_t add = (size_t)net->Kp * n_outputs * ((size_t)in + 1);
-    if (add > MAX_PARAMS - net->n_params)
-        return wm_fail(WM_EINVAL, "wm_net_dense: the net would exceed %zu parameters", MAX_PARAMS);
-    wm_layer *ly = &net->layers[net->n_layers++];
-    ly->in = in;
-    ly->out = n_outputs;
-    ly->act = act;
-    ly->w_off = net->n_params;
-    ly->b_off = net->n_params + (size_t)net->Kp * n_outputs * in;
-    net->n_params += add;
-    if (n_outputs > net->max_out)
-        net->max_out = n_outputs;
-    if (n_outputs > net->max_in)
-        net->max_in = n_outputs;
+    settle_first_input(net, 0);
+    wm_layer ly;
+    memset(&ly, 0, sizeof ly);
+    ly.kind = WM_LAYER_DENSE;
+    ly.out = ly.rows = n_outputs;
+    ly.cols = net->n_layers ? net->layers[net->n_layers - 1].out : wmi_net_in0(net);
+    ly.act = act;
+    return append(net, &ly, __func__);
+}
+
+wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
+{
+    if (!net)
+        return wm_fail(WM_EINVAL, "wm_net_input_shape: net is NULL");
+    if (net->n_layers > 0 || net->initialised)
+        return wm_fail(WM_ESTATE, "wm_net_input_shape: the input shape must be set before the first layer");
+    if (channels < 1 || height < 1 || width < 1 ||
+        (long long)channels * height * width != net->n_inputs)
+        return wm_fail(WM_EINVAL, "wm_net_input_shape: %d x %d x %d does not match n_inputs = %d",
+                       channels, height, width, net->n_inputs);
+    net->input_c = net->shape_c = channels;
+    net->input_h = net->shape_h = height;
+    net->input_w = net->shape_w = width;
+    return WM_OK;
+}
+
+static wm_status spatial_input(const wm_net *net, const char *fn)
+{
+    if (net->input_c == 0)
+        return wm_fail(WM_EINVAL, "%s: the net has no input shape (call wm_net_input_shape first)", fn);
+    if (net->shape_c == 0)
+        return wm_fail(WM_EINVAL, "%s: a convolution or pooling cannot follow a dense layer", fn);
+    return WM_OK;
+}
+
+wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
+                        wm_activation act)
+{
+    wm_status st = check_add(net, __func__);
+    if (st != WM_OK || (st = spatial_input(net, __func__)) != WM_OK)
+        return st;
+    if (out_channels < 1 || out_channels > (1 << 16) || kernel < 1 || kernel > 64 || stride < 1 ||
+        stride > 64 || pad < 0 || pad >= kernel)
+        return wm_fail(WM_EINVAL, "wm_net_conv2d: out_channels = %d, kernel = %d, stride = %d, pad = %d: "
+                                  "need out_channels >= 1, 1 <= kernel <= 64, 1 <= stride <= 64, 0 <= pad < kernel",
+                       out_channels, kernel, stride, pad);
+    if (!wmi_act_valid((int)act))
+        return wm_fail(WM_EINVAL, "wm_net_conv2d: activation %d is not a wm_activation", (int)act);
+    settle_first_input(net, 1);
+    int oh = (net->shape_h + 2 * pad - kernel) / stride + 1, ow = (net->shape_w + 2 * pad - kernel) / stride + 1;
+    if (net->shape_h + 2 * pad < kernel || net->shape_w + 2 * pad < kernel)
+        return wm_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
+                       kernel, kernel, net->shape_h, net->shape_w, pad);
+    if ((long long)out_channels * oh * ow > (1 << 24))
+        return wm_fail(WM_EINVAL, "wm_net_conv2d: output of %d x %d x %d is too large", out_channels, oh, ow);
+    wm_layer ly;
+    memset(&ly, 0, sizeof ly);
+    ly.kind = WM_LAYER_CONV;
+    ly.in_c = net->shape_c, ly.in_h = net->shape_h, ly.in_w = net->shape_w;
+    ly.out_c = out_channels, ly.out_h = oh, ly.out_w = ow;
+    ly.k = kernel, ly.stride = stride, ly.pad = pad;
+    ly.rows = out_channels;
+    ly.cols = ly.in_c * kernel * kernel;
+    ly.out = out_channels * oh * ow;
+    ly.act = act;
+    return append(net, &ly, __func__);
+}
+
+static wm_status add_pool(wm_net *net, int size, wm_layer_kind kind, const char *fn)
+{
+    wm_status st = check_add(net, fn);
+    if (st != WM_OK || (st = spatial_input(net, fn)) != WM_OK)
+        return st;
+    if (size < 1 || size > net->shape_h || size > net->shape_w)
+        return wm_fail(WM_EINVAL, "%s: size = %d must be in 1..%d for a %dx%d input", fn, size,
+                       net->shape_h < net->shape_w ? net->shape_h : net->shape_w, net->shape_h,
+                       net->shape_w);
+    settle_first_input(net, 1);
+    wm_layer ly;
+    memset(&ly, 0, sizeof ly);
+    ly.kind = kind;
+    ly.in_c = ly.out_c = net->shape_c;
+    ly.in_h = net->shape_h, ly.in_w = net->shape_w;
+    ly.out_h = net->shape_h / size, ly.out_w = net->shape_w / size;
+    ly.k = ly.stride = size;
+    ly.out = ly.out_c * ly.out_h * ly.out_w;
+    ly.act = WM_ACT_NONE;
+    return append(net, &ly, fn);
+}
+
+wm_status wm_net_maxpool(wm_net *net, int size) { return add_pool(net, size, WM_LAYER_MAXPOOL, __func__); }
+wm_status wm_net_avgpool(wm_net *net, int size) { return add_pool(net, size, WM_LAYER_AVGPOOL, __func__); }
+
+wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy)
+{
+    if (!net)
+        return wm_fail(WM_EINVAL, "wm_net_set_conv_strategy: net is NULL");
+    if (strategy != WM_CONV_AUTO && strategy != WM_CONV_STACKED && strategy != WM_CONV_MATERIALISED)
+        return wm_fail(WM_EINVAL, "wm_net_set_conv_strategy: %d is not a wm_conv_strategy", (int)strategy);
+    net->conv_strategy = strategy;
     return WM_OK;
 }
 
@@ -121,16 +251,20 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     wm_rng_seed(&rng, seed);
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        if (!wmi_layer_has_params(ly))
+            continue;
+        /* fans as PyTorch counts them: a conv's fan_out includes its kernel area */
         int glorot = ly->act == WM_ACT_TANH || ly->act == WM_ACT_SIGMOID;
-        double sd = glorot ? sqrt(2.0 / (ly->in + ly->out)) : sqrt(2.0 / ly->in);
-        size_t wn = (size_t)ly->out * ly->in;
+        double fan_in = ly->cols, fan_out = (double)ly->rows * (ly->k ? ly->k * ly->k : 1);
+        double sd = glorot ? sqrt(2.0 / (fan_in + fan_out)) : sqrt(2.0 / fan_in);
+        size_t wn = (size_t)ly->rows * ly->cols;
         float *Q = params + ly->w_off;
         for (size_t j = 0; j < wn; j++)           /* W0 into slot 0, then spread */
             Q[j] = (float)(sd * wm_rng_normal(&rng));
         for (int k = net->Kp - 1; k >= 0; k--)
             for (size_t j = 0; j < wn; j++)
                 Q[(size_t)k * wn + j] = (float)(q0[k] * Q[j]);
-        memset(params + ly->b_off, 0, sizeof(float) * (size_t)net->Kp * ly->out);
+        memset(params + ly->b_off, 0, sizeof(float) * (size_t)net->Kp * ly->rows);
     }
     free(q0);
     net->params = params;
@@ -189,10 +323,12 @@ wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
     wm_status st = check_layer(net, layer, __func__);
     if (st != WM_OK)
         return st;
+    const wm_layer *ly = &net->layers[layer];
+    int has = wmi_layer_has_params(ly);
     if (n_in)
-        *n_in = net->layers[layer].in;
+        *n_in = has ? ly->cols : ly->in;
     if (n_out)
-        *n_out = net->layers[layer].out;
+        *n_out = has ? ly->rows : ly->out;
     if (act)
         *act = net->layers[layer].act;
     return WM_OK;
@@ -203,6 +339,8 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
     wm_status st = check_layer(net, layer, __func__);
     if (st != WM_OK)
         return st;
+    if (!wmi_layer_has_params(&net->layers[layer]))
+        return wm_fail(WM_EINVAL, "wm_net_weights_at: layer %d is a pooling layer and has no weights", layer);
     if (!net->initialised)
         return wm_fail(WM_ESTATE, "wm_net_weights_at: the net is not initialised (call wm_net_init)");
     float chat[WM_MAX_BASIS];
@@ -241,6 +379,8 @@ static wm_status check_point(const wm_net *net, int layer, int k, const char *fn
     wm_status st = check_layer(net, layer, fn);
     if (st != WM_OK)
         return st;
+    if (!wmi_layer_has_params(&net->layers[layer]))
+        return wm_fail(WM_EINVAL, "%s: layer %d is a pooling layer and has no parameters", fn, layer);
     if (k < 0 || k >= net->Kp)
         return wm_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d)", fn, k, net->Kp);
     if (!net->initialised)
@@ -255,9 +395,9 @@ wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, fl
         return st;
     const wm_layer *ly = &net->layers[layer];
     if (w)
-        wmi_q_to_p(net, net->params + ly->w_off, (size_t)ly->out * ly->in, k, w);
+        wmi_q_to_p(net, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
     if (b)
-        wmi_q_to_p(net, net->params + ly->b_off, (size_t)ly->out, k, b);
+        wmi_q_to_p(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
     return WM_OK;
 }
 
@@ -285,17 +425,17 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
     if (st != WM_OK)
         return st;
     wm_layer *ly = &net->layers[layer];
-    size_t wn = (size_t)ly->out * ly->in;
+    size_t wn = (size_t)ly->rows * ly->cols;
     for (size_t j = 0; w && j < wn; j++)
         if (!isfinite(w[j]))
             return wm_fail(WM_EINVAL, "wm_net_set_control_point: w[%zu] is not finite", j);
-    for (int j = 0; b && j < ly->out; j++)
+    for (int j = 0; b && j < ly->rows; j++)
         if (!isfinite(b[j]))
             return wm_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
     if (w)
         set_point_block(net, net->params + ly->w_off, wn, k, w);
     if (b)
-        set_point_block(net, net->params + ly->b_off, (size_t)ly->out, k, b);
+        set_point_block(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
     return WM_OK;
 }
 

@@ -9,15 +9,27 @@
 
 #define WM_MAX_LAYERS 128
 
-/* One dense layer. Its parameters are two blocks of the net's flat array,
- * in orthonormal coordinates Q:
- *   W block: Kp*out rows of `in` floats, row k*out + o = Q_k's row o (stacked)
- *   b block: Kp rows of `out` floats                                          */
+typedef enum { WM_LAYER_DENSE, WM_LAYER_CONV, WM_LAYER_MAXPOOL, WM_LAYER_AVGPOOL } wm_layer_kind;
+
+/* One layer. `in` and `out` are the per-sample activation sizes it reads and
+ * writes (CHW order for images). A layer with parameters keeps them as a
+ * rows x cols matrix per basis point (dense: out x in; conv: out_c x in_c*k*k,
+ * ordered [out][in][ky][kx]) plus rows biases, in two blocks of the net's flat
+ * array, in orthonormal coordinates Q:
+ *   W block: Kp*rows rows of `cols` floats, row k*rows + o = Q_k's row o (stacked)
+ *   b block: Kp rows of `rows` floats                                         */
 typedef struct {
-    int in, out;
+    wm_layer_kind kind;
+    int in, out;                  /* activation sizes per sample */
+    int rows, cols;               /* parameter matrix (0 x 0 for pooling) */
+    int in_c, in_h, in_w;         /* conv / pool input shape */
+    int out_c, out_h, out_w;      /* conv / pool output shape */
+    int k, stride, pad;           /* conv kernel; pools use k = stride = size */
     wm_activation act;
     size_t w_off, b_off;          /* offsets into wm_net.params */
 } wm_layer;
+
+static inline int wmi_layer_has_params(const wm_layer *ly) { return ly->rows > 0; }
 
 struct wm_net {
     wm_manifold *m;               /* owned copy */
@@ -33,10 +45,20 @@ struct wm_net {
     float *params;                /* all layers, Q coordinates */
     int max_out;                  /* widest layer output */
     int max_in;                   /* widest layer input */
+    int input_c, input_h, input_w;/* wm_net_input_shape (0: none given) */
+    int shape_c, shape_h, shape_w;/* shape of the next layer's input (c = 0: flat) */
+    int image_concat;             /* concat features enter as constant input planes */
+    int conv_strategy;            /* wm_conv_strategy */
+    size_t conv_scratch;          /* floats of per-sample conv scratch (largest layer) */
 };
 
-/* Row i of x as the first layer sees it has in0 = n_inputs + n_feat entries. */
-static inline int wmi_net_in0(const wm_net *net) { return net->n_inputs + net->n_feat; }
+/* Row i of x as the first layer sees it: the caller's n_inputs values, then the
+ * concat features, either as n_feat values or, for images, as n_feat constant
+ * planes of input_h x input_w (extra input channels). */
+static inline int wmi_net_in0(const wm_net *net)
+{
+    return net->n_inputs + net->n_feat * (net->image_concat ? net->input_h * net->input_w : 1);
+}
 
 /* P_k from Q: P = L^-T Q, i.e. P_k = sum_{j>=k} Linv[j][k] Q_j, for a block of
  * Kp rows of `len` floats each (stride `len`). Writes len floats. */

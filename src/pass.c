@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "conv.h"
 #include "dense.h"
 #include "error.h"
 #include "pass.h"
@@ -14,6 +15,21 @@
 #define ALIGN_FLOATS 16           /* 64-byte alignment for every array */
 
 static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+/* Floats of a layer's materialised W(s) and b(s) (0 for pooling). */
+static size_t wmat_floats(const wm_layer *ly)
+{
+    return wmi_layer_has_params(ly) ? round_up((size_t)ly->rows * (ly->cols + 1)) : 0;
+}
+
+static size_t conv_floats(const wm_net *net)
+{
+    size_t most = 0;
+    for (int l = 0; l < net->n_layers; l++)
+        if (net->layers[l].kind == WM_LAYER_CONV && wmi_conv_scratch_floats(&net->layers[l]) > most)
+            most = wmi_conv_scratch_floats(&net->layers[l]);
+    return most;
+}
 
 /* Walk the layout, either measuring (mem NULL) or assigning pointers. */
 static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass *p)
@@ -36,7 +52,7 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
         TAKE(p ? &p->d1 : NULL, N * (size_t)wide);
         size_t all = 0;           /* backward needs every layer's materialised W */
         for (int l = 0; l < net->n_layers; l++)
-            all += round_up((size_t)net->layers[l].out * (net->layers[l].in + 1));
+            all += wmat_floats(&net->layers[l]);
         TAKE(p ? &p->wmat : NULL, all);
     } else {
         float *ping = NULL, *pong = NULL;
@@ -45,9 +61,13 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
         if (p && mem)
             for (int l = 0; l < net->n_layers; l++)
                 p->act[l] = l % 2 ? pong : ping;
-        TAKE(p ? &p->wmat : NULL, (size_t)net->max_out * (net->max_in + 1));
+        size_t most = 0;
+        for (int l = 0; l < net->n_layers; l++)
+            most = wmat_floats(&net->layers[l]) > most ? wmat_floats(&net->layers[l]) : most;
+        TAKE(p ? &p->wmat : NULL, most);
     }
     TAKE(p ? &p->z : NULL, N * (size_t)net->Kp * net->max_out);
+    TAKE(p ? &p->conv : NULL, conv_floats(net));
 #undef TAKE
     return off * sizeof(float);
 }
@@ -89,6 +109,14 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
             float *row = p->xin + (size_t)i * in0;
             memcpy(row, x + (size_t)i * in, sizeof(float) * (size_t)in);
             wmi_features(m, sw, row + in);
+            if (net->image_concat) {          /* each feature becomes a constant plane */
+                size_t hw = (size_t)net->input_h * net->input_w;
+                float f[WM_MAX_BASIS];
+                memcpy(f, row + in, sizeof(float) * (size_t)net->n_feat);
+                for (int j = 0; j < net->n_feat; j++)
+                    for (size_t q = 0; q < hw; q++)
+                        row[in + j * hw + q] = f[j];
+            }
         }
     }
     p->x0 = net->n_feat > 0 ? p->xin : x;
@@ -105,7 +133,7 @@ static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
         return p->wmat;
     size_t off = 0;
     for (int j = 0; j < l; j++)
-        off += round_up((size_t)net->layers[j].out * (net->layers[j].in + 1));
+        off += wmat_floats(&net->layers[j]);
     return p->wmat + off;
 }
 
@@ -113,8 +141,21 @@ float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
 {
     const float *X = p->x0;
     for (int l = 0; l < net->n_layers; l++) {
-        wmi_dense_forward(&net->layers[l], net->params, net->Kp, X, n, p->C, p->shared,
-                          p->act[l], p->z, wmat_of(net, p, l));
+        const wm_layer *ly = &net->layers[l];
+        switch (ly->kind) {
+        case WM_LAYER_DENSE:
+            wmi_dense_forward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], p->z,
+                              wmat_of(net, p, l));
+            break;
+        case WM_LAYER_CONV:
+            wmi_conv_forward(ly, net->params, net->Kp, net->conv_strategy, X, n, p->C, p->shared,
+                             p->act[l], p->z, wmat_of(net, p, l), p->conv);
+            break;
+        case WM_LAYER_MAXPOOL:
+        case WM_LAYER_AVGPOOL:
+            wmi_pool_forward(ly, X, n, p->act[l]);
+            break;
+        }
         X = p->act[l];
     }
     return p->act[net->n_layers - 1];
@@ -126,8 +167,22 @@ void wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *g
     for (int l = net->n_layers - 1; l >= 0; l--) {
         const float *X = l > 0 ? p->act[l - 1] : p->x0;
         float *dX = l > 0 ? (d == p->d0 ? p->d1 : p->d0) : NULL;
-        wmi_dense_backward(&net->layers[l], net->params, net->Kp, X, n, p->C, p->shared,
-                           p->act[l], d, grad, dX, p->z, wmat_of(net, p, l));
+        const wm_layer *ly = &net->layers[l];
+        switch (ly->kind) {
+        case WM_LAYER_DENSE:
+            wmi_dense_backward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], d, grad,
+                               dX, p->z, wmat_of(net, p, l));
+            break;
+        case WM_LAYER_CONV:
+            wmi_conv_backward(ly, net->params, net->Kp, net->conv_strategy, X, n, p->C, p->shared,
+                              p->act[l], d, grad, dX, p->z, wmat_of(net, p, l), p->conv);
+            break;
+        case WM_LAYER_MAXPOOL:
+        case WM_LAYER_AVGPOOL:
+            if (dX)
+                wmi_pool_backward(ly, X, p->act[l], d, n, dX);
+            break;
+        }
         d = dX;
     }
 }

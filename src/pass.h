@@ -18,6 +18,7 @@ typedef struct {
     float *z;                     /* n x Kp*max_out */
     float *d0, *d1;               /* n x max(in, out): backward deltas */
     float *wmat;                  /* materialised layers (shared contexts) */
+    float *conv;                  /* per-sample conv scratch (largest conv layer) */
 } wm_pass;
 
 /* Bytes of workspace for n rows (training keeps all activations). */

@@ -1,0 +1,30 @@
+/* conv.h -- 2-D convolution on the manifold, and pooling. */
+#ifndef WM_CONV_H
+#define WM_CONV_H
+
+#include "net.h"
+
+/* Floats of per-sample scratch a conv layer needs (im2col columns, their
+ * gradient, one materialised kernel and its gradient). */
+size_t wmi_conv_scratch_floats(const wm_layer *ly);
+
+/* Which way a batch with mixed contexts runs: 1 = materialise each sample's
+ * kernel (CondConv), 0 = stacked basis kernels. From the FLOP counts. */
+int wmi_conv_use_materialised(const wm_layer *ly, int Kp, int strategy);
+
+/* As wmi_dense_forward / wmi_dense_backward (see dense.h), for a conv layer.
+ * z: Kp*out floats; scratch: wmi_conv_scratch_floats(ly) floats. */
+void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strategy,
+                      const float *X, int n, const float *C, int shared, float *Y, float *z,
+                      float *wmat, float *scratch);
+void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int strategy,
+                       const float *X, int n, const float *C, int shared, const float *Y,
+                       float *dY, float *grad, float *dX, float *z, const float *wmat,
+                       float *scratch);
+
+void wmi_pool_forward(const wm_layer *ly, const float *X, int n, float *Y);
+/* dX (n x in) from dY (n x out); X and Y are the forward's input and output. */
+void wmi_pool_backward(const wm_layer *ly, const float *X, const float *Y, const float *dY, int n,
+                       float *dX);
+
+#endif

@@ -1,0 +1,420 @@
+/* test_conv.c -- convolution and pooling on the manifold (src/conv.c):
+ * gradients against finite differences of a double-precision reference,
+ * the stacked and materialised paths against each other, batched inference
+ * against materialised weights, learning, save/load and argument checks. */
+#include <unistd.h>
+
+#include "testutil.h"
+
+typedef enum { L_CONV, L_MAX, L_AVG, L_DENSE } lkind;
+typedef struct {
+    lkind kind;
+    int a, k, stride, pad;        /* conv: a = out channels; pool: k = size; dense: a = outputs */
+    wm_activation act;
+} arch;
+
+/* ---- the reference: direct loops in double, parameters as P_k ----------- */
+typedef struct {
+    int n, K, concat, C0, H0, W0;
+    arch L[8];
+    int rows[8], cols[8];
+    double *P[8], *B[8];
+} cnn_ref;
+
+static void ref_load(cnn_ref *r, const wm_net *net, const arch *a, int n, int K, int concat)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n, r->K = K, r->concat = concat;
+    for (int l = 0; l < n; l++) {
+        r->L[l] = a[l];
+        if (a[l].kind == L_MAX || a[l].kind == L_AVG) continue;
+        WM_OK_OR_FAIL(wm_net_layer_info(net, l, &r->cols[l], &r->rows[l], NULL));
+        size_t wn = (size_t)r->rows[l] * r->cols[l];
+        r->P[l] = calloc(K * wn, sizeof(double));
+        r->B[l] = calloc((size_t)K * r->rows[l], sizeof(double));
+        float *w = malloc(wn * sizeof *w), *b = malloc(r->rows[l] * sizeof *b);
+        for (int k = 0; k < K; k++) {
+            WM_OK_OR_FAIL(wm_net_control_point(net, l, k, w, b));
+            for (size_t j = 0; j < wn; j++) r->P[l][k * wn + j] = w[j];
+            for (int j = 0; j < r->rows[l]; j++) r->B[l][k * r->rows[l] + j] = b[j];
+        }
+        free(w), free(b);
+    }
+}
+
+static void ref_free(cnn_ref *r)
+{
+    for (int l = 0; l < r->n; l++) free(r->P[l]), free(r->B[l]);
+}
+
+/* Mean softmax cross-entropy of the reference over a batch. */
+static double ref_loss(const cnn_ref *r, const wm_manifold *m, int N, const float *x, const float *s,
+                       const int32_t *labels)
+{
+    static double a[4096], z[4096];
+    double total = 0;
+    for (int i = 0; i < N; i++) {
+        float c[16] = {1};
+        int C = r->C0, H = r->H0, W = r->W0;
+        if (!r->concat && m) WM_OK_OR_FAIL(wm_manifold_basis(m, s + i, c));
+        for (int j = 0; j < C * H * W; j++) a[j] = x[(size_t)i * C * H * W + j];
+        if (r->concat) {                         /* circle features as two constant planes */
+            for (int q = 0; q < H * W; q++) {
+                a[C * H * W + q] = cos(2 * TU_PI * s[i]);
+                a[(C + 1) * H * W + q] = sin(2 * TU_PI * s[i]);
+            }
+            C += 2;
+        }
+        int flat = C * H * W;
+        for (int l = 0; l < r->n; l++) {
+            const arch *L = &r->L[l];
+            if (L->kind == L_CONV) {
+                int oh = (H + 2 * L->pad - L->k) / L->stride + 1, ow = (W + 2 * L->pad - L->k) / L->stride + 1;
+                size_t wn = (size_t)r->rows[l] * r->cols[l];
+                for (int o = 0; o < L->a; o++)
+                    for (int y = 0; y < oh; y++)
+                        for (int xx = 0; xx < ow; xx++) {
+                            double v = 0;
+                            for (int k = 0; k < r->K; k++) {
+                                double acc = r->B[l][k * r->rows[l] + o];
+                                for (int ci = 0; ci < C; ci++)
+                                    for (int ky = 0; ky < L->k; ky++)
+                                        for (int kx = 0; kx < L->k; kx++) {
+                                            int iy = y * L->stride - L->pad + ky, ix = xx * L->stride - L->pad + kx;
+                                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                            acc += r->P[l][k * wn + (size_t)o * r->cols[l] + (ci * L->k + ky) * L->k + kx] *
+                                                   a[(ci * H + iy) * W + ix];
+                                        }
+                                v += c[k] * acc;
+                            }
+                            z[(o * oh + y) * ow + xx] = tu_act(L->act, v);
+                        }
+                C = L->a, H = oh, W = ow;
+            } else if (L->kind == L_MAX || L->kind == L_AVG) {
+                int oh = H / L->k, ow = W / L->k;
+                for (int ci = 0; ci < C; ci++)
+                    for (int y = 0; y < oh; y++)
+                        for (int xx = 0; xx < ow; xx++) {
+                            double v = L->kind == L_MAX ? -1e300 : 0;
+                            for (int dy = 0; dy < L->k; dy++)
+                                for (int dx = 0; dx < L->k; dx++) {
+                                    double u = a[(ci * H + y * L->k + dy) * W + xx * L->k + dx];
+                                    v = L->kind == L_MAX ? fmax(v, u) : v + u / (L->k * L->k);
+                                }
+                            z[(ci * oh + y) * ow + xx] = v;
+                        }
+                H = oh, W = ow;
+            } else {
+                size_t wn = (size_t)r->rows[l] * r->cols[l];
+                for (int o = 0; o < L->a; o++) {
+                    double v = 0;
+                    for (int k = 0; k < r->K; k++) {
+                        double acc = r->B[l][k * r->rows[l] + o];
+                        for (int j = 0; j < flat; j++) acc += r->P[l][k * wn + (size_t)o * r->cols[l] + j] * a[j];
+                        v += c[k] * acc;
+                    }
+                    z[o] = tu_act(L->act, v);
+                }
+                C = L->a, H = W = 1;
+            }
+            flat = C * H * W;
+            memcpy(a, z, sizeof(double) * flat);
+        }
+        double mx = a[0], sum = 0;
+        for (int j = 1; j < flat; j++) mx = fmax(mx, a[j]);
+        for (int j = 0; j < flat; j++) sum += exp(a[j] - mx);
+        total += log(sum) + mx - a[labels[i]];
+    }
+    return total / N;
+}
+
+static wm_net *build(const char *mname, wm_conditioning cond, int C, int H, int W, const arch *a, int n)
+{
+    wm_manifold *m = tu_manifold(mname);
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, C * H * W, cond));
+    wm_manifold_free(m);
+    WM_OK_OR_FAIL(wm_net_input_shape(net, C, H, W));
+    for (int l = 0; l < n; l++) {
+        switch (a[l].kind) {
+        case L_CONV: WM_OK_OR_FAIL(wm_net_conv2d(net, a[l].a, a[l].k, a[l].stride, a[l].pad, a[l].act)); break;
+        case L_MAX: WM_OK_OR_FAIL(wm_net_maxpool(net, a[l].k)); break;
+        case L_AVG: WM_OK_OR_FAIL(wm_net_avgpool(net, a[l].k)); break;
+        case L_DENSE: WM_OK_OR_FAIL(wm_net_dense(net, a[l].a, a[l].act)); break;
+        }
+    }
+    WM_OK_OR_FAIL(wm_net_init(net, 4));
+    size_t np = wm_net_n_params(net);
+    float *q = malloc(np * sizeof *q);
+    uint64_t st = 31;
+    tu_fill(q, np, -0.4, 0.4, &st);
+    WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+    free(q);
+    return net;
+}
+
+/* Stride 2, padding, odd sizes, both pools, a dense head. */
+static const arch NET_A[] = {
+    {L_CONV, 3, 3, 1, 1, WM_ACT_TANH}, {L_MAX, 0, 2, 0, 0, WM_ACT_NONE},
+    {L_CONV, 4, 2, 2, 1, WM_ACT_SIGMOID}, {L_AVG, 0, 1, 0, 0, WM_ACT_NONE},
+    {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
+enum { NA = 5, C0 = 2, H0 = 7, W0 = 5 };
+
+static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_strategy strategy, int shared)
+{
+    enum { N = 4 };
+    wm_net *net = build(mname, cond, C0, H0, W0, NET_A, NA);
+    WM_OK_OR_FAIL(wm_net_set_conv_strategy(net, strategy));
+    const wm_manifold *m = wm_net_manifold(net);
+    int K = cond == WM_COND_CONCAT ? 1 : wm_manifold_n_basis(m);
+    float x[N * C0 * H0 * W0], s[N];
+    int32_t labels[N] = {0, 1, 2, 1};
+    uint64_t st = 3;
+    tu_fill(x, sizeof x / sizeof x[0], -1, 1, &st);
+    tu_contexts(m, s, N, &st);
+    if (shared) for (int i = 1; i < N; i++) s[i] = s[0];
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+    wm_batch b = {N, x, s, labels, NULL};
+    float loss;
+    WM_OK_OR_FAIL(wm_grad(opt, &b, &loss));
+    const float *gq = wm_grad_buffer(opt, NULL);
+    cnn_ref r;
+    ref_load(&r, net, NET_A, NA, K, cond == WM_COND_CONCAT);
+    r.C0 = C0, r.H0 = H0, r.W0 = W0;
+    double rl = ref_loss(&r, m, N, x, s, labels);
+    if (fabs(rl - loss) > 1e-5 * (1 + fabs(rl)))
+        fail_msg("%s: loss %.8g vs reference %.8g", mname, loss, rl);
+    double G[81], L[81] = {1};
+    if (K > 1) { WM_OK_OR_FAIL(wm_manifold_gram(m, G)); tu_cholesky(G, L, K); }
+    double err = 0, scale = 0;
+    size_t off = 0;
+    for (int l = 0; l < NA; l++) {
+        if (!r.P[l]) continue;
+        for (int part = 0; part < 2; part++) {
+            size_t len = part ? (size_t)r.rows[l] : (size_t)r.rows[l] * r.cols[l];
+            double *P = part ? r.B[l] : r.P[l];
+            for (int k = 0; k < K; k++)
+                for (size_t j = 0; j < len; j++) {
+                    double lib = 0, *p = &P[k * len + j], save = *p, h = 1e-6;
+                    for (int i = 0; i <= k; i++) lib += L[k * K + i] * gq[off + i * len + j];
+                    *p = save + h;
+                    double up = ref_loss(&r, m, N, x, s, labels);
+                    *p = save - h;
+                    double dn = ref_loss(&r, m, N, x, s, labels);
+                    *p = save;
+                    err = fmax(err, fabs(lib - (up - dn) / (2 * h)));
+                    scale = fmax(scale, fabs((up - dn) / (2 * h)));
+                }
+            off += K * len;
+        }
+    }
+    assert_int_equal(off, wm_net_n_params(net));
+    if (!(err <= 2e-4 * scale + 1e-6))
+        fail_msg("%s cond %d strategy %d shared %d: max |analytic - fd| %.3g (scale %.3g)", mname, cond,
+                 strategy, shared, err, scale);
+    ref_free(&r);
+    wm_optimizer_free(opt);
+    wm_net_free(net);
+}
+
+static void test_conv_gradients(void **state)
+{
+    (void)state;
+    const char *names[] = {"point", "line", "circle", "torus"};
+    for (int i = 0; i < 4; i++) {
+        if (!strcmp(names[i], "torus")) continue;   /* the reference takes 1-D contexts */
+        for (int strat = WM_CONV_STACKED; strat <= WM_CONV_MATERIALISED; strat++)
+            for (int sh = 0; sh < 2; sh++)
+                check_gradient(names[i], WM_COND_MANIFOLD, (wm_conv_strategy)strat, sh);
+    }
+    check_gradient("circle", WM_COND_CONCAT, WM_CONV_AUTO, 0);
+}
+
+static void test_stacked_and_materialised_agree(void **state)
+{
+    (void)state;
+    enum { N = 9 };
+    wm_net *a = build("torus", WM_COND_MANIFOLD, C0, H0, W0, NET_A, NA);
+    wm_net *b = build("torus", WM_COND_MANIFOLD, C0, H0, W0, NET_A, NA);
+    WM_OK_OR_FAIL(wm_net_set_conv_strategy(a, WM_CONV_STACKED));
+    WM_OK_OR_FAIL(wm_net_set_conv_strategy(b, WM_CONV_MATERIALISED));
+    float x[N * C0 * H0 * W0], s[N * 2], ya[N * 3], yb[N * 3];
+    int32_t y[N];
+    uint64_t st = 9;
+    tu_fill(x, sizeof x / sizeof x[0], -1, 1, &st);
+    tu_contexts(wm_net_manifold(a), s, N, &st);
+    for (int i = 0; i < N; i++) y[i] = i % 3;
+    WM_OK_OR_FAIL(wm_infer(a, x, s, N, ya));
+    WM_OK_OR_FAIL(wm_infer(b, x, s, N, yb));
+    for (int j = 0; j < N * 3; j++) assert_true(fabs(ya[j] - yb[j]) < 1e-5);
+    wm_optimizer *oa, *ob;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&oa, a, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_create(&ob, b, &cfg));
+    wm_batch batch = {N, x, s, y, NULL};
+    WM_OK_OR_FAIL(wm_grad(oa, &batch, NULL));
+    WM_OK_OR_FAIL(wm_grad(ob, &batch, NULL));
+    size_t len;
+    const float *ga = wm_grad_buffer(oa, &len), *gb = wm_grad_buffer(ob, NULL);
+    double err = 0, scale = 0;
+    for (size_t j = 0; j < len; j++) err = fmax(err, fabs(ga[j] - gb[j])), scale = fmax(scale, fabs(ga[j]));
+    assert_true(err < 1e-5 * (1 + scale));
+    wm_optimizer_free(oa), wm_optimizer_free(ob);
+    wm_net_free(a), wm_net_free(b);
+}
+
+/* wm_infer on mixed contexts equals each sample through wm_net_weights_at's
+ * plain kernels (ordered [out][in][ky][kx]) run by the reference. */
+static void test_decomposition_vs_weights_at(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    wm_net *net = build("circle", WM_COND_MANIFOLD, C0, H0, W0, NET_A, NA);
+    float x[N * C0 * H0 * W0], s[N], y[N * 3];
+    uint64_t st = 2;
+    tu_fill(x, sizeof x / sizeof x[0], -1, 1, &st);
+    tu_contexts(wm_net_manifold(net), s, N, &st);
+    WM_OK_OR_FAIL(wm_infer(net, x, s, N, y));
+    for (int i = 0; i < N; i++) {
+        /* a K = 1 reference loaded with W(s_i) from weights_at */
+        cnn_ref r;
+        memset(&r, 0, sizeof r);
+        r.n = NA, r.K = 1, r.C0 = C0, r.H0 = H0, r.W0 = W0;
+        for (int l = 0; l < NA; l++) {
+            r.L[l] = NET_A[l];
+            if (NET_A[l].kind == L_MAX || NET_A[l].kind == L_AVG) {
+                float w[4];
+                EXPECT_STATUS(WM_EINVAL, wm_net_weights_at(net, l, s + i, w, NULL));
+                continue;
+            }
+            WM_OK_OR_FAIL(wm_net_layer_info(net, l, &r.cols[l], &r.rows[l], NULL));
+            size_t wn = (size_t)r.rows[l] * r.cols[l];
+            float *w = malloc(wn * sizeof *w), *b = malloc(r.rows[l] * sizeof *b);
+            WM_OK_OR_FAIL(wm_net_weights_at(net, l, s + i, w, b));
+            r.P[l] = malloc(wn * sizeof(double));
+            r.B[l] = malloc(r.rows[l] * sizeof(double));
+            for (size_t j = 0; j < wn; j++) r.P[l][j] = w[j];
+            for (int j = 0; j < r.rows[l]; j++) r.B[l][j] = b[j];
+            free(w), free(b);
+        }
+        /* the loss at label j is logsumexp - y_j: differences recover the outputs */
+        int32_t lab0 = 0;
+        float zero = 0;
+        double l0 = ref_loss(&r, NULL, 1, x + i * C0 * H0 * W0, &zero, &lab0);
+        for (int32_t j = 1; j < 3; j++) {
+            double lj = ref_loss(&r, NULL, 1, x + i * C0 * H0 * W0, &zero, &j);
+            assert_true(fabs((l0 - lj) - (y[i * 3 + j] - y[i * 3])) < 1e-5);
+        }
+        ref_free(&r);
+    }
+    wm_net_free(net);
+}
+
+/* A tiny CNN learns which way a bar runs in a noisy 8x8 image, for bars
+ * whose brightness depends on the context. */
+static void test_tiny_cnn_learns(void **state)
+{
+    (void)state;
+    enum { N = 32, HW = 8 };
+    static const arch A[] = {{L_CONV, 4, 3, 1, 1, WM_ACT_RELU}, {L_MAX, 0, 2, 0, 0, WM_ACT_NONE},
+                             {L_DENSE, 2, 0, 0, 0, WM_ACT_NONE}};
+    wm_net *net = build("line", WM_COND_MANIFOLD, 1, HW, HW, A, 3);
+    WM_OK_OR_FAIL(wm_net_init(net, 1));
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+    cfg.lr = 1e-2f;
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+    float x[N * HW * HW], s[N];
+    int32_t y[N];
+    uint64_t st = 5;
+    float acc = 0;
+    for (int step = 0; step <= 300; step++) {
+        for (int i = 0; i < N; i++) {
+            y[i] = tu_uniform(&st) < 0.5;
+            s[i] = (float)tu_uniform(&st);
+            int pos = (int)(tu_uniform(&st) * HW);
+            for (int p = 0; p < HW * HW; p++) {
+                int on = y[i] ? p / HW == pos : p % HW == pos;
+                x[i * HW * HW + p] = (float)((on ? 0.5 + s[i] : 0) + 0.3 * (tu_uniform(&st) - 0.5));
+            }
+        }
+        wm_batch b = {N, x, s, y, NULL};
+        if (step == 300) WM_OK_OR_FAIL(wm_evaluate(net, &b, NULL, &acc));
+        else WM_OK_OR_FAIL(wm_step(opt, &b, NULL));
+    }
+    print_message("tiny CNN accuracy on a fresh batch: %.3f\n", acc);
+    assert_true(acc > 0.9);
+    wm_optimizer_free(opt);
+    wm_net_free(net);
+}
+
+static void test_cnn_save_load(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/wm_cnn_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    for (int cond = 0; cond < 2; cond++) {
+        wm_net *net = build("circle", (wm_conditioning)cond, C0, H0, W0, NET_A, NA), *back;
+        WM_OK_OR_FAIL(wm_net_save(net, path));
+        WM_OK_OR_FAIL(wm_net_load(&back, path));
+        enum { N = 5 };
+        float x[N * C0 * H0 * W0], s[N], ya[N * 3], yb[N * 3];
+        uint64_t st = 1;
+        tu_fill(x, sizeof x / sizeof x[0], -1, 1, &st);
+        tu_contexts(wm_net_manifold(net), s, N, &st);
+        WM_OK_OR_FAIL(wm_infer(net, x, s, N, ya));
+        WM_OK_OR_FAIL(wm_infer(back, x, s, N, yb));
+        assert_memory_equal(ya, yb, sizeof ya);
+        int in0;
+        WM_OK_OR_FAIL(wm_net_layer_info(back, 0, &in0, NULL, NULL));
+        assert_int_equal(in0, (C0 + 2 * cond) * 9);     /* concat: two extra input channels */
+        wm_net_free(net), wm_net_free(back);
+    }
+    unlink(path);
+}
+
+static void test_cnn_argument_errors(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("circle");
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 2 * 6 * 6, WM_COND_MANIFOLD));
+    EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 3, 1, 0, WM_ACT_RELU));   /* no input shape */
+    EXPECT_STATUS(WM_EINVAL, wm_net_input_shape(net, 2, 6, 5));             /* 60 != 72 */
+    WM_OK_OR_FAIL(wm_net_input_shape(net, 2, 6, 6));
+    EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 7, 1, 0, WM_ACT_RELU));   /* does not fit */
+    EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 3, 0, 0, WM_ACT_RELU));
+    EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 3, 1, 3, WM_ACT_RELU));
+    EXPECT_STATUS(WM_EINVAL, wm_net_maxpool(net, 7));
+    WM_OK_OR_FAIL(wm_net_conv2d(net, 4, 3, 1, 1, WM_ACT_RELU));
+    EXPECT_STATUS(WM_ESTATE, wm_net_input_shape(net, 2, 6, 6));
+    WM_OK_OR_FAIL(wm_net_avgpool(net, 2));
+    WM_OK_OR_FAIL(wm_net_dense(net, 3, WM_ACT_NONE));
+    EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 1, 1, 0, WM_ACT_RELU));   /* after dense */
+    EXPECT_STATUS(WM_EINVAL, wm_net_set_conv_strategy(net, (wm_conv_strategy)9));
+    assert_int_equal(wm_net_n_layers(net), 3);
+    assert_int_equal(wm_net_n_params(net), 3 * (4 * 2 * 9 + 4 + 3 * 4 * 3 * 3 + 3));
+    WM_OK_OR_FAIL(wm_net_init(net, 1));
+    float w[100], s = 0.5f;
+    EXPECT_STATUS(WM_EINVAL, wm_net_weights_at(net, 1, &s, w, NULL));        /* pooling */
+    EXPECT_STATUS(WM_EINVAL, wm_net_control_point(net, 1, 0, w, NULL));
+    wm_net_free(net);
+    wm_manifold_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_gradients),
+        cmocka_unit_test(test_stacked_and_materialised_agree),
+        cmocka_unit_test(test_decomposition_vs_weights_at),
+        cmocka_unit_test(test_tiny_cnn_learns),
+        cmocka_unit_test(test_cnn_save_load),
+        cmocka_unit_test(test_cnn_argument_errors),
+    };
+    return cmocka_run_group_tests_name("conv", tests, NULL, NULL);
+}
