@@ -37,6 +37,16 @@
 extern "C" {
 #endif
 
+/* WM_API marks the public functions: the shared library is built with hidden
+ * visibility, so only these leave it (-DWM_API= to override). */
+#ifndef WM_API
+#if defined(__GNUC__) || defined(__clang__)
+#define WM_API __attribute__((visibility("default")))
+#else
+#define WM_API
+#endif
+#endif
+
 #define WM_VERSION_MAJOR 0
 #define WM_VERSION_MINOR 1
 #define WM_VERSION_PATCH 0
@@ -58,16 +68,16 @@ typedef enum {
 
 /* A short constant description of a status ("invalid argument", ...).
  * Never NULL; unknown values give "unknown status". Thread-safe. */
-const char *wm_status_str(wm_status st);
+WM_API const char *wm_status_str(wm_status st);
 
 /* This thread's most recent failure, in words a user can act on, e.g.
  * "labels[17] = 12 is out of range for 10 classes". Successful calls do not
  * clear it. Never NULL ("" before any failure). The text is thread-local and
  * valid until this thread's next failing call. */
-const char *wm_last_error(void);
+WM_API const char *wm_last_error(void);
 
 /* The library version as "MAJOR.MINOR.PATCH". Thread-safe. */
-const char *wm_version(void);
+WM_API const char *wm_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Manifolds                                                                  */
@@ -84,35 +94,35 @@ typedef struct wm_manifold wm_manifold;
 
 /* A single point: K = 1, no context (dim 0), c = (1). A plain network.
  * Returns WM_OK, WM_EINVAL (out NULL), WM_ENOMEM. */
-wm_status wm_manifold_point(wm_manifold **out);
+WM_API wm_status wm_manifold_point(wm_manifold **out);
 
 /* A line segment: dim 1, s in [0,1], c(s) = (1-s, s), K = 2.
  * W(0) = P_1 and W(1) = P_2. Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
-wm_status wm_manifold_line(wm_manifold **out);
+WM_API wm_status wm_manifold_line(wm_manifold **out);
 
 /* A circle (ellipse in weight space): dim 1, periodic,
  * c(s) = (1, cos 2 pi s, sin 2 pi s), K = 3. Same as wm_manifold_fourier(out, 1).
  * Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
-wm_status wm_manifold_circle(wm_manifold **out);
+WM_API wm_status wm_manifold_circle(wm_manifold **out);
 
 /* A closed curve of order H = harmonics >= 1: dim 1, periodic,
  * c(s) = (1, cos 2 pi s, sin 2 pi s, cos 4 pi s, sin 4 pi s, ...), K = 2H+1.
  * Returns WM_OK, WM_EINVAL (harmonics < 1 or > 512), WM_ENOMEM. */
-wm_status wm_manifold_fourier(wm_manifold **out, int harmonics);
+WM_API wm_status wm_manifold_fourier(wm_manifold **out, int harmonics);
 
 /* A uniform B-spline curve with n_control control points of the given degree
  * (1 = piecewise linear, 3 = cubic; at most 31): dim 1. periodic = 0: open, clamped (the
  * curve starts at P_1 and ends at P_n), s in [0,1]. periodic != 0: closed,
  * s wraps. Needs degree >= 1 and n_control >= degree + 1.
  * Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
-wm_status wm_manifold_bspline(wm_manifold **out, int n_control, int degree, int periodic);
+WM_API wm_status wm_manifold_bspline(wm_manifold **out, int n_control, int degree, int periodic);
 
 /* The product manifold A x B: dim = dim A + dim B, context s = (s_A, s_B),
  * c(s) = c_A(s_A) (x) c_B(s_B) (index k = k_A * K_B + k_B), G = G_A (x) G_B.
  * Circle x circle is a torus, line x circle a cylinder; products nest.
  * The result owns copies: a and b may be freed afterwards.
  * Returns WM_OK, WM_EINVAL (NULL argument, dim > 16 or K > 1024), WM_ENOMEM. */
-wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_manifold *b);
+WM_API wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_manifold *b);
 
 /* Your own basis. fn(s, c, user) writes the n_basis values c(s) for a context
  * s of dim coordinates, each in [0,1] ([0,1) if periodic); it must be a pure function (it is
@@ -125,32 +135,32 @@ wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_
  * Returns WM_OK, WM_EINVAL (bad sizes, NULL fn, NaN/Inf from fn),
  * WM_ENUMERIC (Gram not positive definite), WM_ENOMEM. */
 typedef void (*wm_basis_fn)(const float *s, float *c, void *user);
-wm_status wm_manifold_custom(wm_manifold **out, int dim, int n_basis,
+WM_API wm_status wm_manifold_custom(wm_manifold **out, int dim, int n_basis,
                              const int *periodic, wm_basis_fn fn, void *user);
 
 /* Copy a manifold. Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
-wm_status wm_manifold_clone(wm_manifold **out, const wm_manifold *m);
+WM_API wm_status wm_manifold_clone(wm_manifold **out, const wm_manifold *m);
 
 /* Number of context coordinates (0 for a point), or -1 if m is NULL. */
-int wm_manifold_dim(const wm_manifold *m);
+WM_API int wm_manifold_dim(const wm_manifold *m);
 
 /* Number of basis functions K, or -1 if m is NULL. */
-int wm_manifold_n_basis(const wm_manifold *m);
+WM_API int wm_manifold_n_basis(const wm_manifold *m);
 
 /* Whether context coordinate d is periodic: 1, 0, or -1 on bad arguments. */
-int wm_manifold_periodic(const wm_manifold *m, int d);
+WM_API int wm_manifold_periodic(const wm_manifold *m, int d);
 
 /* The paper's basis c(s): writes K floats to c for the context s (dim floats;
  * may be NULL when dim = 0). Periodic coordinates wrap.
  * Returns WM_OK, WM_EINVAL (NULL, NaN/Inf, non-periodic s outside [0,1]). */
-wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c);
+WM_API wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c);
 
 /* The Gram matrix G, K x K row-major doubles, exact (closed form or exact
  * quadrature; custom bases: quadrature). Returns WM_OK or WM_EINVAL. */
-wm_status wm_manifold_gram(const wm_manifold *m, double *G);
+WM_API wm_status wm_manifold_gram(const wm_manifold *m, double *G);
 
 /* Release a manifold. NULL is a no-op. */
-void wm_manifold_free(wm_manifold *m);
+WM_API void wm_manifold_free(wm_manifold *m);
 
 /* ------------------------------------------------------------------------ */
 /* Networks                                                                   */
@@ -182,13 +192,13 @@ typedef enum { WM_COND_MANIFOLD, WM_COND_CONCAT } wm_conditioning;
  * Then add layers (wm_net_dense), optionally set the loss (default
  * WM_LOSS_SOFTMAX_CE), and call wm_net_init before training or inference.
  * Returns WM_OK, WM_EINVAL (NULL out or m, n_inputs < 1, bad cond), WM_ENOMEM. */
-wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond);
+WM_API wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond);
 
 /* Append a dense layer y = act(W(s) x + b(s)) with n_outputs units; W and b
  * both live on the manifold. After a convolution or pooling layer it flattens
  * its input in CHW order. Returns WM_OK, WM_EINVAL (NULL, n_outputs < 1,
  * bad act, too many parameters), WM_ESTATE (after wm_net_init), WM_ENOMEM. */
-wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act);
+WM_API wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act);
 
 /* Declare that rows of x are images of channels x height x width values in
  * CHW order (channels*height*width must equal n_inputs). Call it before the
@@ -197,7 +207,7 @@ wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act);
  * features enter as extra constant input channels.
  * Returns WM_OK, WM_EINVAL (NULL, sizes < 1 or not matching n_inputs),
  * WM_ESTATE (layers already added). */
-wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width);
+WM_API wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width);
 
 /* Append a 2-D convolution with out_channels square kernel x kernel filters,
  * the given stride (>= 1) and zero padding (>= 0, < kernel), then act.
@@ -206,14 +216,14 @@ wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width);
  * Output size: (H + 2 pad - kernel) / stride + 1 per side (must be >= 1).
  * Returns WM_OK, WM_EINVAL (bad sizes, no input shape, after a dense layer),
  * WM_ESTATE (after wm_net_init), WM_ENOMEM. */
-wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
+WM_API wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
                         wm_activation act);
 
 /* Append a max or average pooling layer over size x size windows with
  * stride = size (no padding; a remainder row/column is dropped). No
  * parameters. Returns as wm_net_conv2d. */
-wm_status wm_net_maxpool(wm_net *net, int size);
-wm_status wm_net_avgpool(wm_net *net, int size);
+WM_API wm_status wm_net_maxpool(wm_net *net, int size);
+WM_API wm_status wm_net_avgpool(wm_net *net, int size);
 
 /* How a convolution runs a batch whose samples have different contexts:
  * WM_CONV_STACKED: im2col and one GEMM with the K basis kernels stacked (K x
@@ -223,10 +233,10 @@ wm_status wm_net_avgpool(wm_net *net, int size);
  * Batches sharing one context always materialise once. The results agree to
  * float rounding. Returns WM_OK or WM_EINVAL. */
 typedef enum { WM_CONV_AUTO, WM_CONV_STACKED, WM_CONV_MATERIALISED } wm_conv_strategy;
-wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy);
+WM_API wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy);
 
 /* Choose the training loss. Returns WM_OK, WM_EINVAL, WM_ESTATE (after init). */
-wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
+WM_API wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
 
 /* Allocate and initialise the parameters from seed: He normal weights for
  * layers followed by relu or none, Glorot normal for tanh and sigmoid, zero
@@ -234,21 +244,21 @@ wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
  * they sit on the basis's constant direction). Calling it again
  * re-initialises. Returns WM_OK, WM_EINVAL (NULL), WM_ESTATE (no layers, or
  * softmax CE with a single output), WM_ENOMEM. */
-wm_status wm_net_init(wm_net *net, uint64_t seed);
+WM_API wm_status wm_net_init(wm_net *net, uint64_t seed);
 
 /* Sizes; -1 (or 0 for n_params) if net is NULL. n_outputs is the last
  * layer's width (0 before any layer). n_params counts every trainable scalar
  * over all K basis points. */
-int    wm_net_n_inputs(const wm_net *net);
-int    wm_net_n_outputs(const wm_net *net);
-int    wm_net_n_layers(const wm_net *net);
-size_t wm_net_n_params(const wm_net *net);
+WM_API int    wm_net_n_inputs(const wm_net *net);
+WM_API int    wm_net_n_outputs(const wm_net *net);
+WM_API int    wm_net_n_layers(const wm_net *net);
+WM_API size_t wm_net_n_params(const wm_net *net);
 
 /* Context dimension the net expects (its manifold's dim), or -1. */
-int wm_net_context_dim(const wm_net *net);
+WM_API int wm_net_context_dim(const wm_net *net);
 
 /* The net's own manifold (valid while the net lives), or NULL. */
-const wm_manifold *wm_net_manifold(const wm_net *net);
+WM_API const wm_manifold *wm_net_manifold(const wm_net *net);
 
 /* Describe layer `layer` (0-based; layers are numbered in the order added,
  * pooling included): the columns and rows of the matrix wm_net_weights_at
@@ -256,7 +266,7 @@ const wm_manifold *wm_net_manifold(const wm_net *net);
  * units; conv: n_in = in_channels*k*k, n_out = out_channels; pooling: the
  * flattened input and output sizes), and its activation (pooling: NONE).
  * Any out pointer may be NULL. Returns WM_OK or WM_EINVAL. */
-wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
+WM_API wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
                             wm_activation *act);
 
 /* Run n samples: x is n x n_inputs, s is n x dim contexts (NULL allowed when
@@ -266,14 +276,14 @@ wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
  * chunk seen and is released at thread exit: no allocation in steady state.
  * Returns WM_OK, WM_EINVAL (NULL, n < 0, NaN/Inf input or context, context
  * out of domain), WM_ESTATE (not initialised), WM_ENOMEM. */
-wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out);
+WM_API wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out);
 
 /* wm_infer with caller-owned workspace (no allocation at all, ever).
  * wm_infer_workspace_size gives the bytes needed for batches up to n samples
  * (0 if net is NULL or not initialised).
  * Returns as wm_infer, plus WM_EINVAL when ws_bytes is too small. */
-size_t    wm_infer_workspace_size(const wm_net *net, int n);
-wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, float *out,
+WM_API size_t    wm_infer_workspace_size(const wm_net *net, int n);
+WM_API wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, float *out,
                       void *ws, size_t ws_bytes);
 
 /* The plain layer at context s: w receives n_out x n_in (row-major; conv:
@@ -282,46 +292,46 @@ wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, 
  * channels are the last ones of the first layer's w). Either output may be
  * NULL. Returns WM_OK, WM_EINVAL (bad arguments, a layer without parameters),
  * WM_ESTATE (not initialised). */
-wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b);
+WM_API wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b);
 
 /* Control point P_k (k in 0..K-1) of layer `layer`, in the paper's
  * coordinates: w is n_out x n_in, b n_out; W(s) = sum_k c_k(s) P_k.
  * Either output may be NULL. A concat net has K = 1.
  * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised). */
-wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b);
+WM_API wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b);
 
 /* Overwrite control point P_k of a layer (either input may be NULL to keep
  * that part). Returns WM_OK, WM_EINVAL (NULL net, bad index, NaN/Inf),
  * WM_ESTATE (not initialised). */
-wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b);
+WM_API wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b);
 
 /* Read-only view of all parameters in the internal orthonormal coordinates,
  * the layout of wm_grad_buffer; *len receives the count. NULL before init. */
-const float *wm_net_params(const wm_net *net, size_t *len);
+WM_API const float *wm_net_params(const wm_net *net, size_t *len);
 
 /* Overwrite all parameters (len must equal wm_net_n_params) with q, in the
  * internal orthonormal coordinates (the layout of wm_net_params). Use it to
  * broadcast parameters between processes or restore a snapshot.
  * Returns WM_OK, WM_EINVAL (NULL, wrong len, NaN/Inf), WM_ESTATE. */
-wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
+WM_API wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
 
 /* Save the architecture and parameters to path (see docs/model-format.md).
  * Atomic: written to a temporary file in the same directory, flushed,
  * fsynced and renamed over path, so path always holds a whole model.
  * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised), WM_EIO. */
-wm_status wm_net_save(const wm_net *net, const char *path);
+WM_API wm_status wm_net_save(const wm_net *net, const char *path);
 
 /* Load a model saved by wm_net_save; *out is a new initialised net whose
  * wm_infer is bit-identical to the saved one's. A net on a custom manifold
  * needs its basis callback: use wm_net_load_custom (plain wm_net_load then
  * returns WM_EINVAL). Returns WM_OK, WM_EINVAL, WM_EIO (cannot open/read),
  * WM_EFORMAT (not a model file, truncated, corrupt, wrong version), WM_ENOMEM. */
-wm_status wm_net_load(wm_net **out, const char *path);
-wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
+WM_API wm_status wm_net_load(wm_net **out, const char *path);
+WM_API wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
 
 /* Release a net. NULL is a no-op. Free its optimizers first or after: they
  * must not be used once the net is freed. */
-void wm_net_free(wm_net *net);
+WM_API void wm_net_free(wm_net *net);
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                   */
@@ -357,14 +367,14 @@ typedef struct wm_optimizer wm_optimizer;
 /* Defaults: volume 0, weight_decay 0; SD lr 0.01; momentum lr 0.01,
  * momentum 0.9; Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8.
  * An unknown kind gives the SD defaults with that kind set. */
-wm_opt_config wm_opt_default(wm_opt_kind kind);
+WM_API wm_opt_config wm_opt_default(wm_opt_kind kind);
 
 /* Create an optimizer for an initialised net; it keeps a pointer to net
  * (which must outlive it) and its own state (momentum, Adam moments).
  * Returns WM_OK, WM_EINVAL (NULL, bad kind, negative or non-finite settings,
  * lr <= 0 when volume = 0, beta outside [0,1)), WM_ESTATE (net not
  * initialised), WM_ENOMEM. */
-wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_config *cfg);
+WM_API wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_config *cfg);
 
 /* One training step: wm_grad then wm_apply. *loss (may be NULL) receives the
  * batch's mean loss before the update. Batches whose samples share one
@@ -373,39 +383,39 @@ wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_conf
  * Returns WM_OK, WM_EINVAL (bad batch: n < 1, NULL arrays, labels out of
  * range or missing, targets missing, NaN/Inf, context out of domain),
  * WM_ENUMERIC (non-finite loss or update: parameters unchanged), WM_ENOMEM. */
-wm_status wm_step(wm_optimizer *opt, const wm_batch *batch, float *loss);
+WM_API wm_status wm_step(wm_optimizer *opt, const wm_batch *batch, float *loss);
 
 /* Compute the gradient of the batch-mean loss into the optimizer's gradient
  * buffer (overwriting it), without changing the net. *loss as in wm_step.
  * Returns as wm_step. */
-wm_status wm_grad(wm_optimizer *opt, const wm_batch *batch, float *loss);
+WM_API wm_status wm_grad(wm_optimizer *opt, const wm_batch *batch, float *loss);
 
 /* The gradient buffer: wm_net_n_params floats in Q coordinates (the layout of
  * wm_net_params, identical for nets of the same architecture), holding the raw
  * gradient of the last wm_grad (weight decay not included). The caller may
  * read or overwrite it (e.g. average it across processes) before wm_apply.
  * Valid while opt lives. NULL if opt is NULL. */
-float *wm_grad_buffer(wm_optimizer *opt, size_t *len);
+WM_API float *wm_grad_buffer(wm_optimizer *opt, size_t *len);
 
 /* Apply one update from the gradient buffer. Returns WM_OK, WM_EINVAL,
  * WM_ESTATE (no gradient computed yet), WM_ENUMERIC (non-finite gradient or
  * update: nothing changed). */
-wm_status wm_apply(wm_optimizer *opt);
+WM_API wm_status wm_apply(wm_optimizer *opt);
 
 /* Number of updates applied so far (Adam's t), 0 if opt is NULL. */
-uint64_t wm_optimizer_steps(const wm_optimizer *opt);
+WM_API uint64_t wm_optimizer_steps(const wm_optimizer *opt);
 
 /* Mean loss and accuracy (fraction of samples whose argmax output equals the
  * label, or under MSE the target's argmax) over a batch; either output may be
  * NULL. Thread-safe on one net (per-thread scratch, like wm_infer).
  * Returns as wm_step (never WM_ENUMERIC for a finite net and batch). */
-wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, float *accuracy);
+WM_API wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, float *accuracy);
 
 /* Checkpoints: save the optimizer's net together with the optimizer's settings
  * and state (step count, momentum / Adam moments) in one model file, written
  * atomically like wm_net_save. wm_net_load reads such a file as a plain model.
  * Returns WM_OK, WM_EINVAL, WM_EIO, WM_ENOMEM. */
-wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path);
+WM_API wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path);
 
 /* Load a checkpoint written by wm_optimizer_save: *net receives a new net and
  * *opt a new optimizer on it (free both; the optimizer first or last, but
@@ -414,11 +424,11 @@ wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path);
  * callback for a net on a custom manifold, else NULL.
  * Returns WM_OK, WM_EINVAL (NULL, or a file without optimizer state), WM_EIO,
  * WM_EFORMAT, WM_ENOMEM. */
-wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path,
+WM_API wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path,
                             wm_basis_fn fn, void *user);
 
 /* Release an optimizer. NULL is a no-op. */
-void wm_optimizer_free(wm_optimizer *opt);
+WM_API void wm_optimizer_free(wm_optimizer *opt);
 
 #ifdef __cplusplus
 }

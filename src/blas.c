@@ -3,7 +3,7 @@
 
 #include "blas.h"
 
-void wm_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+void wmi_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
              const float *A, int lda, const float *B, int ldb, float beta,
              float *C, int ldc)
 {
@@ -14,7 +14,7 @@ void wm_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                 beta, C, ldc);
 }
 
-void wm_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
+void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
              const float *x, float beta, float *y)
 {
     if (m_rows <= 0 || n_cols <= 0)
@@ -23,7 +23,7 @@ void wm_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, i
                 A, lda, x, 1, beta, y, 1);
 }
 
-void wm_ger(int m, int n, float alpha, const float *x, const float *y, float *A, int lda)
+void wmi_ger(int m, int n, float alpha, const float *x, const float *y, float *A, int lda)
 {
     if (m <= 0 || n <= 0)
         return;

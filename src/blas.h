@@ -5,15 +5,15 @@
 
 /* C (m x n) = alpha * op(A) op(B) + beta * C, with op(X) = X or X^T.
  * lda, ldb, ldc are the row strides of A, B, C as stored. */
-void wm_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+void wmi_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
              const float *A, int lda, const float *B, int ldb, float beta,
              float *C, int ldc);
 
 /* y (m) = alpha * op(A) x + beta * y, A stored m_rows x n_cols. */
-void wm_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
+void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
              const float *x, float beta, float *y);
 
 /* A (m x n) += alpha * x y^T. */
-void wm_ger(int m, int n, float alpha, const float *x, const float *y, float *A, int lda);
+void wmi_ger(int m, int n, float alpha, const float *x, const float *y, float *A, int lda);
 
 #endif

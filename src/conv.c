@@ -91,7 +91,7 @@ static void plain_conv(const wm_layer *ly, const float *W, const float *b, const
     for (int o = 0; o < ly->rows; o++)
         for (int p = 0; p < P; p++)
             y[(size_t)o * P + p] = b[o];
-    wm_gemm(0, 0, ly->rows, P, ly->cols, 1.0f, W, ly->cols, cols, P, 1.0f, y, P);
+    wmi_gemm(0, 0, ly->rows, P, ly->cols, 1.0f, W, ly->cols, cols, P, 1.0f, y, P);
 }
 
 void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strategy,
@@ -117,7 +117,7 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
             wmi_dense_materialise(ly, params, Kp, ci, wi, wi + wn);
             plain_conv(ly, wi, wi + wn, cols, yi);
         } else {
-            wm_gemm(0, 0, Kp * rows, P, ly->cols, 1.0f, Q, ly->cols, cols, P, 0.0f, z, P);
+            wmi_gemm(0, 0, Kp * rows, P, ly->cols, 1.0f, Q, ly->cols, cols, P, 0.0f, z, P);
             for (int o = 0; o < rows; o++) {
                 float *yo = yi + (size_t)o * P;
                 float bias = 0.0f;
@@ -161,14 +161,14 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
         im2col(ly, X + (size_t)i * ly->in, cols);
         if (plain) {                            /* accumulate in basis point 0's slot */
             const float *W = Kp == 1 ? Q : wmat;
-            wm_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 1.0f, gW, ly->cols);
+            wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 1.0f, gW, ly->cols);
             for (int o = 0; o < rows; o++)
                 for (int p = 0; p < P; p++)
                     gB[o] += di[(size_t)o * P + p];
             if (dX)
-                wm_gemm(1, 0, ly->cols, P, rows, 1.0f, W, ly->cols, di, P, 0.0f, dcols, P);
+                wmi_gemm(1, 0, ly->cols, P, rows, 1.0f, W, ly->cols, di, P, 0.0f, dcols, P);
         } else if (mat) {
-            wm_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 0.0f, dwi, ly->cols);
+            wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 0.0f, dwi, ly->cols);
             for (int k = 0; k < Kp; k++) {      /* spread dW_i by c(s_i) */
                 float c = ci[k], *gWk = gW + (size_t)k * wn, *gBk = gB + (size_t)k * rows;
                 for (size_t j = 0; j < wn; j++)
@@ -182,13 +182,13 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
             }
             if (dX) {
                 wmi_dense_materialise(ly, params, Kp, ci, wi, NULL);
-                wm_gemm(1, 0, ly->cols, P, rows, 1.0f, wi, ly->cols, di, P, 0.0f, dcols, P);
+                wmi_gemm(1, 0, ly->cols, P, rows, 1.0f, wi, ly->cols, di, P, 0.0f, dcols, P);
             }
         } else {
             for (int k = 0; k < Kp; k++)        /* D = [c_k delta_i]_k */
                 for (size_t j = 0; j < (size_t)rows * P; j++)
                     z[(size_t)k * rows * P + j] = ci[k] * di[j];
-            wm_gemm(0, 1, Kp * rows, ly->cols, P, 1.0f, z, P, cols, P, 1.0f, gW, ly->cols);
+            wmi_gemm(0, 1, Kp * rows, ly->cols, P, 1.0f, z, P, cols, P, 1.0f, gW, ly->cols);
             for (int k = 0; k < Kp; k++)
                 for (int o = 0; o < rows; o++) {
                     float sum = 0.0f;
@@ -197,7 +197,7 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
                     gB[(size_t)k * rows + o] += sum;
                 }
             if (dX)
-                wm_gemm(1, 0, ly->cols, P, Kp * rows, 1.0f, Q, ly->cols, z, P, 0.0f, dcols, P);
+                wmi_gemm(1, 0, ly->cols, P, Kp * rows, 1.0f, Q, ly->cols, z, P, 0.0f, dcols, P);
         }
         if (dX)
             col2im_add(ly, dcols, dX + (size_t)i * ly->in);

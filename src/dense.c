@@ -48,9 +48,9 @@ static void plain_forward(const float *W, const float *b, const float *X, int n,
     for (int i = 0; i < n; i++)
         memcpy(Y + (size_t)i * out, b, sizeof(float) * (size_t)out);
     if (n == 1)
-        wm_gemv(0, out, in, 1.0f, W, in, X, 1.0f, Y);
+        wmi_gemv(0, out, in, 1.0f, W, in, X, 1.0f, Y);
     else
-        wm_gemm(0, 1, n, out, in, 1.0f, X, in, W, in, 1.0f, Y, out);
+        wmi_gemm(0, 1, n, out, in, 1.0f, X, in, W, in, 1.0f, Y, out);
 }
 
 void wmi_dense_forward(const wm_layer *ly, const float *params, int Kp, const float *X, int n,
@@ -66,7 +66,7 @@ void wmi_dense_forward(const wm_layer *ly, const float *params, int Kp, const fl
         wmi_dense_materialise(ly, params, Kp, C, w, b);
         plain_forward(w, b, X, n, in, out, Y);
     } else {
-        wm_gemm(0, 1, n, ko, in, 1.0f, X, in, Q, in, 0.0f, z, ko);
+        wmi_gemm(0, 1, n, ko, in, 1.0f, X, in, Q, in, 0.0f, z, ko);
         for (int i = 0; i < n; i++) {
             const float *zi = z + (size_t)i * ko, *ci = C + (size_t)i * Kp;
             float *yi = Y + (size_t)i * out;
@@ -98,14 +98,14 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
     if (Kp == 1 || shared) {
         /* plain layer gradient, into basis point 0's slot */
         const float *W = Kp == 1 ? Q : wmat;
-        wm_gemm(1, 0, out, in, n, 1.0f, delta, out, X, in, 0.0f, gW, in);
+        wmi_gemm(1, 0, out, in, n, 1.0f, delta, out, X, in, 0.0f, gW, in);
         for (int o = 0; o < out; o++)
             gB[o] = 0.0f;
         for (int i = 0; i < n; i++)
             for (int o = 0; o < out; o++)
                 gB[o] += delta[(size_t)i * out + o];
         if (dX)
-            wm_gemm(0, 0, n, in, out, 1.0f, delta, out, W, in, 0.0f, dX, in);
+            wmi_gemm(0, 0, n, in, out, 1.0f, delta, out, W, in, 0.0f, dX, in);
         if (Kp > 1) {
             /* spread to the basis points: dQ_k = c_hat_k dW (slot 0 last: it is the source) */
             for (int k = Kp - 1; k >= 0; k--) {
@@ -125,8 +125,8 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
             for (int o = 0; o < out; o++)
                 zi[(size_t)k * out + o] = ci[k] * di[o];
     }
-    wm_gemm(1, 0, ko, in, n, 1.0f, z, ko, X, in, 0.0f, gW, in);        /* dWst = D^T X */
-    wm_gemm(1, 0, Kp, out, n, 1.0f, C, Kp, delta, out, 0.0f, gB, out); /* dB = C^T delta */
+    wmi_gemm(1, 0, ko, in, n, 1.0f, z, ko, X, in, 0.0f, gW, in);        /* dWst = D^T X */
+    wmi_gemm(1, 0, Kp, out, n, 1.0f, C, Kp, delta, out, 0.0f, gB, out); /* dB = C^T delta */
     if (dX)
-        wm_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);    /* dX = D Wst */
+        wmi_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);    /* dX = D Wst */
 }

@@ -11,7 +11,7 @@
 /* The only mutable state besides per-thread scratch: one message per thread. */
 static _Thread_local char last_error[512];
 
-wm_status wm_fail(wm_status st, const char *fmt, ...)
+wm_status wmi_fail(wm_status st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -20,7 +20,7 @@ wm_status wm_fail(wm_status st, const char *fmt, ...)
     return st;
 }
 
-wm_status wm_fail_prefix(wm_status st, const char *fmt, ...)
+wm_status wmi_fail_prefix(wm_status st, const char *fmt, ...)
 {
     char old[sizeof last_error];
     va_list ap;

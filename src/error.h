@@ -11,10 +11,10 @@
 #endif
 
 /* Record "fmt..." as this thread's last error and return st, so every check
- * reads like the rule it enforces:  if (n < 1) return wm_fail(WM_EINVAL, "..."); */
-wm_status wm_fail(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
+ * reads like the rule it enforces:  if (n < 1) return wmi_fail(WM_EINVAL, "..."); */
+wm_status wmi_fail(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
 
 /* Prefix the current message with context ("layer 2: ...") and return st. */
-wm_status wm_fail_prefix(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
+wm_status wmi_fail_prefix(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
 
 #endif

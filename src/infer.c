@@ -17,9 +17,9 @@
 static wm_status check_net(const wm_net *net, const char *fn)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "%s: net is NULL", fn);
+        return wmi_fail(WM_EINVAL, "%s: net is NULL", fn);
     if (!net->initialised)
-        return wm_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
+        return wmi_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
     return WM_OK;
 }
 
@@ -41,7 +41,7 @@ static wm_status run_chunks(const wm_net *net, const float *x, const float *s, i
     uintptr_t base = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
     wm_pass p;
     if (ws_bytes < wmi_pass_bytes(net, rows, 0) + (base - (uintptr_t)ws))
-        return wm_fail(WM_EINVAL, "workspace of %zu bytes is too small: wm_infer_workspace_size says %zu",
+        return wmi_fail(WM_EINVAL, "workspace of %zu bytes is too small: wm_infer_workspace_size says %zu",
                        ws_bytes, wm_infer_workspace_size(net, n));
     wmi_pass_layout(net, rows, 0, (void *)base, &p);
     int dim = net->m->dim, m = net->layers[net->n_layers - 1].out;
@@ -68,11 +68,11 @@ static wm_status check_infer_args(const wm_net *net, const float *x, const float
     if (st != WM_OK)
         return st;
     if (n < 0)
-        return wm_fail(WM_EINVAL, "%s: n = %d is negative", fn, n);
+        return wmi_fail(WM_EINVAL, "%s: n = %d is negative", fn, n);
     if (n > 0 && (!x || !out))
-        return wm_fail(WM_EINVAL, "%s: %s is NULL", fn, !x ? "x" : "out");
+        return wmi_fail(WM_EINVAL, "%s: %s is NULL", fn, !x ? "x" : "out");
     if (n > 0 && !s && net->m->dim > 0)
-        return wm_fail(WM_EINVAL, "%s: s is NULL but the manifold has %d context coordinates", fn,
+        return wmi_fail(WM_EINVAL, "%s: s is NULL but the manifold has %d context coordinates", fn,
                        net->m->dim);
     return WM_OK;
 }
@@ -84,7 +84,7 @@ wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, 
     if (st != WM_OK || n == 0)
         return st;
     if (!ws)
-        return wm_fail(WM_EINVAL, "wm_infer_ws: ws is NULL");
+        return wmi_fail(WM_EINVAL, "wm_infer_ws: ws is NULL");
     return run_chunks(net, x, s, n, ws, ws_bytes, copy_out, out);
 }
 
@@ -96,7 +96,7 @@ wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, flo
     size_t bytes = wm_infer_workspace_size(net, n);
     void *ws = wmi_thread_scratch(bytes);
     if (!ws)
-        return wm_fail(WM_ENOMEM, "wm_infer: out of memory for %zu bytes of scratch", bytes);
+        return wmi_fail(WM_ENOMEM, "wm_infer: out of memory for %zu bytes of scratch", bytes);
     return run_chunks(net, x, s, n, ws, bytes, copy_out, out);
 }
 
@@ -122,13 +122,13 @@ wm_status wmi_check_batch(const wm_net *net, const wm_batch *b, const char *fn)
     if (st != WM_OK)
         return st;
     if (!b)
-        return wm_fail(WM_EINVAL, "%s: batch is NULL", fn);
+        return wmi_fail(WM_EINVAL, "%s: batch is NULL", fn);
     if (b->n < 1)
-        return wm_fail(WM_EINVAL, "%s: batch.n = %d: a batch needs at least one sample", fn, b->n);
+        return wmi_fail(WM_EINVAL, "%s: batch.n = %d: a batch needs at least one sample", fn, b->n);
     if (!b->x)
-        return wm_fail(WM_EINVAL, "%s: batch.x is NULL", fn);
+        return wmi_fail(WM_EINVAL, "%s: batch.x is NULL", fn);
     if (!b->s && net->m->dim > 0)
-        return wm_fail(WM_EINVAL, "%s: batch.s is NULL but the manifold has %d context coordinates",
+        return wmi_fail(WM_EINVAL, "%s: batch.s is NULL but the manifold has %d context coordinates",
                        fn, net->m->dim);
     return wmi_check_supervision(net, b);
 }
@@ -141,7 +141,7 @@ wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, flo
     size_t bytes = wm_infer_workspace_size(net, batch->n);
     void *ws = wmi_thread_scratch(bytes);
     if (!ws)
-        return wm_fail(WM_ENOMEM, "wm_evaluate: out of memory for %zu bytes of scratch", bytes);
+        return wmi_fail(WM_ENOMEM, "wm_evaluate: out of memory for %zu bytes of scratch", bytes);
     eval_acc e = {net, batch, 0.0, 0};
     st = run_chunks(net, batch->x, batch->s, batch->n, ws, bytes, accumulate_eval, &e);
     if (st != WM_OK)

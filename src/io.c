@@ -104,12 +104,12 @@ static wm_status write_file_atomic(const char *path, const void *data, size_t le
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     if (!tmp)
-        return wm_fail(WM_ENOMEM, "wm_net_save: out of memory");
+        return wmi_fail(WM_ENOMEM, "wm_net_save: out of memory");
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", 12);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        wm_status st = wm_fail(WM_EIO, "cannot create a temporary file next to %s: %s", path,
+        wm_status st = wmi_fail(WM_EIO, "cannot create a temporary file next to %s: %s", path,
                                strerror(errno));
         free(tmp);
         return st;
@@ -134,7 +134,7 @@ static wm_status write_file_atomic(const char *path, const void *data, size_t le
     if (err) {
         unlink(tmp);
         free(tmp);
-        return wm_fail(WM_EIO, "cannot write %s: %s", path, strerror(err ? err : EIO));
+        return wmi_fail(WM_EIO, "cannot write %s: %s", path, strerror(err ? err : EIO));
     }
     free(tmp);
     /* make the rename itself durable */
@@ -218,7 +218,7 @@ static wm_status save(const wm_net *net, const wm_optimizer *opt, const char *pa
     serialize(&w, net, opt);
     if (w.oom) {
         free(w.buf);
-        return wm_fail(WM_ENOMEM, "%s: out of memory", fn);
+        return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
     }
     wm_status st = write_file_atomic(path, w.buf, w.len);
     free(w.buf);
@@ -228,16 +228,16 @@ static wm_status save(const wm_net *net, const wm_optimizer *opt, const char *pa
 wm_status wm_net_save(const wm_net *net, const char *path)
 {
     if (!net || !path)
-        return wm_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
+        return wmi_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
     if (!net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
+        return wmi_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
     return save(net, NULL, path, "wm_net_save");
 }
 
 wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path)
 {
     if (!opt || !path)
-        return wm_fail(WM_EINVAL, "wm_optimizer_save: %s is NULL", !opt ? "opt" : "path");
+        return wmi_fail(WM_EINVAL, "wm_optimizer_save: %s is NULL", !opt ? "opt" : "path");
     return save(opt->net, opt, path, "wm_optimizer_save");
 }
 
@@ -269,7 +269,7 @@ typedef struct {
 
 static wm_status bad(const load_ctx *c, const char *what)
 {
-    return wm_fail(WM_EFORMAT, "%s is not a valid model file: %s", c->path, what);
+    return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %s", c->path, what);
 }
 
 static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
@@ -315,7 +315,7 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
         break;
     case WM_MF_CUSTOM:
         if (!c->fn)
-            return wm_fail(WM_EINVAL, "%s holds a net on a custom manifold: load it with "
+            return wmi_fail(WM_EINVAL, "%s holds a net on a custom manifold: load it with "
                                       "wm_net_load_custom and the basis callback", c->path);
         if (dim < 1 || dim > 4)
             return bad(c, "bad custom manifold dimension");
@@ -340,29 +340,29 @@ static wm_status read_whole(const char *path, unsigned char **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return wm_fail(WM_EIO, "cannot open %s: %s", path, strerror(errno));
+        return wmi_fail(WM_EIO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(f);
-        return wm_fail(WM_EIO, "cannot read %s: not a regular file", path);
+        return wmi_fail(WM_EIO, "cannot read %s: not a regular file", path);
     }
     if (sb.st_size > MAX_FILE) {
         fclose(f);
-        return wm_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", path,
+        return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", path,
                        (long long)sb.st_size);
     }
     size_t n = (size_t)sb.st_size;
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf) {
         fclose(f);
-        return wm_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", path, n);
+        return wmi_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", path, n);
     }
     size_t got = fread(buf, 1, n, f);
     int err = ferror(f);
     fclose(f);
     if (err || got != n) {
         free(buf);
-        return wm_fail(WM_EIO, "cannot read %s", path);
+        return wmi_fail(WM_EIO, "cannot read %s", path);
     }
     *data = buf;
     *len = n;
@@ -394,7 +394,7 @@ static wm_status get_optimizer(rbuf *r, load_ctx *c, wm_net *net, wm_optimizer *
         return bad(c, "bad optimizer flag");
     if (!present) {
         if (opt)
-            return wm_fail(WM_EINVAL, "%s holds a model without optimizer state: load it with wm_net_load",
+            return wmi_fail(WM_EINVAL, "%s holds a model without optimizer state: load it with wm_net_load",
                            c->path);
         return r->pos == r->len ? WM_OK : bad(c, "trailing bytes after the parameters");
     }
@@ -441,7 +441,7 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
     rbuf r = {data, len - 4, 4, 0};
     uint32_t version = get_u32(&r);
     if (version != FORMAT_VERSION)
-        return wm_fail(WM_EFORMAT, "%s: model format version %u is not supported (this library reads %u)",
+        return wmi_fail(WM_EFORMAT, "%s: model format version %u is not supported (this library reads %u)",
                        c->path, version, FORMAT_VERSION);
     if (wmi_crc32(0, data, len - 4) != stored)
         return bad(c, "checksum mismatch (the file is corrupted or truncated)");
@@ -544,14 +544,14 @@ static wm_status load(wm_net **out, wm_optimizer **opt, const char *path, wm_bas
 wm_status wm_net_load(wm_net **out, const char *path)
 {
     if (!out || !path)
-        return wm_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
+        return wmi_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
     return load(out, NULL, path, NULL, NULL);
 }
 
 wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user)
 {
     if (!out || !path || !fn)
-        return wm_fail(WM_EINVAL, "wm_net_load_custom: %s is NULL", !out ? "out" : !path ? "path" : "fn");
+        return wmi_fail(WM_EINVAL, "wm_net_load_custom: %s is NULL", !out ? "out" : !path ? "path" : "fn");
     return load(out, NULL, path, fn, user);
 }
 
@@ -559,7 +559,7 @@ wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, 
                             void *user)
 {
     if (!opt || !net || !path)
-        return wm_fail(WM_EINVAL, "wm_optimizer_load: %s is NULL", !opt ? "opt" : !net ? "net" : "path");
+        return wmi_fail(WM_EINVAL, "wm_optimizer_load: %s is NULL", !opt ? "opt" : !net ? "net" : "path");
     wm_net *n = NULL;
     wm_optimizer *o = NULL;
     wm_status st = load(&n, &o, path, fn, user);

@@ -113,17 +113,17 @@ wm_status wmi_context_check(const wm_manifold *m, const float *s, int i, double 
     for (int d = 0; d < m->dim; d++) {
         double v = s[d];
         if (!isfinite(v))
-            return i >= 0 ? wm_fail(WM_EINVAL, "context s[%d][%d] is not finite", i, d)
-                          : wm_fail(WM_EINVAL, "context s[%d] is not finite", d);
+            return i >= 0 ? wmi_fail(WM_EINVAL, "context s[%d][%d] is not finite", i, d)
+                          : wmi_fail(WM_EINVAL, "context s[%d] is not finite", d);
         if (m->periodic[d]) {
             v -= floor(v);
             if (v >= 1.0)                /* -1e-20 - floor(...) rounds to 1 */
                 v = 0.0;
         } else if (v < 0.0 || v > 1.0) {
-            return i >= 0 ? wm_fail(WM_EINVAL,
+            return i >= 0 ? wmi_fail(WM_EINVAL,
                                     "context s[%d][%d] = %g is outside [0,1] (coordinate %d is not periodic)",
                                     i, d, v, d)
-                          : wm_fail(WM_EINVAL,
+                          : wmi_fail(WM_EINVAL,
                                     "context s[%d] = %g is outside [0,1] (coordinate %d is not periodic)",
                                     d, v, d);
         }
@@ -194,7 +194,7 @@ static wm_status gram_custom(const wm_manifold *m, double *G, double *mean)
         wmi_basis(m, s, c);
         for (int k = 0; k < m->K; k++)
             if (!isfinite(c[k]))
-                return wm_fail(WM_EINVAL, "custom basis returned a non-finite c[%d] at s[0] = %g",
+                return wmi_fail(WM_EINVAL, "custom basis returned a non-finite c[%d] at s[0] = %g",
                                k, s[0]);
         accumulate(m, s, wt, G, mean);
     }
@@ -224,7 +224,7 @@ wm_status wmi_manifold_finish(wm_manifold *m)
     m->const_coef = calloc((size_t)K, sizeof(double));
     if (!mean || !m->G || !m->L || !m->Linv || !m->const_coef) {
         free(mean);
-        return wm_fail(WM_ENOMEM, "out of memory for a %d-function manifold", K);
+        return wmi_fail(WM_ENOMEM, "out of memory for a %d-function manifold", K);
     }
     m->n_feat = feature_count(m);
     wm_status st = WM_OK;
@@ -251,7 +251,7 @@ wm_status wmi_manifold_finish(wm_manifold *m)
         double *mb = calloc((size_t)m->b->K, sizeof(double));
         if (!ma || !mb) {
             free(ma), free(mb), free(mean);
-            return wm_fail(WM_ENOMEM, "out of memory for a product manifold");
+            return wmi_fail(WM_ENOMEM, "out of memory for a product manifold");
         }
         /* the mean of c_A (x) c_B is G_A a_A (x) G_B a_B; recover each from its factor */
         for (int i = 0; i < m->a->K; i++)
@@ -273,7 +273,7 @@ wm_status wmi_manifold_finish(wm_manifold *m)
         if (m->kind == WM_MF_PRODUCT) {
             wmi_kron(m->a->L, m->a->K, m->a->K, m->b->L, m->b->K, m->b->K, m->L);
         } else if (wmi_cholesky(m->G, m->L, K) != 0) {
-            st = wm_fail(WM_ENUMERIC, "the Gram matrix of this basis is not positive definite: "
+            st = wmi_fail(WM_ENUMERIC, "the Gram matrix of this basis is not positive definite: "
                                       "its %d functions are linearly dependent", K);
         }
     }
@@ -326,13 +326,13 @@ static wm_manifold *alloc_manifold(wm_mf_kind kind, int dim, int K)
 #define NEED_OUT(out)                                                            \
     do {                                                                         \
         if (!(out))                                                              \
-            return wm_fail(WM_EINVAL, "%s: out is NULL", __func__);             \
+            return wmi_fail(WM_EINVAL, "%s: out is NULL", __func__);             \
     } while (0)
 #define NEW_OR_FAIL(m, expr)                                                     \
     do {                                                                         \
         (m) = (expr);                                                            \
         if (!(m))                                                                \
-            return wm_fail(WM_ENOMEM, "%s: out of memory", __func__);           \
+            return wmi_fail(WM_ENOMEM, "%s: out of memory", __func__);           \
     } while (0)
 
 wm_status wm_manifold_point(wm_manifold **out)
@@ -356,7 +356,7 @@ wm_status wm_manifold_fourier(wm_manifold **out, int harmonics)
     wm_manifold *m;
     NEED_OUT(out);
     if (harmonics < 1 || 2 * harmonics + 1 > WM_MAX_BASIS)
-        return wm_fail(WM_EINVAL, "harmonics = %d must be in 1..%d", harmonics,
+        return wmi_fail(WM_EINVAL, "harmonics = %d must be in 1..%d", harmonics,
                        (WM_MAX_BASIS - 1) / 2);
     NEW_OR_FAIL(m, alloc_manifold(WM_MF_FOURIER, 1, 2 * harmonics + 1));
     m->harmonics = harmonics;
@@ -371,9 +371,9 @@ wm_status wm_manifold_bspline(wm_manifold **out, int n_control, int degree, int 
     wm_manifold *m;
     NEED_OUT(out);
     if (degree < 1 || degree > 31)
-        return wm_fail(WM_EINVAL, "B-spline degree = %d must be in 1..31", degree);
+        return wmi_fail(WM_EINVAL, "B-spline degree = %d must be in 1..31", degree);
     if (n_control < degree + 1 || n_control > WM_MAX_BASIS)
-        return wm_fail(WM_EINVAL,
+        return wmi_fail(WM_EINVAL,
                        "a degree-%d B-spline needs %d..%d control points, got n_control = %d",
                        degree, degree + 1, WM_MAX_BASIS, n_control);
     NEW_OR_FAIL(m, alloc_manifold(WM_MF_BSPLINE, 1, n_control));
@@ -389,17 +389,17 @@ wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_
     wm_manifold *m;
     NEED_OUT(out);
     if (!a || !b)
-        return wm_fail(WM_EINVAL, "wm_manifold_product: factor %s is NULL", a ? "b" : "a");
+        return wmi_fail(WM_EINVAL, "wm_manifold_product: factor %s is NULL", a ? "b" : "a");
     if (a->dim + b->dim > WM_MAX_DIM)
-        return wm_fail(WM_EINVAL, "product would have %d context coordinates (at most %d)",
+        return wmi_fail(WM_EINVAL, "product would have %d context coordinates (at most %d)",
                        a->dim + b->dim, WM_MAX_DIM);
     if ((long)a->K * b->K > WM_MAX_BASIS)
-        return wm_fail(WM_EINVAL, "product would have %ld basis functions (at most %d)",
+        return wmi_fail(WM_EINVAL, "product would have %ld basis functions (at most %d)",
                        (long)a->K * b->K, WM_MAX_BASIS);
     NEW_OR_FAIL(m, alloc_manifold(WM_MF_PRODUCT, a->dim + b->dim, a->K * b->K));
     if (wm_manifold_clone(&m->a, a) != WM_OK || wm_manifold_clone(&m->b, b) != WM_OK) {
         manifold_release(m);
-        return wm_fail(WM_ENOMEM, "wm_manifold_product: out of memory");
+        return wmi_fail(WM_ENOMEM, "wm_manifold_product: out of memory");
     }
     memcpy(m->periodic, a->periodic, sizeof(int) * (size_t)a->dim);
     memcpy(m->periodic + a->dim, b->periodic, sizeof(int) * (size_t)b->dim);
@@ -412,12 +412,12 @@ wm_status wm_manifold_custom(wm_manifold **out, int dim, int n_basis, const int 
     wm_manifold *m;
     NEED_OUT(out);
     if (dim < 1 || dim > 4)
-        return wm_fail(WM_EINVAL, "custom manifold: dim = %d must be in 1..4", dim);
+        return wmi_fail(WM_EINVAL, "custom manifold: dim = %d must be in 1..4", dim);
     if (n_basis < 1 || n_basis > WM_MAX_BASIS)
-        return wm_fail(WM_EINVAL, "custom manifold: n_basis = %d must be in 1..%d", n_basis,
+        return wmi_fail(WM_EINVAL, "custom manifold: n_basis = %d must be in 1..%d", n_basis,
                        WM_MAX_BASIS);
     if (!fn)
-        return wm_fail(WM_EINVAL, "custom manifold: basis function is NULL");
+        return wmi_fail(WM_EINVAL, "custom manifold: basis function is NULL");
     NEW_OR_FAIL(m, alloc_manifold(WM_MF_CUSTOM, dim, n_basis));
     m->fn = fn;
     m->user = user;
@@ -430,11 +430,11 @@ wm_status wm_manifold_clone(wm_manifold **out, const wm_manifold *src)
 {
     NEED_OUT(out);
     if (!src)
-        return wm_fail(WM_EINVAL, "wm_manifold_clone: m is NULL");
+        return wmi_fail(WM_EINVAL, "wm_manifold_clone: m is NULL");
     size_t kk = (size_t)src->K * (size_t)src->K;
     wm_manifold *m = malloc(sizeof *m);
     if (!m)
-        return wm_fail(WM_ENOMEM, "wm_manifold_clone: out of memory");
+        return wmi_fail(WM_ENOMEM, "wm_manifold_clone: out of memory");
     *m = *src;
     m->a = m->b = NULL;
     m->G = malloc(kk * sizeof(double));
@@ -445,7 +445,7 @@ wm_status wm_manifold_clone(wm_manifold **out, const wm_manifold *src)
         (src->a && wm_manifold_clone(&m->a, src->a) != WM_OK) ||
         (src->b && wm_manifold_clone(&m->b, src->b) != WM_OK)) {
         manifold_release(m);
-        return wm_fail(WM_ENOMEM, "wm_manifold_clone: out of memory");
+        return wmi_fail(WM_ENOMEM, "wm_manifold_clone: out of memory");
     }
     memcpy(m->G, src->G, kk * sizeof(double));
     memcpy(m->L, src->L, kk * sizeof(double));
@@ -469,7 +469,7 @@ wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c)
 {
     double sw[WM_MAX_DIM], cd[WM_MAX_BASIS];
     if (!m || !c || (!s && m->dim > 0))
-        return wm_fail(WM_EINVAL, "wm_manifold_basis: %s is NULL", !m ? "m" : !c ? "c" : "s");
+        return wmi_fail(WM_EINVAL, "wm_manifold_basis: %s is NULL", !m ? "m" : !c ? "c" : "s");
     wm_status st = wmi_context_check(m, s, -1, sw);
     if (st != WM_OK)
         return st;
@@ -482,7 +482,7 @@ wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c)
 wm_status wm_manifold_gram(const wm_manifold *m, double *G)
 {
     if (!m || !G)
-        return wm_fail(WM_EINVAL, "wm_manifold_gram: %s is NULL", !m ? "m" : "G");
+        return wmi_fail(WM_EINVAL, "wm_manifold_gram: %s is NULL", !m ? "m" : "G");
     memcpy(G, m->G, sizeof(double) * (size_t)m->K * (size_t)m->K);
     return WM_OK;
 }

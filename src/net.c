@@ -15,20 +15,20 @@
 wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond)
 {
     if (!out)
-        return wm_fail(WM_EINVAL, "wm_net_create: out is NULL");
+        return wmi_fail(WM_EINVAL, "wm_net_create: out is NULL");
     if (!m)
-        return wm_fail(WM_EINVAL, "wm_net_create: manifold is NULL");
+        return wmi_fail(WM_EINVAL, "wm_net_create: manifold is NULL");
     if (n_inputs < 1 || n_inputs > (1 << 24))
-        return wm_fail(WM_EINVAL, "wm_net_create: n_inputs = %d must be in 1..%d", n_inputs, 1 << 24);
+        return wmi_fail(WM_EINVAL, "wm_net_create: n_inputs = %d must be in 1..%d", n_inputs, 1 << 24);
     if (cond != WM_COND_MANIFOLD && cond != WM_COND_CONCAT)
-        return wm_fail(WM_EINVAL, "wm_net_create: conditioning %d is neither WM_COND_MANIFOLD nor WM_COND_CONCAT",
+        return wmi_fail(WM_EINVAL, "wm_net_create: conditioning %d is neither WM_COND_MANIFOLD nor WM_COND_CONCAT",
                        (int)cond);
     wm_net *net = calloc(1, sizeof *net);
     if (!net)
-        return wm_fail(WM_ENOMEM, "wm_net_create: out of memory");
+        return wmi_fail(WM_ENOMEM, "wm_net_create: out of memory");
     if (wm_manifold_clone(&net->m, m) != WM_OK) {
         free(net);
-        return wm_fail(WM_ENOMEM, "wm_net_create: out of memory");
+        return wmi_fail(WM_ENOMEM, "wm_net_create: out of memory");
     }
     net->cond = cond;
     net->n_inputs = n_inputs;
@@ -44,11 +44,11 @@ wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_con
 static wm_status check_add(const wm_net *net, const char *fn)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "%s: net is NULL", fn);
+        return wmi_fail(WM_EINVAL, "%s: net is NULL", fn);
     if (net->initialised)
-        return wm_fail(WM_ESTATE, "%s: layers must be added before wm_net_init", fn);
+        return wmi_fail(WM_ESTATE, "%s: layers must be added before wm_net_init", fn);
     if (net->n_layers == WM_MAX_LAYERS)
-        return wm_fail(WM_EINVAL, "%s: a net holds at most %d layers", fn, WM_MAX_LAYERS);
+        return wmi_fail(WM_EINVAL, "%s: a net holds at most %d layers", fn, WM_MAX_LAYERS);
     return WM_OK;
 }
 
@@ -70,7 +70,7 @@ static wm_status append(wm_net *net, wm_layer *ly, const char *fn)
 {
     size_t add = (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1);
     if (add > MAX_PARAMS - net->n_params)
-        return wm_fail(WM_EINVAL, "%s: the net would exceed %zu parameters", fn, MAX_PARAMS);
+        return wmi_fail(WM_EINVAL, "%s: the net would exceed %zu parameters", fn, MAX_PARAMS);
     ly->in = net->n_layers ? net->layers[net->n_layers - 1].out : wmi_net_in0(net);
     ly->w_off = net->n_params;
     ly->b_off = net->n_params + (size_t)net->Kp * ly->rows * ly->cols;
@@ -94,9 +94,9 @@ wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
     if (st != WM_OK)
         return st;
     if (n_outputs < 1 || n_outputs > (1 << 24))
-        return wm_fail(WM_EINVAL, "wm_net_dense: n_outputs = %d must be in 1..%d", n_outputs, 1 << 24);
+        return wmi_fail(WM_EINVAL, "wm_net_dense: n_outputs = %d must be in 1..%d", n_outputs, 1 << 24);
     if (!wmi_act_valid((int)act))
-        return wm_fail(WM_EINVAL, "wm_net_dense: activation %d is not a wm_activation", (int)act);
+        return wmi_fail(WM_EINVAL, "wm_net_dense: activation %d is not a wm_activation", (int)act);
     settle_first_input(net, 0);
     wm_layer ly;
     memset(&ly, 0, sizeof ly);
@@ -110,12 +110,12 @@ wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
 wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "wm_net_input_shape: net is NULL");
+        return wmi_fail(WM_EINVAL, "wm_net_input_shape: net is NULL");
     if (net->n_layers > 0 || net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_input_shape: the input shape must be set before the first layer");
+        return wmi_fail(WM_ESTATE, "wm_net_input_shape: the input shape must be set before the first layer");
     if (channels < 1 || height < 1 || width < 1 ||
         (long long)channels * height * width != net->n_inputs)
-        return wm_fail(WM_EINVAL, "wm_net_input_shape: %d x %d x %d does not match n_inputs = %d",
+        return wmi_fail(WM_EINVAL, "wm_net_input_shape: %d x %d x %d does not match n_inputs = %d",
                        channels, height, width, net->n_inputs);
     net->input_c = net->shape_c = channels;
     net->input_h = net->shape_h = height;
@@ -126,9 +126,9 @@ wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
 static wm_status spatial_input(const wm_net *net, const char *fn)
 {
     if (net->input_c == 0)
-        return wm_fail(WM_EINVAL, "%s: the net has no input shape (call wm_net_input_shape first)", fn);
+        return wmi_fail(WM_EINVAL, "%s: the net has no input shape (call wm_net_input_shape first)", fn);
     if (net->shape_c == 0)
-        return wm_fail(WM_EINVAL, "%s: a convolution or pooling cannot follow a dense layer", fn);
+        return wmi_fail(WM_EINVAL, "%s: a convolution or pooling cannot follow a dense layer", fn);
     return WM_OK;
 }
 
@@ -140,18 +140,18 @@ wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, i
         return st;
     if (out_channels < 1 || out_channels > (1 << 16) || kernel < 1 || kernel > 64 || stride < 1 ||
         stride > 64 || pad < 0 || pad >= kernel)
-        return wm_fail(WM_EINVAL, "wm_net_conv2d: out_channels = %d, kernel = %d, stride = %d, pad = %d: "
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: out_channels = %d, kernel = %d, stride = %d, pad = %d: "
                                   "need out_channels >= 1, 1 <= kernel <= 64, 1 <= stride <= 64, 0 <= pad < kernel",
                        out_channels, kernel, stride, pad);
     if (!wmi_act_valid((int)act))
-        return wm_fail(WM_EINVAL, "wm_net_conv2d: activation %d is not a wm_activation", (int)act);
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: activation %d is not a wm_activation", (int)act);
     settle_first_input(net, 1);
     int oh = (net->shape_h + 2 * pad - kernel) / stride + 1, ow = (net->shape_w + 2 * pad - kernel) / stride + 1;
     if (net->shape_h + 2 * pad < kernel || net->shape_w + 2 * pad < kernel)
-        return wm_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
                        kernel, kernel, net->shape_h, net->shape_w, pad);
     if ((long long)out_channels * oh * ow > (1 << 24))
-        return wm_fail(WM_EINVAL, "wm_net_conv2d: output of %d x %d x %d is too large", out_channels, oh, ow);
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: output of %d x %d x %d is too large", out_channels, oh, ow);
     wm_layer ly;
     memset(&ly, 0, sizeof ly);
     ly.kind = WM_LAYER_CONV;
@@ -171,7 +171,7 @@ static wm_status add_pool(wm_net *net, int size, wm_layer_kind kind, const char 
     if (st != WM_OK || (st = spatial_input(net, fn)) != WM_OK)
         return st;
     if (size < 1 || size > net->shape_h || size > net->shape_w)
-        return wm_fail(WM_EINVAL, "%s: size = %d must be in 1..%d for a %dx%d input", fn, size,
+        return wmi_fail(WM_EINVAL, "%s: size = %d must be in 1..%d for a %dx%d input", fn, size,
                        net->shape_h < net->shape_w ? net->shape_h : net->shape_w, net->shape_h,
                        net->shape_w);
     settle_first_input(net, 1);
@@ -193,9 +193,9 @@ wm_status wm_net_avgpool(wm_net *net, int size) { return add_pool(net, size, WM_
 wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "wm_net_set_conv_strategy: net is NULL");
+        return wmi_fail(WM_EINVAL, "wm_net_set_conv_strategy: net is NULL");
     if (strategy != WM_CONV_AUTO && strategy != WM_CONV_STACKED && strategy != WM_CONV_MATERIALISED)
-        return wm_fail(WM_EINVAL, "wm_net_set_conv_strategy: %d is not a wm_conv_strategy", (int)strategy);
+        return wmi_fail(WM_EINVAL, "wm_net_set_conv_strategy: %d is not a wm_conv_strategy", (int)strategy);
     net->conv_strategy = strategy;
     return WM_OK;
 }
@@ -203,11 +203,11 @@ wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy)
 wm_status wm_net_set_loss(wm_net *net, wm_loss loss)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "wm_net_set_loss: net is NULL");
+        return wmi_fail(WM_EINVAL, "wm_net_set_loss: net is NULL");
     if (loss != WM_LOSS_SOFTMAX_CE && loss != WM_LOSS_MSE)
-        return wm_fail(WM_EINVAL, "wm_net_set_loss: loss %d is not a wm_loss", (int)loss);
+        return wmi_fail(WM_EINVAL, "wm_net_set_loss: loss %d is not a wm_loss", (int)loss);
     if (net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_set_loss: the loss must be set before wm_net_init");
+        return wmi_fail(WM_ESTATE, "wm_net_set_loss: the loss must be set before wm_net_init");
     net->loss = loss;
     return WM_OK;
 }
@@ -232,11 +232,11 @@ static void constant_direction(const wm_net *net, double *q0)
 wm_status wm_net_init(wm_net *net, uint64_t seed)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "wm_net_init: net is NULL");
+        return wmi_fail(WM_EINVAL, "wm_net_init: net is NULL");
     if (net->n_layers == 0)
-        return wm_fail(WM_ESTATE, "wm_net_init: the net has no layers (add them with wm_net_dense)");
+        return wmi_fail(WM_ESTATE, "wm_net_init: the net has no layers (add them with wm_net_dense)");
     if (net->loss == WM_LOSS_SOFTMAX_CE && net->layers[net->n_layers - 1].out < 2)
-        return wm_fail(WM_ESTATE, "wm_net_init: softmax cross-entropy needs at least 2 outputs, the last layer has %d",
+        return wmi_fail(WM_ESTATE, "wm_net_init: softmax cross-entropy needs at least 2 outputs, the last layer has %d",
                        net->layers[net->n_layers - 1].out);
     double *q0 = malloc(sizeof(double) * (size_t)net->Kp);
     float *params = net->initialised ? net->params : malloc(sizeof(float) * net->n_params);
@@ -244,11 +244,11 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         free(q0);
         if (params != net->params)
             free(params);
-        return wm_fail(WM_ENOMEM, "wm_net_init: out of memory for %zu parameters", net->n_params);
+        return wmi_fail(WM_ENOMEM, "wm_net_init: out of memory for %zu parameters", net->n_params);
     }
     constant_direction(net, q0);
-    wm_rng rng;
-    wm_rng_seed(&rng, seed);
+    wmi_rng rng;
+    wmi_rng_seed(&rng, seed);
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         if (!wmi_layer_has_params(ly))
@@ -260,7 +260,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         size_t wn = (size_t)ly->rows * ly->cols;
         float *Q = params + ly->w_off;
         for (size_t j = 0; j < wn; j++)           /* W0 into slot 0, then spread */
-            Q[j] = (float)(sd * wm_rng_normal(&rng));
+            Q[j] = (float)(sd * wmi_rng_normal(&rng));
         for (int k = net->Kp - 1; k >= 0; k--)
             for (size_t j = 0; j < wn; j++)
                 Q[(size_t)k * wn + j] = (float)(q0[k] * Q[j]);
@@ -269,6 +269,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     free(q0);
     net->params = params;
     net->initialised = 1;
+    net->version++;
     return WM_OK;
 }
 
@@ -295,25 +296,26 @@ const float *wm_net_params(const wm_net *net, size_t *len)
 wm_status wm_net_set_params(wm_net *net, const float *q, size_t len)
 {
     if (!net || !q)
-        return wm_fail(WM_EINVAL, "wm_net_set_params: %s is NULL", !net ? "net" : "q");
+        return wmi_fail(WM_EINVAL, "wm_net_set_params: %s is NULL", !net ? "net" : "q");
     if (!net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_set_params: the net is not initialised (call wm_net_init)");
+        return wmi_fail(WM_ESTATE, "wm_net_set_params: the net is not initialised (call wm_net_init)");
     if (len != net->n_params)
-        return wm_fail(WM_EINVAL, "wm_net_set_params: len = %zu but the net has %zu parameters", len,
+        return wmi_fail(WM_EINVAL, "wm_net_set_params: len = %zu but the net has %zu parameters", len,
                        net->n_params);
     for (size_t j = 0; j < len; j++)
         if (!isfinite(q[j]))
-            return wm_fail(WM_EINVAL, "wm_net_set_params: q[%zu] is not finite", j);
+            return wmi_fail(WM_EINVAL, "wm_net_set_params: q[%zu] is not finite", j);
     memcpy(net->params, q, sizeof(float) * len);
+    net->version++;
     return WM_OK;
 }
 
 static wm_status check_layer(const wm_net *net, int layer, const char *fn)
 {
     if (!net)
-        return wm_fail(WM_EINVAL, "%s: net is NULL", fn);
+        return wmi_fail(WM_EINVAL, "%s: net is NULL", fn);
     if (layer < 0 || layer >= net->n_layers)
-        return wm_fail(WM_EINVAL, "%s: layer %d does not exist (the net has %d)", fn, layer,
+        return wmi_fail(WM_EINVAL, "%s: layer %d does not exist (the net has %d)", fn, layer,
                        net->n_layers);
     return WM_OK;
 }
@@ -340,16 +342,16 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
     if (st != WM_OK)
         return st;
     if (!wmi_layer_has_params(&net->layers[layer]))
-        return wm_fail(WM_EINVAL, "wm_net_weights_at: layer %d is a pooling layer and has no weights", layer);
+        return wmi_fail(WM_EINVAL, "wm_net_weights_at: layer %d is a pooling layer and has no weights", layer);
     if (!net->initialised)
-        return wm_fail(WM_ESTATE, "wm_net_weights_at: the net is not initialised (call wm_net_init)");
+        return wmi_fail(WM_ESTATE, "wm_net_weights_at: the net is not initialised (call wm_net_init)");
     float chat[WM_MAX_BASIS];
     if (net->Kp == 1) {
         chat[0] = 1.0f;                        /* a point or a concat net: s is unused */
     } else {
         double sw[WM_MAX_DIM];
         if (!s)
-            return wm_fail(WM_EINVAL, "wm_net_weights_at: s is NULL but the manifold has %d context coordinates",
+            return wmi_fail(WM_EINVAL, "wm_net_weights_at: s is NULL but the manifold has %d context coordinates",
                            net->m->dim);
         if ((st = wmi_context_check(net->m, s, -1, sw)) != WM_OK)
             return st;
@@ -380,11 +382,11 @@ static wm_status check_point(const wm_net *net, int layer, int k, const char *fn
     if (st != WM_OK)
         return st;
     if (!wmi_layer_has_params(&net->layers[layer]))
-        return wm_fail(WM_EINVAL, "%s: layer %d is a pooling layer and has no parameters", fn, layer);
+        return wmi_fail(WM_EINVAL, "%s: layer %d is a pooling layer and has no parameters", fn, layer);
     if (k < 0 || k >= net->Kp)
-        return wm_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d)", fn, k, net->Kp);
+        return wmi_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d)", fn, k, net->Kp);
     if (!net->initialised)
-        return wm_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
+        return wmi_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
     return WM_OK;
 }
 
@@ -428,14 +430,15 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
     size_t wn = (size_t)ly->rows * ly->cols;
     for (size_t j = 0; w && j < wn; j++)
         if (!isfinite(w[j]))
-            return wm_fail(WM_EINVAL, "wm_net_set_control_point: w[%zu] is not finite", j);
+            return wmi_fail(WM_EINVAL, "wm_net_set_control_point: w[%zu] is not finite", j);
     for (int j = 0; b && j < ly->rows; j++)
         if (!isfinite(b[j]))
-            return wm_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
+            return wmi_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
     if (w)
         set_point_block(net, net->params + ly->w_off, wn, k, w);
     if (b)
         set_point_block(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
+    net->version++;
     return WM_OK;
 }
 

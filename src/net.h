@@ -3,6 +3,8 @@
 #define WM_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdint.h>
 
 #include "manifold.h"
 #include "wmanifold.h"
@@ -49,7 +51,8 @@ struct wm_net {
     int shape_c, shape_h, shape_w;/* shape of the next layer's input (c = 0: flat) */
     int image_concat;             /* concat features enter as constant input planes */
     int conv_strategy;            /* wm_conv_strategy */
-    size_t conv_scratch;          /* floats of per-sample conv scratch (largest layer) */
+    uint64_t version;             /* bumped by every write to params, so optimizers know
+                                     when their bounds on |Q| are stale */
 };
 
 /* Row i of x as the first layer sees it: the caller's n_inputs values, then the

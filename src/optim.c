@@ -41,20 +41,20 @@ wm_opt_config wm_opt_default(wm_opt_kind kind)
 static wm_status check_config(const wm_opt_config *c)
 {
     if (c->kind != WM_OPT_SD && c->kind != WM_OPT_MOMENTUM && c->kind != WM_OPT_ADAM)
-        return wm_fail(WM_EINVAL, "optimizer kind %d is not a wm_opt_kind", (int)c->kind);
+        return wmi_fail(WM_EINVAL, "optimizer kind %d is not a wm_opt_kind", (int)c->kind);
     if (!isfinite(c->volume) || c->volume < 0)
-        return wm_fail(WM_EINVAL, "volume = %g must be finite and >= 0", c->volume);
+        return wmi_fail(WM_EINVAL, "volume = %g must be finite and >= 0", c->volume);
     if (c->volume == 0 && !(isfinite(c->lr) && c->lr > 0))
-        return wm_fail(WM_EINVAL, "lr = %g must be finite and > 0 (or set a volume budget)", c->lr);
+        return wmi_fail(WM_EINVAL, "lr = %g must be finite and > 0 (or set a volume budget)", c->lr);
     if (!isfinite(c->weight_decay) || c->weight_decay < 0)
-        return wm_fail(WM_EINVAL, "weight_decay = %g must be finite and >= 0", c->weight_decay);
+        return wmi_fail(WM_EINVAL, "weight_decay = %g must be finite and >= 0", c->weight_decay);
     if (c->kind == WM_OPT_MOMENTUM && !(c->momentum >= 0 && c->momentum <= 1))
-        return wm_fail(WM_EINVAL, "momentum = %g must be in [0,1]", c->momentum);
+        return wmi_fail(WM_EINVAL, "momentum = %g must be in [0,1]", c->momentum);
     if (c->kind == WM_OPT_ADAM) {
         if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
-            return wm_fail(WM_EINVAL, "Adam betas (%g, %g) must be in [0,1)", c->beta1, c->beta2);
+            return wmi_fail(WM_EINVAL, "Adam betas (%g, %g) must be in [0,1)", c->beta1, c->beta2);
         if (!(isfinite(c->eps) && c->eps > 0))
-            return wm_fail(WM_EINVAL, "Adam eps = %g must be finite and > 0", c->eps);
+            return wmi_fail(WM_EINVAL, "Adam eps = %g must be finite and > 0", c->eps);
     }
     return WM_OK;
 }
@@ -62,12 +62,12 @@ static wm_status check_config(const wm_opt_config *c)
 wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_config *cfg)
 {
     if (!out || !net || !cfg)
-        return wm_fail(WM_EINVAL, "wm_optimizer_create: %s is NULL", !out ? "out" : !net ? "net" : "cfg");
+        return wmi_fail(WM_EINVAL, "wm_optimizer_create: %s is NULL", !out ? "out" : !net ? "net" : "cfg");
     if (!net->initialised)
-        return wm_fail(WM_ESTATE, "wm_optimizer_create: the net is not initialised (call wm_net_init)");
+        return wmi_fail(WM_ESTATE, "wm_optimizer_create: the net is not initialised (call wm_net_init)");
     wm_status st = check_config(cfg);
     if (st != WM_OK)
-        return wm_fail_prefix(st, "wm_optimizer_create: ");
+        return wmi_fail_prefix(st, "wm_optimizer_create: ");
     wm_optimizer *o = calloc(1, sizeof *o);
     size_t n = net->n_params;
     if (o) {
@@ -79,7 +79,7 @@ wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_conf
     }
     if (!o || !o->grad || (cfg->kind != WM_OPT_SD && !o->m1) || (cfg->kind == WM_OPT_ADAM && !o->m2)) {
         wm_optimizer_free(o);
-        return wm_fail(WM_ENOMEM, "wm_optimizer_create: out of memory for %zu parameters", n);
+        return wmi_fail(WM_ENOMEM, "wm_optimizer_create: out of memory for %zu parameters", n);
     }
     o->net = net;
     o->cfg = *cfg;
@@ -114,7 +114,7 @@ static wm_status reserve(wm_optimizer *o, int n)
     bytes = (bytes + 63) / 64 * 64;
     void *mem = aligned_alloc(64, bytes);
     if (!mem)
-        return wm_fail(WM_ENOMEM, "out of memory for a %zu-byte training workspace (batch of %d)",
+        return wmi_fail(WM_ENOMEM, "out of memory for a %zu-byte training workspace (batch of %d)",
                        bytes, n);
     free(o->ws);
     o->ws = mem;
@@ -123,12 +123,14 @@ static wm_status reserve(wm_optimizer *o, int n)
     return WM_OK;
 }
 
-wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
+/* The gradient into o->grad; *bound receives a bound on its entries. */
+static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, float *bound,
+                              const char *fn)
 {
     if (!o)
-        return wm_fail(WM_EINVAL, "wm_grad: optimizer is NULL");
+        return wmi_fail(WM_EINVAL, "%s: optimizer is NULL", fn);
     wm_net *net = o->net;
-    wm_status st = wmi_check_batch(net, b, __func__);
+    wm_status st = wmi_check_batch(net, b, fn);
     if (st != WM_OK || (st = reserve(o, b->n)) != WM_OK)
         return st;
     wm_pass p;
@@ -141,18 +143,24 @@ wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
     double total = wmi_loss(net->loss, y, n, m, b->labels, b->targets, dy, 1.0f / n, NULL);
     double mean = total / n;
     if (!isfinite(mean) || !isfinite((float)mean))
-        return wm_fail(WM_ENUMERIC, "the batch loss is not finite (%g): the parameters or the "
+        return wmi_fail(WM_ENUMERIC, "the batch loss is not finite (%g): the parameters or the "
                                     "learning rate have diverged", mean);
     o->has_grad = 0;                 /* the buffer is being overwritten */
-    wmi_pass_backward(net, &p, n, dy, o->grad);
+    *bound = wmi_pass_backward(net, &p, n, dy, o->grad);
     o->has_grad = 1;
     if (loss)
         *loss = (float)mean;
     return WM_OK;
 }
 
+wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
+{
+    float bound;
+    return compute_grad(o, b, loss, &bound, __func__);
+}
+
 /* The unscaled step direction u_j (dQ_j = -scale * u_j) and the optimizer
- * state it would leave, for parameter j. */
+ * state it would leave, for parameter j: the careful path's definition. */
 typedef struct {
     float mu, b1, b2, eps, wd, bc1, bc2;
     wm_opt_kind kind;
@@ -174,28 +182,142 @@ static inline float direction(const step_consts *k, float q, float g, float *m1,
     return 0.0f;
 }
 
-wm_status wm_apply(wm_optimizer *o)
+static step_consts consts_of(const wm_optimizer *o)
 {
-    if (!o)
-        return wm_fail(WM_EINVAL, "wm_apply: optimizer is NULL");
-    if (!o->has_grad)
-        return wm_fail(WM_ESTATE, "wm_apply: no gradient yet (call wm_grad first)");
     const wm_opt_config *c = &o->cfg;
-    float *q = o->net->params, *g = o->grad, *m1 = o->m1, *m2 = o->m2;
-    size_t n = o->net->n_params;
     step_consts k = {c->momentum, c->beta1, c->beta2, c->eps, c->weight_decay, 1.0f, 1.0f, c->kind};
     if (c->kind == WM_OPT_ADAM) {
         k.bc1 = (float)(1.0 - pow(c->beta1, (double)(o->t + 1)));
         k.bc2 = (float)(1.0 - pow(c->beta2, (double)(o->t + 1)));
     }
-    /* pass 1: norm and bounds, nothing written */
+    return k;
+}
+
+/* Refresh the maxima of params and moments if someone else wrote the net. */
+static void refresh_maxima(wm_optimizer *o)
+{
+    if (o->version == o->net->version + 1)   /* +1: never equal for a fresh optimizer */
+        return;
+    size_t n = o->net->n_params;
+    o->qmax = wmi_max_abs(o->net->params, n);
+    o->m1max = o->m1 ? wmi_max_abs(o->m1, n) : 0.0f;
+    o->m2max = o->m2 ? wmi_max_abs(o->m2, n) : 0.0f;
+    o->version = o->net->version + 1;
+}
+
+/* Whether every new value of a plain (lr) step is provably finite, given
+ * |g| <= gmax: then the single fused pass may write as it goes. */
+static int provably_finite(const wm_optimizer *o, const step_consts *k, double gmax)
+{
+    const double limit = 1e37;          /* well inside FLT_MAX, room for rounding */
+    double q = o->qmax, u;
+    switch (k->kind) {
+    case WM_OPT_SD:
+        u = gmax + k->wd * q;
+        break;
+    case WM_OPT_MOMENTUM:
+        u = k->mu * o->m1max + gmax + k->wd * q;
+        break;
+    default: {
+        double m = k->b1 * o->m1max + (1.0 - k->b1) * gmax;
+        double v = k->b2 * o->m2max + (1.0 - k->b2) * gmax * gmax;
+        if (!(m < limit && v < limit))
+            return 0;
+        u = (m / k->bc1) / k->eps + k->wd * q;   /* sqrt(v) >= 0 in the denominator */
+        break;
+    }
+    }
+    return isfinite(gmax) && q + (double)o->cfg.lr * u < limit && u < limit;
+}
+
+static inline uint32_t abs_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return b & 0x7fffffffu;
+}
+
+static float from_bits(uint32_t b)
+{
+    float f;
+    if (b >= 0x7f800000u)
+        return INFINITY;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* Our own write leaves maxima that describe the net as it now is. */
+static void note_write(wm_optimizer *o, uint32_t q, uint32_t m1, uint32_t m2)
+{
+    o->qmax = from_bits(q), o->m1max = from_bits(m1), o->m2max = from_bits(m2);
+    o->net->version++;                  /* other optimizers on this net must re-measure */
+    o->version = o->net->version + 1;
+}
+
+/* One pass over the parameters: read g, q and the moments once, write q and
+ * the moments once, and keep the new maxima (in registers: the bits of |x|
+ * order like the values) for the next step's bound. */
+static void fused_update(wm_optimizer *o, const step_consts *k)
+{
+    float *restrict q = o->net->params, *restrict m1 = o->m1, *restrict m2 = o->m2;
+    const float *restrict g = o->grad;
+    size_t n = o->net->n_params;
+    float lr = o->cfg.lr, wd = k->wd;
+    uint32_t qm = 0, am = 0, bm = 0;
+    switch (k->kind) {
+    case WM_OPT_SD:
+        for (size_t j = 0; j < n; j++) {
+            float nq = q[j] - lr * (g[j] + wd * q[j]);
+            q[j] = nq;
+            qm = abs_bits(nq) > qm ? abs_bits(nq) : qm;
+        }
+        break;
+    case WM_OPT_MOMENTUM: {
+        float mu = k->mu;
+        for (size_t j = 0; j < n; j++) {
+            float v = mu * m1[j] + g[j] + wd * q[j];
+            float nq = q[j] - lr * v;
+            m1[j] = v;
+            q[j] = nq;
+            qm = abs_bits(nq) > qm ? abs_bits(nq) : qm;
+            am = abs_bits(v) > am ? abs_bits(v) : am;
+        }
+        break;
+    }
+    case WM_OPT_ADAM: {
+        float b1 = k->b1, b2 = k->b2, c1 = 1.0f / k->bc1, c2 = 1.0f / k->bc2, eps = k->eps;
+        for (size_t j = 0; j < n; j++) {
+            float a = b1 * m1[j] + (1.0f - b1) * g[j];
+            float b = b2 * m2[j] + (1.0f - b2) * g[j] * g[j];
+            float nq = q[j] - lr * ((a * c1) / (sqrtf(b * c2) + eps) + wd * q[j]);
+            m1[j] = a;
+            m2[j] = b;
+            q[j] = nq;
+            qm = abs_bits(nq) > qm ? abs_bits(nq) : qm;
+            am = abs_bits(a) > am ? abs_bits(a) : am;
+            bm = abs_bits(b) > bm ? abs_bits(b) : bm;
+        }
+        break;
+    }
+    }
+    note_write(o, qm, am, bm);
+}
+
+/* The careful path: pass 1 proves every new value finite and measures the
+ * step's norm without writing; pass 2 writes. Used for the volume budget and
+ * whenever the bounds cannot prove a plain step finite. */
+static wm_status careful_update(wm_optimizer *o, const step_consts *k)
+{
+    const wm_opt_config *c = &o->cfg;
+    float *q = o->net->params, *g = o->grad, *m1 = o->m1, *m2 = o->m2;
+    size_t n = o->net->n_params;
     double sumsq = 0.0;
     float max_u = 0.0f, max_q = 0.0f;
     for (size_t j = 0; j < n; j++) {
         float a = m1 ? m1[j] : 0.0f, b = m2 ? m2[j] : 0.0f;
-        float u = direction(&k, q[j], g[j], &a, &b);
+        float u = direction(k, q[j], g[j], &a, &b);
         if (!isfinite(u) || !isfinite(a) || !isfinite(b))
-            return wm_fail(WM_ENUMERIC, "the update is not finite at parameter %zu (gradient %g): "
+            return wmi_fail(WM_ENUMERIC, "the update is not finite at parameter %zu (gradient %g): "
                                         "nothing was changed", j, g[j]);
         sumsq += (double)u * u;
         max_u = fmaxf(max_u, fabsf(u));
@@ -205,27 +327,56 @@ wm_status wm_apply(wm_optimizer *o)
     if (c->volume > 0)
         scale = sumsq > 0 ? sqrt((double)c->volume / sumsq) : 0.0;
     if (!((double)max_q + scale * max_u < 0.5 * FLT_MAX))
-        return wm_fail(WM_ENUMERIC, "the update would overflow (step %g x %g): nothing was changed",
+        return wmi_fail(WM_ENUMERIC, "the update would overflow (step %g x %g): nothing was changed",
                        scale, max_u);
-    /* pass 2: write */
     float fs = (float)scale;
+    uint32_t qm = 0, am = 0, bm = 0;
     for (size_t j = 0; j < n; j++) {
         float a = m1 ? m1[j] : 0.0f, b = m2 ? m2[j] : 0.0f;
-        float u = direction(&k, q[j], g[j], &a, &b);
+        float u = direction(k, q[j], g[j], &a, &b);
         q[j] -= fs * u;
+        qm = abs_bits(q[j]) > qm ? abs_bits(q[j]) : qm;
+        am = abs_bits(a) > am ? abs_bits(a) : am;
+        bm = abs_bits(b) > bm ? abs_bits(b) : bm;
         if (m1)
             m1[j] = a;
         if (m2)
             m2[j] = b;
     }
-    o->t++;
+    note_write(o, qm, am, bm);
     return WM_OK;
+}
+
+/* Apply the buffer, given a bound on its entries (infinite: unknown). */
+static wm_status apply_bounded(wm_optimizer *o, float gmax)
+{
+    step_consts k = consts_of(o);
+    wm_status st = WM_OK;
+    refresh_maxima(o);
+    if (o->cfg.volume == 0 && provably_finite(o, &k, gmax))
+        fused_update(o, &k);
+    else
+        st = careful_update(o, &k);
+    if (st == WM_OK)
+        o->t++;
+    return st;
+}
+
+wm_status wm_apply(wm_optimizer *o)
+{
+    if (!o)
+        return wmi_fail(WM_EINVAL, "wm_apply: optimizer is NULL");
+    if (!o->has_grad)
+        return wmi_fail(WM_ESTATE, "wm_apply: no gradient yet (call wm_grad first)");
+    /* the caller may have rewritten the buffer: measure it (one read pass) */
+    return apply_bounded(o, wmi_max_abs(o->grad, o->net->n_params));
 }
 
 wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
 {
-    wm_status st = wm_grad(o, b, loss);
+    float bound;
+    wm_status st = compute_grad(o, b, loss, &bound, __func__);
     if (st != WM_OK)
         return st;
-    return wm_apply(o);
+    return apply_bounded(o, bound);
 }

@@ -11,6 +11,8 @@ struct wm_optimizer {
     float *m1;                    /* momentum buffer v, or Adam's first moment */
     float *m2;                    /* Adam's second moment */
     uint64_t t;                   /* updates applied */
+    float qmax, m1max, m2max;     /* max |.| of params and moments after our last write */
+    uint64_t version;             /* net->version those maxima describe */
     int has_grad;
     void *ws;                     /* training workspace, grows to the largest batch */
     size_t ws_bytes;

@@ -94,7 +94,7 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
         const float *xi = x + (size_t)i * in;
         for (int j = 0; j < in; j++)
             if (!isfinite(xi[j]))
-                return wm_fail(WM_EINVAL, "input x[%d][%d] is not finite", row0 + i, j);
+                return wmi_fail(WM_EINVAL, "input x[%d][%d] is not finite", row0 + i, j);
     }
     for (int i = 0; i < n; i++) {
         double sw[WM_MAX_DIM];
@@ -161,9 +161,28 @@ float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
     return p->act[net->n_layers - 1];
 }
 
-void wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad)
+float wmi_max_abs(const float *a, size_t n)
+{
+    /* The bits of |x| order like the values for non-negative floats, with
+     * inf and NaN above every finite value; an integer max also vectorises. */
+    uint32_t most = 0;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t b;
+        memcpy(&b, &a[j], 4);
+        b &= 0x7fffffffu;
+        most = b > most ? b : most;
+    }
+    if (most >= 0x7f800000u)
+        return INFINITY;
+    float f;
+    memcpy(&f, &most, 4);
+    return f;
+}
+
+float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad)
 {
     float *d = dy;
+    double bound = 0.0, cmax = wmi_max_abs(p->C, (size_t)n * net->Kp);
     for (int l = net->n_layers - 1; l >= 0; l--) {
         const float *X = l > 0 ? p->act[l - 1] : p->x0;
         float *dX = l > 0 ? (d == p->d0 ? p->d1 : p->d0) : NULL;
@@ -183,8 +202,15 @@ void wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *g
                 wmi_pool_backward(ly, X, p->act[l], d, n, dX);
             break;
         }
+        if (wmi_layer_has_params(ly)) {     /* d now holds this layer's delta */
+            double positions = ly->kind == WM_LAYER_CONV ? (double)ly->out_h * ly->out_w : 1.0;
+            double xmax = wmi_max_abs(X, (size_t)n * ly->in), dmax = wmi_max_abs(d, (size_t)n * ly->out);
+            double b = 1.01 * n * positions * cmax * dmax * (xmax > 1.0 ? xmax : 1.0);
+            bound = b > bound || isnan(b) ? b : bound;
+        }
         d = dX;
     }
+    return bound < 3e38 ? (float)bound : INFINITY;
 }
 
 wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b)
@@ -192,17 +218,17 @@ wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b)
     int m = net->layers[net->n_layers - 1].out;
     if (net->loss == WM_LOSS_SOFTMAX_CE) {
         if (!b->labels)
-            return wm_fail(WM_EINVAL, "batch.labels is NULL but the loss is softmax cross-entropy");
+            return wmi_fail(WM_EINVAL, "batch.labels is NULL but the loss is softmax cross-entropy");
         for (int i = 0; i < b->n; i++)
             if (b->labels[i] < 0 || b->labels[i] >= m)
-                return wm_fail(WM_EINVAL, "labels[%d] = %d is out of range for %d classes", i,
+                return wmi_fail(WM_EINVAL, "labels[%d] = %d is out of range for %d classes", i,
                                (int)b->labels[i], m);
     } else {
         if (!b->targets)
-            return wm_fail(WM_EINVAL, "batch.targets is NULL but the loss is MSE");
+            return wmi_fail(WM_EINVAL, "batch.targets is NULL but the loss is MSE");
         for (size_t i = 0; i < (size_t)b->n * m; i++)
             if (!isfinite(b->targets[i]))
-                return wm_fail(WM_EINVAL, "targets[%zu][%zu] is not finite", i / m, i % m);
+                return wmi_fail(WM_EINVAL, "targets[%zu][%zu] is not finite", i / m, i % m);
     }
     return WM_OK;
 }

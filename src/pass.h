@@ -36,8 +36,15 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
 float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n);
 
 /* Backward from dy = dL/dy of the last layer (n x n_outputs, overwritten);
- * writes the whole gradient into grad (n_params floats, Q coordinates). */
-void wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad);
+ * writes the whole gradient into grad (n_params floats, Q coordinates).
+ * Returns a bound on every |grad| entry, from the factors of each layer's
+ * gradient (|dW| <= n * positions * max|c_hat| * max|delta| * max|x|), so the
+ * optimizer can prove its update finite without reading the gradient; an
+ * infinite or NaN bound means "not provably finite". */
+float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad);
+
+/* max |a_j| over n floats; +inf if any is inf, NaN-safe (NaN counts as inf). */
+float wmi_max_abs(const float *a, size_t n);
 
 /* Check a whole batch's shape against an initialised net (not x/s values:
  * wmi_pass_encode does those). fn names the public call in messages. */

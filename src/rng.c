@@ -11,7 +11,7 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-void wm_rng_seed(wm_rng *r, uint64_t seed)
+void wmi_rng_seed(wmi_rng *r, uint64_t seed)
 {
     for (int i = 0; i < 4; i++)
         r->s[i] = splitmix64(&seed);
@@ -19,7 +19,7 @@ void wm_rng_seed(wm_rng *r, uint64_t seed)
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t wm_rng_next(wm_rng *r)
+uint64_t wmi_rng_next(wmi_rng *r)
 {
     uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
@@ -32,14 +32,14 @@ uint64_t wm_rng_next(wm_rng *r)
     return result;
 }
 
-double wm_rng_uniform(wm_rng *r)
+double wmi_rng_uniform(wmi_rng *r)
 {
     /* 53 random bits, shifted off zero so log() below is finite */
-    return ((double)(wm_rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    return ((double)(wmi_rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
-double wm_rng_normal(wm_rng *r)
+double wmi_rng_normal(wmi_rng *r)
 {
-    double u1 = wm_rng_uniform(r), u2 = wm_rng_uniform(r);
+    double u1 = wmi_rng_uniform(r), u2 = wmi_rng_uniform(r);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }

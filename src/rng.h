@@ -4,10 +4,10 @@
 #define WM_RNG_H
 #include <stdint.h>
 
-typedef struct { uint64_t s[4]; } wm_rng;
+typedef struct { uint64_t s[4]; } wmi_rng;
 
-void     wm_rng_seed(wm_rng *r, uint64_t seed);
-uint64_t wm_rng_next(wm_rng *r);
-double   wm_rng_uniform(wm_rng *r);  /* in (0, 1) */
-double   wm_rng_normal(wm_rng *r);   /* standard normal (Box-Muller) */
+void     wmi_rng_seed(wmi_rng *r, uint64_t seed);
+uint64_t wmi_rng_next(wmi_rng *r);
+double   wmi_rng_uniform(wmi_rng *r);  /* in (0, 1) */
+double   wmi_rng_normal(wmi_rng *r);   /* standard normal (Box-Muller) */
 #endif

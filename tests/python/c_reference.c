@@ -10,7 +10,9 @@
  * SPEC is written by tests/python/test_wmanifold.py (native endianness):
  *   char magic[8] = "WMREF01"; uint64 seed;
  *   int32 manifold (0 point, 1 line, 2 circle, 3 torus), loss, opt kind,
- *         n_in, hidden, n_out, n_train, n_test, batch, epochs;
+ *         n_in, hidden, n_out, n_train, n_test, batch, epochs,
+ *         arch (0: dense(hidden, tanh), dense(n_out); 1: n_in = side^2 images,
+ *         conv2d(4, 3x3, stride 1, pad 1, tanh), avgpool(2), dense(n_out));
  *   float32 lr;
  *   float32 x_train[n_train*n_in], s_train[n_train*dim];
  *   int32 labels[n_train] (softmax CE) or float32 targets[n_train*n_out] (MSE);
@@ -109,18 +111,21 @@ int main(int argc, char **argv) {
     if (!f) die("cannot open spec file");
     char magic[8];
     uint64_t seed;
-    int32_t hdr[10];
+    int32_t hdr[11];
     float lr;
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "WMREF01", 8) != 0) die("bad magic");
-    if (fread(&seed, sizeof seed, 1, f) != 1 || fread(hdr, sizeof hdr[0], 10, f) != 10 ||
+    if (fread(&seed, sizeof seed, 1, f) != 1 || fread(hdr, sizeof hdr[0], 11, f) != 11 ||
         fread(&lr, sizeof lr, 1, f) != 1)
         die("spec header truncated");
     const int32_t mcode = hdr[0], loss = hdr[1], kind = hdr[2], n_in = hdr[3], hidden = hdr[4],
                   n_out = hdr[5], n_train = hdr[6], n_test = hdr[7], bs = hdr[8],
-                  epochs = hdr[9];
+                  epochs = hdr[9], arch = hdr[10];
     if (n_in < 1 || hidden < 1 || n_out < 1 || n_train < 1 || n_test < 0 || bs < 1 ||
-        epochs < 0)
+        epochs < 0 || arch < 0 || arch > 1)
         die("bad sizes in spec");
+    int side = 0;
+    while ((side + 1) * (side + 1) <= n_in) side++;
+    if (arch == 1 && side * side != n_in) die("conv needs a square n_in");
 
     wm_manifold *m = make_manifold(mcode);
     const int dim = wm_manifold_dim(m);
@@ -142,7 +147,13 @@ int main(int argc, char **argv) {
     wm_net *net = NULL;
     CHECK(wm_net_create(&net, m, n_in, WM_COND_MANIFOLD));
     wm_manifold_free(m);
-    CHECK(wm_net_dense(net, hidden, WM_ACT_TANH));
+    if (arch == 1) {
+        CHECK(wm_net_input_shape(net, 1, side, side));
+        CHECK(wm_net_conv2d(net, 4, 3, 1, 1, WM_ACT_TANH));
+        CHECK(wm_net_avgpool(net, 2));
+    } else {
+        CHECK(wm_net_dense(net, hidden, WM_ACT_TANH));
+    }
     CHECK(wm_net_dense(net, n_out, WM_ACT_NONE));
     CHECK(wm_net_set_loss(net, (wm_loss)loss));
     CHECK(wm_net_init(net, seed));

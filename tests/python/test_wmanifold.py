@@ -279,6 +279,29 @@ def test_custom_manifold_gram_is_hilbert_matrix():
         np.testing.assert_allclose(m.basis([0.5]), [1, 0.5, 0.25])
 
 
+def test_custom_manifold_takes_a_raw_c_callback_and_user_pointer():
+    # A ctypes wm_basis_fn is passed through as is, with its void *user.
+    marker = ctypes.c_int(12345)
+    seen = []
+
+    def raw(s_ptr, c_ptr, user):
+        seen.append(ctypes.cast(user, ctypes.POINTER(ctypes.c_int))[0])
+        c_ptr[0] = 1.0
+        c_ptr[1] = s_ptr[0]
+    cb = wm.BASIS_FN(raw)
+    with wm.Manifold.custom(cb, dim=1, n_basis=2, user=ctypes.addressof(marker)) as m:
+        np.testing.assert_allclose(m.gram(), [[1, 0.5], [0.5, 1 / 3]], rtol=1e-5)
+        np.testing.assert_array_equal(m.basis([0.25]), [1.0, 0.25])
+    assert seen and set(seen) == {12345}
+
+
+def test_failed_constructors_leave_nothing_to_free(recorder):
+    with pytest.raises(wm.WmError):
+        wm.Net(wm.Manifold.point(), 0)                 # n_inputs < 1
+    gc.collect()
+    assert "wm_net_free" not in recorder.names()
+
+
 def test_custom_manifold_callback_exception_is_chained():
     def bad(s):
         raise RuntimeError("basis exploded")
@@ -615,6 +638,56 @@ def test_mse_training_and_evaluate_accuracy():
 
 
 # --------------------------------------------------------------------------
+# Convolutions
+# --------------------------------------------------------------------------
+
+def conv_net(seed=1, pool="max"):
+    with wm.Manifold.circle() as m:
+        net = wm.Net(m, 36)
+    net.input_shape(1, 6, 6).conv2d(3, 3, stride=1, pad=1, act=wm.Activation.RELU)
+    getattr(net, pool + "pool")(2)
+    return net.dense(2).init(seed)
+
+
+def test_conv_layers_shapes_and_errors():
+    with conv_net() as net:
+        assert net.n_layers == 3
+        assert net.layer_info(0) == (1 * 3 * 3, 3, wm.Activation.RELU)
+        assert net.layer_info(1) == (3 * 6 * 6, 3 * 3 * 3, wm.Activation.NONE)  # pooling
+        assert net.layer_info(2) == (27, 2, wm.Activation.NONE)
+        assert net.n_params == 3 * ((9 * 3 + 3) + (27 * 2 + 2))
+        w, b = net.weights_at(0, [0.2])
+        assert w.shape == (3, 9) and b.shape == (3,)
+        expect_error(wm.Status.EINVAL, net.weights_at, 1, [0.2])   # pooling has no weights
+        x = np.random.default_rng(0).standard_normal((5, 36)).astype(np.float32)
+        assert net.infer(x, np.linspace(0, 0.9, 5)).shape == (5, 2)
+    with wm.Manifold.point() as m, wm.Net(m, 36) as net:
+        expect_error(wm.Status.EINVAL, net.input_shape, 2, 6, 6)     # 72 != 36
+        expect_error(wm.Status.EINVAL, net.conv2d, 2, 3)             # no input shape
+        net.dense(4)
+        expect_error(wm.Status.ESTATE, net.input_shape, 1, 6, 6)     # layers already added
+        expect_error(wm.Status.EINVAL, net.set_conv_strategy, 7)
+
+
+def test_conv_strategies_agree():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 36)).astype(np.float32)
+    s = rng.random(8).astype(np.float32)
+    with conv_net(pool="avg") as net:
+        outs = {}
+        for strategy in wm.ConvStrategy:
+            net.set_conv_strategy(strategy)
+            outs[strategy] = net.infer(x, s)
+        for strategy in wm.ConvStrategy:
+            np.testing.assert_allclose(outs[strategy], outs[wm.ConvStrategy.STACKED],
+                                       rtol=1e-4, atol=1e-5)
+        # Mixed contexts in one batch == each sample alone (one shared context).
+        for i in range(8):
+            np.testing.assert_allclose(net.infer(x[i:i + 1], s[i]), outs[wm.ConvStrategy.AUTO][i:i + 1],
+                                       rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------
 
@@ -643,6 +716,46 @@ def test_save_load_roundtrip_and_file_errors(tmp_path):
 # --------------------------------------------------------------------------
 # Handles
 # --------------------------------------------------------------------------
+
+def test_checkpoint_resumes_bit_identically(tmp_path):
+    rng = np.random.default_rng(12)
+    batches = [rotated_points(16, rng) for _ in range(6)]
+    ckpt = tmp_path / "ckpt.wm"
+    with circle_net(seed=2) as net, wm.Optimizer(net, kind=wm.OptKind.ADAM, lr=0.02) as opt:
+        for x, s, y in batches[:3]:
+            opt.step(x, s, labels=y)
+        opt.save(ckpt)
+        for x, s, y in batches[3:]:
+            opt.step(x, s, labels=y)
+        want = net.params()
+    opt2 = wm.Optimizer.load(ckpt)
+    with opt2.net as net2:
+        assert opt2.steps == 3
+        for x, s, y in batches[3:]:
+            opt2.step(x, s, labels=y)
+        np.testing.assert_array_equal(net2.params(), want)
+    assert opt2.closed                          # closed with its net
+    with wm.Net.load(ckpt) as plain:            # a checkpoint is also a model
+        assert plain.n_params == want.size
+        plain.save(tmp_path / "plain.wm")
+    expect_error(wm.Status.EINVAL, wm.Optimizer.load, tmp_path / "plain.wm")  # no state
+    expect_error(wm.Status.EIO, wm.Optimizer.load, tmp_path / "missing.wm")
+
+
+def test_checkpoint_of_a_custom_manifold_net(tmp_path):
+    with wm.Manifold.custom(poly_basis, dim=1, n_basis=3) as m, wm.Net(m, 2) as net:
+        net.dense(2).init(1)
+        with wm.Optimizer(net, kind=wm.OptKind.MOMENTUM) as opt:
+            opt.step(np.ones((2, 2)), [0.1, 0.9], labels=[0, 1])
+            opt.save(tmp_path / "c.wm")
+        x = np.ones((3, 2), np.float32)
+        want = net.infer(x, [0.0, 0.5, 1.0])
+    expect_error(wm.Status.EINVAL, wm.Optimizer.load, tmp_path / "c.wm")     # basis needed
+    opt = wm.Optimizer.load(tmp_path / "c.wm", poly_basis, dim=1, n_basis=3)
+    with opt.net as net:
+        assert opt.steps == 1
+        np.testing.assert_array_equal(net.infer(x, [0.0, 0.5, 1.0]), want)
+
 
 def test_context_managers_free_each_handle_once(recorder):
     with wm.Manifold.circle() as m:
@@ -734,16 +847,19 @@ def make_manifold(name):
     return MANIFOLD_CODES[name][1]()
 
 
-@pytest.mark.parametrize("manifold, loss, kind", [
-    ("circle", wm.Loss.SOFTMAX_CE, wm.OptKind.ADAM),
-    ("circle", wm.Loss.MSE, wm.OptKind.MOMENTUM),
-    ("torus", wm.Loss.MSE, wm.OptKind.SD),
-    ("point", wm.Loss.SOFTMAX_CE, wm.OptKind.SD),
+@pytest.mark.parametrize("manifold, loss, kind, arch", [
+    ("circle", wm.Loss.SOFTMAX_CE, wm.OptKind.ADAM, "dense"),
+    ("circle", wm.Loss.MSE, wm.OptKind.MOMENTUM, "dense"),
+    ("torus", wm.Loss.MSE, wm.OptKind.SD, "dense"),
+    ("point", wm.Loss.SOFTMAX_CE, wm.OptKind.SD, "dense"),
+    ("circle", wm.Loss.SOFTMAX_CE, wm.OptKind.ADAM, "conv"),
 ])
-def test_training_is_bit_identical_to_c(c_reference, tmp_path, manifold, loss, kind):
+def test_training_is_bit_identical_to_c(c_reference, tmp_path, manifold, loss, kind, arch):
     code, _, dim = MANIFOLD_CODES[manifold]
     seed = 0x9E3779B97F4A7C15                  # > 2**63: the uint64 must pass intact
     n_in, hidden, n_out, n_train, n_test, bs, epochs = 2, 12, 3, 150, 40, 32, 4
+    if arch == "conv":
+        n_in = 36                              # 1 x 6 x 6 images
     lr = {wm.OptKind.ADAM: 0.01, wm.OptKind.MOMENTUM: 0.02, wm.OptKind.SD: 0.1}[kind]
     rng = np.random.default_rng(123)
     x_train = rng.standard_normal((n_train, n_in)).astype(np.float32)
@@ -762,8 +878,8 @@ def test_training_is_bit_identical_to_c(c_reference, tmp_path, manifold, loss, k
     spec = tmp_path / "spec.bin"
     with open(spec, "wb") as f:
         f.write(b"WMREF01\0" + struct.pack("=Q", seed))
-        f.write(struct.pack("=10i", code, loss, kind, n_in, hidden, n_out, n_train, n_test,
-                            bs, epochs))
+        f.write(struct.pack("=11i", code, loss, kind, n_in, hidden, n_out, n_train, n_test,
+                            bs, epochs, arch == "conv"))
         f.write(struct.pack("=f", lr))
         for a in (x_train, s_train, labels if labels is not None else targets, x_test, s_test):
             f.write(np.ascontiguousarray(a).tobytes())
@@ -774,7 +890,12 @@ def test_training_is_bit_identical_to_c(c_reference, tmp_path, manifold, loss, k
 
     # The same training through the binding.
     with make_manifold(manifold) as m, wm.Net(m, n_in) as net:
-        net.dense(hidden, wm.Activation.TANH).dense(n_out).set_loss(loss).init(seed)
+        if arch == "conv":
+            net.input_shape(1, 6, 6).conv2d(4, 3, stride=1, pad=1, act=wm.Activation.TANH)
+            net.avgpool(2)
+        else:
+            net.dense(hidden, wm.Activation.TANH)
+        net.dense(n_out).set_loss(loss).init(seed)
         losses = []
         with wm.Optimizer(net, kind=kind, lr=lr) as opt:
             for _ in range(epochs):
