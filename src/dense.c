@@ -95,6 +95,19 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
 
     wmi_act_backward(ly->act, Y, delta, (size_t)n * out);
 
+    if (!grad) {                                 /* deltas only: the caller updates directly */
+        if (dX && (Kp == 1 || shared))
+            wmi_gemm(0, 0, n, in, out, 1.0f, delta, out, Kp == 1 ? Q : wmat, in, 0.0f, dX, in);
+        else if (dX) {
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < Kp; k++)
+                    for (int o = 0; o < out; o++)
+                        z[(size_t)i * ko + (size_t)k * out + o] = C[(size_t)i * Kp + k] * delta[(size_t)i * out + o];
+            wmi_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);
+        }
+        return;
+    }
+
     if (Kp == 1 || shared) {
         /* plain layer gradient, into basis point 0's slot */
         const float *W = Kp == 1 ? Q : wmat;

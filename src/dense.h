@@ -12,7 +12,8 @@ void wmi_dense_forward(const wm_layer *ly, const float *params, int Kp, const fl
                        const float *C, int shared, float *Y, float *z, float *wmat);
 
 /* Given dY = dL/dY (n x out), overwritten with dL/d(pre-activation), write the
- * layer's gradient blocks into grad (same layout as params, overwritten) and,
+ * layer's gradient blocks into grad (same layout as params, overwritten;
+ * NULL: skip them, only the delta and dX are wanted) and,
  * if dX is not NULL, dL/dX (n x in). wmat must hold what the forward pass
  * materialised when shared != 0; z is scratch (n x Kp*out). */
 void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const float *X, int n,

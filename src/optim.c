@@ -123,9 +123,10 @@ static wm_status reserve(wm_optimizer *o, int n)
     return WM_OK;
 }
 
-/* The gradient into o->grad; *bound receives a bound on its entries. */
-static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, float *bound,
-                              const char *fn)
+/* Check the batch, run the forward pass and the loss: *pp is left ready for
+ * a backward pass, with dL/dy just after the pass's workspace. */
+static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *loss, wm_pass *pp,
+                                  const char *fn)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "%s: optimizer is NULL", fn);
@@ -145,11 +146,24 @@ static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, f
     if (!isfinite(mean) || !isfinite((float)mean))
         return wmi_fail(WM_ENUMERIC, "the batch loss is not finite (%g): the parameters or the "
                                     "learning rate have diverged", mean);
-    o->has_grad = 0;                 /* the buffer is being overwritten */
-    *bound = wmi_pass_backward(net, &p, n, dy, o->grad);
-    o->has_grad = 1;
     if (loss)
         *loss = (float)mean;
+    *pp = p;
+    return WM_OK;
+}
+
+/* The gradient into o->grad; *bound receives a bound on its entries. */
+static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, float *bound,
+                              const char *fn)
+{
+    wm_pass p;
+    wm_status st = forward_for_step(o, b, loss, &p, fn);
+    if (st != WM_OK)
+        return st;
+    float *dy = (float *)((char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
+    o->has_grad = 0;                 /* the buffer is being overwritten */
+    *bound = wmi_pass_backward(o->net, &p, b->n, dy, o->grad);
+    o->has_grad = 1;
     return WM_OK;
 }
 
@@ -303,6 +317,77 @@ static void fused_update(wm_optimizer *o, const step_consts *k)
     note_write(o, qm, am, bm);
 }
 
+/* One row of a rank-1 update: g_j = a * x_j, applied as fused_update does,
+ * without the gradient ever being written. (A bias is a row of one with x = 1.) */
+static void rank1_row(const step_consts *k, float lr, float *restrict q, float *restrict m1,
+                      float *restrict m2, size_t n, float a, const float *restrict x,
+                      uint32_t *qm, uint32_t *am, uint32_t *bm)
+{
+    float wd = k->wd;
+    uint32_t qmax = *qm, amax = *am, bmax = *bm;
+    switch (k->kind) {
+    case WM_OPT_SD:
+        for (size_t j = 0; j < n; j++) {
+            float g = a * x[j], nq = q[j] - lr * (g + wd * q[j]);
+            q[j] = nq;
+            qmax = abs_bits(nq) > qmax ? abs_bits(nq) : qmax;
+        }
+        break;
+    case WM_OPT_MOMENTUM: {
+        float mu = k->mu;
+        for (size_t j = 0; j < n; j++) {
+            float g = a * x[j], v = mu * m1[j] + g + wd * q[j], nq = q[j] - lr * v;
+            m1[j] = v;
+            q[j] = nq;
+            qmax = abs_bits(nq) > qmax ? abs_bits(nq) : qmax;
+            amax = abs_bits(v) > amax ? abs_bits(v) : amax;
+        }
+        break;
+    }
+    case WM_OPT_ADAM: {
+        float c1 = 1.0f / k->bc1, c2 = 1.0f / k->bc2, b1 = k->b1, b2 = k->b2, eps = k->eps;
+        for (size_t j = 0; j < n; j++) {
+            float g = a * x[j];
+            float u = b1 * m1[j] + (1.0f - b1) * g, v = b2 * m2[j] + (1.0f - b2) * g * g;
+            float nq = q[j] - lr * ((u * c1) / (sqrtf(v * c2) + eps) + wd * q[j]);
+            m1[j] = u;
+            m2[j] = v;
+            q[j] = nq;
+            qmax = abs_bits(nq) > qmax ? abs_bits(nq) : qmax;
+            amax = abs_bits(u) > amax ? abs_bits(u) : amax;
+            bmax = abs_bits(v) > bmax ? abs_bits(v) : bmax;
+        }
+        break;
+    }
+    }
+    *qm = qmax, *am = amax, *bm = bmax;
+}
+
+/* A batch of one sample: every dense layer's gradient for basis point k is
+ * the rank-1 c_hat_k delta x^T, so the update reads and writes each
+ * parameter (and its moments) once and the gradient is never stored. */
+static void rank1_update(wm_optimizer *o, const step_consts *k, const wm_pass *p)
+{
+    wm_net *net = o->net;
+    float lr = o->cfg.lr, one = 1.0f;
+    uint32_t qm = 0, am = 0, bm = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        const wm_layer *ly = &net->layers[l];
+        const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
+        for (int kk = 0; kk < net->Kp; kk++)
+            for (int r = 0; r < ly->rows; r++) {
+                float a = p->C[kk] * delta[r];
+                size_t w = ly->w_off + ((size_t)kk * ly->rows + r) * ly->cols;
+                size_t b = ly->b_off + (size_t)kk * ly->rows + r;
+                rank1_row(k, lr, net->params + w, o->m1 ? o->m1 + w : NULL, o->m2 ? o->m2 + w : NULL,
+                          (size_t)ly->cols, a, x, &qm, &am, &bm);
+                rank1_row(k, lr, net->params + b, o->m1 ? o->m1 + b : NULL, o->m2 ? o->m2 + b : NULL,
+                          1, a, &one, &qm, &am, &bm);
+            }
+    }
+    note_write(o, qm, am, bm);
+}
+
 /* The careful path: pass 1 proves every new value finite and measures the
  * step's norm without writing; pass 2 writes. Used for the volume budget and
  * whenever the bounds cannot prove a plain step finite. */
@@ -372,9 +457,38 @@ wm_status wm_apply(wm_optimizer *o)
     return apply_bounded(o, wmi_max_abs(o->grad, o->net->n_params));
 }
 
+/* Whether wm_step may take the rank-1 path: one sample, only dense layers
+ * (conv gradients sum over positions), and a plain learning-rate step. */
+static int rank1_eligible(const wm_optimizer *o, const wm_batch *b)
+{
+    if (!b || b->n != 1 || o->cfg.volume != 0)
+        return 0;
+    for (int l = 0; l < o->net->n_layers; l++)
+        if (o->net->layers[l].kind != WM_LAYER_DENSE)
+            return 0;
+    return 1;
+}
+
 wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
 {
     float bound;
+    if (o && rank1_eligible(o, b)) {
+        wm_pass p;
+        wm_status st = forward_for_step(o, b, loss, &p, __func__);
+        if (st != WM_OK)
+            return st;
+        const float *dy = (const float *)((const char *)o->ws + wmi_pass_bytes(o->net, 1, 1));
+        bound = wmi_pass_backward_deltas(o->net, &p, 1, dy);
+        step_consts k = consts_of(o);
+        refresh_maxima(o);
+        o->has_grad = 0;                /* the buffer was not written: nothing to re-apply */
+        if (provably_finite(o, &k, bound)) {
+            rank1_update(o, &k, &p);
+            o->t++;
+            return WM_OK;
+        }
+        /* not provably finite: take the careful path on a written gradient */
+    }
     wm_status st = compute_grad(o, b, loss, &bound, __func__);
     if (st != WM_OK)
         return st;

@@ -35,7 +35,6 @@ static size_t conv_floats(const wm_net *net)
 static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass *p)
 {
     size_t off = 0, N = (size_t)n;
-    int wide = net->max_out > net->max_in ? net->max_out : net->max_in;
 #define TAKE(slot, count)                                                        \
     do {                                                                         \
         float **s_ = (slot);                                                     \
@@ -48,8 +47,8 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
     if (training) {
         for (int l = 0; l < net->n_layers; l++)
             TAKE(p ? &p->act[l] : NULL, N * (size_t)net->layers[l].out);
-        TAKE(p ? &p->d0 : NULL, N * (size_t)wide);
-        TAKE(p ? &p->d1 : NULL, N * (size_t)wide);
+        for (int l = 0; l < net->n_layers; l++)
+            TAKE(p ? &p->delta[l] : NULL, N * (size_t)net->layers[l].out);
         size_t all = 0;           /* backward needs every layer's materialised W */
         for (int l = 0; l < net->n_layers; l++)
             all += wmat_floats(&net->layers[l]);
@@ -179,14 +178,17 @@ float wmi_max_abs(const float *a, size_t n)
     return f;
 }
 
-float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad)
+/* Backward through every layer; grad NULL skips the weight gradients. The
+ * first layer's input gradient is never needed. */
+static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, float *grad)
 {
-    float *d = dy;
     double bound = 0.0, cmax = wmi_max_abs(p->C, (size_t)n * net->Kp);
-    for (int l = net->n_layers - 1; l >= 0; l--) {
-        const float *X = l > 0 ? p->act[l - 1] : p->x0;
-        float *dX = l > 0 ? (d == p->d0 ? p->d1 : p->d0) : NULL;
+    int last = net->n_layers - 1;
+    memcpy(p->delta[last], dy, sizeof(float) * (size_t)n * net->layers[last].out);
+    for (int l = last; l >= 0; l--) {
         const wm_layer *ly = &net->layers[l];
+        const float *X = l > 0 ? p->act[l - 1] : p->x0;
+        float *d = p->delta[l], *dX = l > 0 ? p->delta[l - 1] : NULL;
         switch (ly->kind) {
         case WM_LAYER_DENSE:
             wmi_dense_backward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], d, grad,
@@ -205,12 +207,22 @@ float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *
         if (wmi_layer_has_params(ly)) {     /* d now holds this layer's delta */
             double positions = ly->kind == WM_LAYER_CONV ? (double)ly->out_h * ly->out_w : 1.0;
             double xmax = wmi_max_abs(X, (size_t)n * ly->in), dmax = wmi_max_abs(d, (size_t)n * ly->out);
-            double b = 1.01 * n * positions * cmax * dmax * (xmax > 1.0 ? xmax : 1.0);
+            /* x2: room for the rounding of n-term float sums */
+            double b = 2.0 * n * positions * cmax * dmax * (xmax > 1.0 ? xmax : 1.0);
             bound = b > bound || isnan(b) ? b : bound;
         }
-        d = dX;
     }
     return bound < 3e38 ? (float)bound : INFINITY;
+}
+
+float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad)
+{
+    return backward(net, p, n, dy, grad);
+}
+
+float wmi_pass_backward_deltas(const wm_net *net, wm_pass *p, int n, const float *dy)
+{
+    return backward(net, p, n, dy, NULL);
 }
 
 wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b)

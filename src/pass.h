@@ -16,7 +16,7 @@ typedef struct {
     const float *x0;              /* what the first layer reads (x or xin) */
     float *act[WM_MAX_LAYERS];    /* layer outputs (training) or two ping-pong buffers */
     float *z;                     /* n x Kp*max_out */
-    float *d0, *d1;               /* n x max(in, out): backward deltas */
+    float *delta[WM_MAX_LAYERS];  /* training: dL/d(layer output), then its pre-activation delta */
     float *wmat;                  /* materialised layers (shared contexts) */
     float *conv;                  /* per-sample conv scratch (largest conv layer) */
 } wm_pass;
@@ -42,6 +42,12 @@ float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n);
  * optimizer can prove its update finite without reading the gradient; an
  * infinite or NaN bound means "not provably finite". */
 float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad);
+
+/* The same backward pass without forming the weight gradient (grad is not
+ * touched): afterwards p->delta[l] holds each layer's pre-activation delta,
+ * from which the optimizer applies a rank-n update directly. Returns the
+ * same bound. */
+float wmi_pass_backward_deltas(const wm_net *net, wm_pass *p, int n, const float *dy);
 
 /* max |a_j| over n floats; +inf if any is inf, NaN-safe (NaN counts as inf). */
 float wmi_max_abs(const float *a, size_t n);

@@ -300,6 +300,42 @@ static void test_step_equals_grad_then_apply(void **state)
     teardown(&a), teardown(&c);
 }
 
+/* A one-sample wm_step takes the rank-1 path (the gradient is never stored);
+ * it must move the parameters as wm_grad + wm_apply does, to float rounding. */
+static void test_single_sample_step_matches_grad_apply(void **state)
+{
+    (void)state;
+    wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
+    const char *names[] = {"point", "circle", "torus"};
+    for (int t = 0; t < 3; t++)
+        for (int kd = 0; kd < 3; kd++) {
+            fixture a, c;
+            setup(&a, names[t], 4);
+            setup(&c, names[t], 4);
+            wm_optimizer *oa, *oc;
+            wm_opt_config cfg = wm_opt_default(kinds[kd]);
+            cfg.weight_decay = 0.01f;
+            WM_OK_OR_FAIL(wm_optimizer_create(&oa, a.net, &cfg));
+            WM_OK_OR_FAIL(wm_optimizer_create(&oc, c.net, &cfg));
+            for (int step = 0; step < 5; step++) {
+                wm_batch ba = {1, a.x + step * IN, a.s + step * wm_manifold_dim(a.m), a.labels + step, NULL};
+                float la, lc;
+                WM_OK_OR_FAIL(wm_step(oa, &ba, &la));
+                WM_OK_OR_FAIL(wm_grad(oc, &ba, &lc));
+                WM_OK_OR_FAIL(wm_apply(oc));
+                assert_true(la == lc);
+            }
+            size_t len;
+            const float *pa = wm_net_params(a.net, &len), *pc = wm_net_params(c.net, NULL);
+            for (size_t j = 0; j < len; j++)
+                if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
+                    fail_msg("%s kind %d param %zu: rank-1 %.9g vs grad+apply %.9g", names[t], kinds[kd], j,
+                             pa[j], pc[j]);
+            wm_optimizer_free(oa), wm_optimizer_free(oc);
+            teardown(&a), teardown(&c);
+        }
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -319,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_adam_matches_formula),
         cmocka_unit_test(test_sd_weight_decay),
         cmocka_unit_test(test_step_equals_grad_then_apply),
+        cmocka_unit_test(test_single_sample_step_matches_grad_apply),
         cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
