@@ -432,6 +432,23 @@ WM_API wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char 
 /* Release an optimizer. NULL is a no-op. */
 WM_API void wm_optimizer_free(wm_optimizer *opt);
 
+/* ------------------------------------------------------------------------ */
+/* Context inference                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Find the context s (dim floats into s_out) that best explains n samples x
+ * that share one unknown context: with labels, the s minimising their mean
+ * cross-entropy; with labels NULL, the s minimising the mean prediction
+ * entropy (the most confident). A coarse grid over the domain, then a
+ * golden-section refinement of each coordinate. Needs a softmax
+ * cross-entropy net; a point manifold (dim 0) writes nothing. Costs about
+ * 256 + 128*dim inferences of the batch at a shared context (a 16 x 16 grid
+ * on a torus). Thread-safe on one net.
+ * Returns WM_OK, WM_EINVAL (NULL, n < 1, labels out of range, MSE net,
+ * NaN/Inf inputs), WM_ESTATE (not initialised), WM_ENOMEM. */
+WM_API wm_status wm_infer_context(const wm_net *net, const float *x, const int32_t *labels, int n,
+                                  float *s_out);
+
 #ifdef __cplusplus
 }
 #endif
