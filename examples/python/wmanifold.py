@@ -229,6 +229,7 @@ _PROTOTYPES = {
     "wm_apply": (_status, [_handle]),
     "wm_optimizer_steps": (ctypes.c_uint64, [_handle]),
     "wm_evaluate": (_status, [_handle, ctypes.POINTER(Batch), _c_float_p, _c_float_p]),
+    "wm_infer_context": (_status, [_handle, _c_float_p, _c_int32_p, ctypes.c_int, _c_float_p]),
     "wm_optimizer_save": (_status, [_handle, ctypes.c_char_p]),
     "wm_optimizer_load": (_status, [_handle_out, _handle_out, ctypes.c_char_p, BASIS_FN,
                                     ctypes.c_void_p]),
@@ -699,6 +700,16 @@ class Net(_Handle):
         _check(_lib.wm_evaluate(self._p, ctypes.byref(batch), ctypes.byref(loss),
                                 ctypes.byref(acc)))
         return loss.value, acc.value
+
+    def infer_context(self, x, labels=None):
+        """The context (dim,) float32 that best explains inputs x sharing one
+        unknown context: by the labels' loss, or by prediction entropy."""
+        x = self._inputs(x)
+        n = x.shape[0]
+        lab = None if labels is None else _as_array(labels, np.int32, (n,), "labels")
+        s_out = np.zeros(max(self.context_dim, 1), dtype=np.float32)
+        _check(_lib.wm_infer_context(self._p, _ptr(x), _ptr(lab, _c_int32_p), n, _ptr(s_out)))
+        return s_out[:self.context_dim]
 
     # ---- parameters
     def weights_at(self, layer, s=None):

@@ -467,6 +467,23 @@ def test_infer_errors_leave_message():
         expect_error(wm.Status.EINVAL, net.infer, np.ones((1, 2)), [1.5])
 
 
+def test_infer_context_agrees_with_c():
+    # The binding returns what the C call finds: the context whose outputs the
+    # labels fit best, searched over the circle.
+    rng = np.random.default_rng(5)
+    with circle_net(seed=3, hidden=6, n_out=3) as net:
+        x = rng.standard_normal((20, 2)).astype(np.float32)
+        y = np.argmax(net.infer(x, np.full(20, 0.3, np.float32)), axis=1).astype(np.int32)
+        s = net.infer_context(x, labels=y)
+        assert s.shape == (1,) and 0.0 <= s[0] < 1.0
+        # its loss is no worse than at the context that generated the labels
+        l_found, _ = net.evaluate(x, np.full(20, s[0], np.float32), labels=y)
+        l_true, _ = net.evaluate(x, np.full(20, 0.3, np.float32), labels=y)
+        assert l_found <= l_true + 1e-6
+        assert net.infer_context(x).shape == (1,)
+        expect_error(wm.Status.EINVAL, net.infer_context, x, np.full(20, 7, np.int32))
+
+
 def test_infer_ws_equals_infer():
     rng = np.random.default_rng(3)
     with circle_net() as net:
