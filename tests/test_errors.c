@@ -141,29 +141,29 @@ static void test_divergence_is_enumeric_and_harmless(void **state)
     float *snap;
     float lrs[2] = {1e30f, 50.0f}, *start = tu_snapshot(f->net);
     for (int r = 0; r < 2; r++) {
-    WM_OK_OR_FAIL(wm_net_set_params(f->net, start, wm_net_n_params(f->net)));
-    /* a huge or merely too-large rate: the loss grows until a step fails;
-     * the failed step leaves the last good parameters in place */
-    cfg.lr = lrs[r];
-    WM_OK_OR_FAIL(wm_optimizer_create(&opt, f->net, &cfg));
-    wm_status st = WM_OK;
-    int steps = 0;
-    for (; steps < 1000 && st == WM_OK; steps++) {
-        snap = tu_snapshot(f->net);
-        st = wm_step(opt, &good, NULL);
-        if (st == WM_OK)
-            free(snap);
-    }
-    assert_int_equal(st, WM_ENUMERIC);
-    tu_assert_unchanged(f->net, snap);
-    float loss;
-    EXPECT_STATUS(WM_ENUMERIC, wm_step(opt, &good, &loss));   /* stays refused */
-    free(snap);
-    size_t len;
-    const float *q = wm_net_params(f->net, &len);
-    for (size_t j = 0; j < len; j++) assert_true(isfinite(q[j]));
-    print_message("lr %g diverged after %d steps\n", lrs[r], steps);
-    wm_optimizer_free(opt);
+        WM_OK_OR_FAIL(wm_net_set_params(f->net, start, wm_net_n_params(f->net)));
+        /* a huge or merely too-large rate: the loss grows until a step fails;
+         * the failed step leaves the last good parameters in place */
+        cfg.lr = lrs[r];
+        WM_OK_OR_FAIL(wm_optimizer_create(&opt, f->net, &cfg));
+        wm_status st = WM_OK;
+        int steps = 0;
+        for (; steps < 1000 && st == WM_OK; steps++) {
+            snap = tu_snapshot(f->net);
+            st = wm_step(opt, &good, NULL);
+            if (st == WM_OK)
+                free(snap);
+        }
+        assert_int_equal(st, WM_ENUMERIC);
+        tu_assert_unchanged(f->net, snap);
+        float loss;
+        EXPECT_STATUS(WM_ENUMERIC, wm_step(opt, &good, &loss));   /* stays refused */
+        free(snap);
+        size_t len;
+        const float *q = wm_net_params(f->net, &len);
+        for (size_t j = 0; j < len; j++) assert_true(isfinite(q[j]));
+        print_message("lr %g diverged after %d steps\n", lrs[r], steps);
+        wm_optimizer_free(opt);
     }
     free(start);
     destroy(f);
