@@ -1,5 +1,6 @@
-/*
- * wmanifold.h -- libwmanifold, neural networks whose weights live on a manifold.
+/**
+ * @file wmanifold.h
+ * @brief libwmanifold, neural networks whose weights live on a manifold.
  *
  * A weight-manifold network (Benjamin, Daruwalla, Pehle, Zekri, Zador 2025,
  * "Walking the Weight Manifold", arXiv 2505.22994) makes its weights a smooth
@@ -37,7 +38,7 @@
 extern "C" {
 #endif
 
-/* WM_API marks the public functions: the shared library is built with hidden
+/** WM_API marks the public functions: the shared library is built with hidden
  * visibility, so only these leave it (-DWM_API= to override). */
 #ifndef WM_API
 #if defined(__GNUC__) || defined(__clang__)
@@ -47,43 +48,43 @@ extern "C" {
 #endif
 #endif
 
-#define WM_VERSION_MAJOR 0
-#define WM_VERSION_MINOR 1
-#define WM_VERSION_PATCH 0
+#define WM_VERSION_MAJOR 0 /**< incremented on an incompatible API/ABI change */
+#define WM_VERSION_MINOR 1 /**< incremented when functions are added */
+#define WM_VERSION_PATCH 0 /**< incremented for fixes */
 
 /* ------------------------------------------------------------------------ */
-/* Status and errors                                                         */
+/** Status and errors                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Result of every fallible call. On any value but WM_OK nothing was changed. */
+/** Result of every fallible call. On any value but WM_OK nothing was changed. */
 typedef enum {
-    WM_OK = 0,    /* success */
-    WM_EINVAL,    /* an argument is invalid (NULL, out of range, NaN/Inf input) */
-    WM_ENOMEM,    /* an allocation failed */
-    WM_EIO,       /* a file could not be opened, read or written */
-    WM_EFORMAT,   /* a file is not a valid model file (truncated, corrupt, foreign) */
-    WM_ENUMERIC,  /* the computation turned non-finite (diverging loss or update) */
-    WM_ESTATE     /* the call is not allowed in the object's current state */
+    WM_OK = 0,    /**< success */
+    WM_EINVAL,    /**< an argument is invalid (NULL, out of range, NaN/Inf input) */
+    WM_ENOMEM,    /**< an allocation failed */
+    WM_EIO,       /**< a file could not be opened, read or written */
+    WM_EFORMAT,   /**< a file is not a valid model file (truncated, corrupt, foreign) */
+    WM_ENUMERIC,  /**< the computation turned non-finite (diverging loss or update) */
+    WM_ESTATE     /**< the call is not allowed in the object's current state */
 } wm_status;
 
-/* A short constant description of a status ("invalid argument", ...).
+/** A short constant description of a status ("invalid argument", ...).
  * Never NULL; unknown values give "unknown status". Thread-safe. */
 WM_API const char *wm_status_str(wm_status st);
 
-/* This thread's most recent failure, in words a user can act on, e.g.
+/** This thread's most recent failure, in words a user can act on, e.g.
  * "labels[17] = 12 is out of range for 10 classes". Successful calls do not
  * clear it. Never NULL ("" before any failure). The text is thread-local and
  * valid until this thread's next failing call. */
 WM_API const char *wm_last_error(void);
 
-/* The library version as "MAJOR.MINOR.PATCH". Thread-safe. */
+/** The library version as "MAJOR.MINOR.PATCH". Thread-safe. */
 WM_API const char *wm_version(void);
 
 /* ------------------------------------------------------------------------ */
-/* Manifolds                                                                  */
+/** Manifolds                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A basis c(s) over a context domain, with its Gram matrix
+/** A basis c(s) over a context domain, with its Gram matrix
  * G_kl = integral of c_k(s) c_l(s) ds (uniform measure on [0,1]^dim) computed
  * exactly once at creation and factored (Cholesky). Immutable after creation:
  * a const manifold may be used from many threads at once.
@@ -92,101 +93,109 @@ WM_API const char *wm_version(void);
  * (s and s+1 are the same point); non-periodic ones must lie in [0,1]. */
 typedef struct wm_manifold wm_manifold;
 
-/* A single point: K = 1, no context (dim 0), c = (1). A plain network.
+/** A single point: K = 1, no context (dim 0), c = (1). A plain network.
  * Returns WM_OK, WM_EINVAL (out NULL), WM_ENOMEM. */
 WM_API wm_status wm_manifold_point(wm_manifold **out);
 
-/* A line segment: dim 1, s in [0,1], c(s) = (1-s, s), K = 2.
+/** A line segment: dim 1, s in [0,1], c(s) = (1-s, s), K = 2.
  * W(0) = P_1 and W(1) = P_2. Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
 WM_API wm_status wm_manifold_line(wm_manifold **out);
 
-/* A circle (ellipse in weight space): dim 1, periodic,
+/** A circle (ellipse in weight space): dim 1, periodic,
  * c(s) = (1, cos 2 pi s, sin 2 pi s), K = 3. Same as wm_manifold_fourier(out, 1).
  * Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
 WM_API wm_status wm_manifold_circle(wm_manifold **out);
 
-/* A closed curve of order H = harmonics >= 1: dim 1, periodic,
+/** A closed curve of order H = harmonics >= 1: dim 1, periodic,
  * c(s) = (1, cos 2 pi s, sin 2 pi s, cos 4 pi s, sin 4 pi s, ...), K = 2H+1.
  * Returns WM_OK, WM_EINVAL (harmonics < 1 or > 512), WM_ENOMEM. */
 WM_API wm_status wm_manifold_fourier(wm_manifold **out, int harmonics);
 
-/* A uniform B-spline curve with n_control control points of the given degree
+/** A uniform B-spline curve with n_control control points of the given degree
  * (1 = piecewise linear, 3 = cubic; at most 31): dim 1. periodic = 0: open, clamped (the
  * curve starts at P_1 and ends at P_n), s in [0,1]. periodic != 0: closed,
  * s wraps. Needs degree >= 1 and n_control >= degree + 1.
  * Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
 WM_API wm_status wm_manifold_bspline(wm_manifold **out, int n_control, int degree, int periodic);
 
-/* The product manifold A x B: dim = dim A + dim B, context s = (s_A, s_B),
+/** The product manifold A x B: dim = dim A + dim B, context s = (s_A, s_B),
  * c(s) = c_A(s_A) (x) c_B(s_B) (index k = k_A * K_B + k_B), G = G_A (x) G_B.
  * Circle x circle is a torus, line x circle a cylinder; products nest.
  * The result owns copies: a and b may be freed afterwards.
  * Returns WM_OK, WM_EINVAL (NULL argument, dim > 16 or K > 1024), WM_ENOMEM. */
 WM_API wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_manifold *b);
 
-/* Your own basis. fn(s, c, user) writes the n_basis values c(s) for a context
+/** Your own basis. fn(s, c, user) writes the n_basis values c(s) for a context
  * s of dim coordinates, each in [0,1] ([0,1) if periodic); it must be a pure function (it is
  * called from many threads when the net is). periodic[d] != 0 marks coordinate
  * d as periodic (NULL: none periodic). The Gram matrix is computed by
- * composite Gauss-Legendre quadrature (about 2^18 evaluations, so accurate to
+ * composite Gauss-Legendre quadrature (about 2^14 evaluations, so accurate to
  * float rounding for smooth bases; kinks cost accuracy); it must be positive
  * definite (the basis functions linearly independent).
  * Needs 1 <= dim <= 4 and 1 <= n_basis <= 1024.
  * Returns WM_OK, WM_EINVAL (bad sizes, NULL fn, NaN/Inf from fn),
  * WM_ENUMERIC (Gram not positive definite), WM_ENOMEM. */
 typedef void (*wm_basis_fn)(const float *s, float *c, void *user);
+/** Create a manifold from a basis callback; see wm_basis_fn above for the
+ * contract, sizes and statuses. */
 WM_API wm_status wm_manifold_custom(wm_manifold **out, int dim, int n_basis,
                              const int *periodic, wm_basis_fn fn, void *user);
 
-/* Copy a manifold. Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
+/** Copy a manifold. Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
 WM_API wm_status wm_manifold_clone(wm_manifold **out, const wm_manifold *m);
 
-/* Number of context coordinates (0 for a point), or -1 if m is NULL. */
+/** Number of context coordinates (0 for a point), or -1 if m is NULL. */
 WM_API int wm_manifold_dim(const wm_manifold *m);
 
-/* Number of basis functions K, or -1 if m is NULL. */
+/** Number of basis functions K, or -1 if m is NULL. */
 WM_API int wm_manifold_n_basis(const wm_manifold *m);
 
-/* Whether context coordinate d is periodic: 1, 0, or -1 on bad arguments. */
+/** Whether context coordinate d is periodic: 1, 0, or -1 on bad arguments. */
 WM_API int wm_manifold_periodic(const wm_manifold *m, int d);
 
-/* The paper's basis c(s): writes K floats to c for the context s (dim floats;
+/** The paper's basis c(s): writes K floats to c for the context s (dim floats;
  * may be NULL when dim = 0). Periodic coordinates wrap.
  * Returns WM_OK, WM_EINVAL (NULL, NaN/Inf, non-periodic s outside [0,1]). */
 WM_API wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c);
 
-/* The Gram matrix G, K x K row-major doubles, exact (closed form or exact
+/** The Gram matrix G, K x K row-major doubles, exact (closed form or exact
  * quadrature; custom bases: quadrature). Returns WM_OK or WM_EINVAL. */
 WM_API wm_status wm_manifold_gram(const wm_manifold *m, double *G);
 
-/* Release a manifold. NULL is a no-op. */
+/** Release a manifold. NULL is a no-op. */
 WM_API void wm_manifold_free(wm_manifold *m);
 
 /* ------------------------------------------------------------------------ */
-/* Networks                                                                   */
+/** Networks                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* A feed-forward network whose parameters live on a manifold. Internally the
+/** A feed-forward network whose parameters live on a manifold. Internally the
  * parameters are kept in the metric's orthonormal coordinates Q = L^T P
  * (G = L L^T), in which the paper's update is plain gradient descent; the API
  * speaks the paper's P and c(s). */
 typedef struct wm_net wm_net;
 
-typedef enum { WM_ACT_NONE, WM_ACT_RELU, WM_ACT_TANH, WM_ACT_SIGMOID } wm_activation;
+/** Activation after a dense or conv layer. */
+typedef enum {
+    WM_ACT_NONE,    /**< identity */
+    WM_ACT_RELU,    /**< max(0, z) */
+    WM_ACT_TANH,    /**< tanh(z) */
+    WM_ACT_SIGMOID  /**< 1 / (1 + exp(-z)) */
+} wm_activation;
 
-/* WM_LOSS_SOFTMAX_CE: softmax cross-entropy on the last layer's outputs
+/** WM_LOSS_SOFTMAX_CE: softmax cross-entropy on the last layer's outputs
  * (logits) against integer labels, mean over samples.
  * WM_LOSS_MSE: mean over all n x n_outputs elements of (out - target)^2. */
 typedef enum { WM_LOSS_SOFTMAX_CE, WM_LOSS_MSE } wm_loss;
 
-/* WM_COND_MANIFOLD: weights on the manifold (K control points per parameter).
+/** WM_COND_MANIFOLD: weights on the manifold (K control points per parameter).
  * WM_COND_CONCAT: the baseline: one point of weights, with context features
  * appended to the input: a line gives s; a circle cos 2 pi s, sin 2 pi s;
  * a Fourier curve its basis without the constant; a product both factors'
  * features; a B-spline or custom basis its basis values. */
 typedef enum { WM_COND_MANIFOLD, WM_COND_CONCAT } wm_conditioning;
 
-/* Create an empty network on manifold m taking n_inputs features per sample
+/** Create an empty network on manifold m taking n_inputs features per sample
  * (the context is passed separately, in wm_batch.s / wm_infer's s).
  * The net keeps its own copy of m; the caller may free m afterwards.
  * Then add layers (wm_net_dense), optionally set the loss (default
@@ -194,13 +203,13 @@ typedef enum { WM_COND_MANIFOLD, WM_COND_CONCAT } wm_conditioning;
  * Returns WM_OK, WM_EINVAL (NULL out or m, n_inputs < 1, bad cond), WM_ENOMEM. */
 WM_API wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond);
 
-/* Append a dense layer y = act(W(s) x + b(s)) with n_outputs units; W and b
+/** Append a dense layer y = act(W(s) x + b(s)) with n_outputs units; W and b
  * both live on the manifold. After a convolution or pooling layer it flattens
  * its input in CHW order. Returns WM_OK, WM_EINVAL (NULL, n_outputs < 1,
  * bad act, too many parameters), WM_ESTATE (after wm_net_init), WM_ENOMEM. */
 WM_API wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act);
 
-/* Declare that rows of x are images of channels x height x width values in
+/** Declare that rows of x are images of channels x height x width values in
  * CHW order (channels*height*width must equal n_inputs). Call it before the
  * first layer; it is needed before wm_net_conv2d / pooling layers. On a
  * concat net whose first layer is a convolution or pooling, the context
@@ -209,7 +218,7 @@ WM_API wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act);
  * WM_ESTATE (layers already added). */
 WM_API wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width);
 
-/* Append a 2-D convolution with out_channels square kernel x kernel filters,
+/** Append a 2-D convolution with out_channels square kernel x kernel filters,
  * the given stride (>= 1) and zero padding (>= 0, < kernel), then act.
  * Weights (out x in x k x k, PyTorch's order) and biases live on the manifold.
  * Its input is the previous layer's output shape (or the input shape).
@@ -219,26 +228,33 @@ WM_API wm_status wm_net_input_shape(wm_net *net, int channels, int height, int w
 WM_API wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
                         wm_activation act);
 
-/* Append a max or average pooling layer over size x size windows with
+/** Append a max or average pooling layer over size x size windows with
  * stride = size (no padding; a remainder row/column is dropped). No
  * parameters. Returns as wm_net_conv2d. */
 WM_API wm_status wm_net_maxpool(wm_net *net, int size);
+/** Average pooling; as wm_net_maxpool. */
 WM_API wm_status wm_net_avgpool(wm_net *net, int size);
 
-/* How a convolution runs a batch whose samples have different contexts:
+/** How a convolution runs a batch whose samples have different contexts:
  * WM_CONV_STACKED: im2col and one GEMM with the K basis kernels stacked (K x
  * the FLOPs of a plain conv); WM_CONV_MATERIALISED: build each sample's kernel
  * W(s_i) (K |W| work) and run a plain conv (1 x FLOPs), as CondConv does;
  * WM_CONV_AUTO (default): a cost model picks the cheaper per layer and batch.
  * Batches sharing one context always materialise once. The results agree to
  * float rounding. Returns WM_OK or WM_EINVAL. */
-typedef enum { WM_CONV_AUTO, WM_CONV_STACKED, WM_CONV_MATERIALISED } wm_conv_strategy;
+typedef enum {
+    WM_CONV_AUTO,          /**< a FLOP model picks per layer and batch */
+    WM_CONV_STACKED,       /**< one GEMM with the K basis kernels stacked */
+    WM_CONV_MATERIALISED   /**< each sample's kernel built, then a plain conv */
+} wm_conv_strategy;
+/** Choose the conv strategy for mixed-context batches (see wm_conv_strategy).
+ * Returns WM_OK or WM_EINVAL. */
 WM_API wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy);
 
-/* Choose the training loss. Returns WM_OK, WM_EINVAL, WM_ESTATE (after init). */
+/** Choose the training loss. Returns WM_OK, WM_EINVAL, WM_ESTATE (after init). */
 WM_API wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
 
-/* Allocate and initialise the parameters from seed: He normal weights for
+/** Allocate and initialise the parameters from seed: He normal weights for
  * layers followed by relu or none, Glorot normal for tanh and sigmoid, zero
  * biases, and the manifold starts as a point (the same weights at every s:
  * they sit on the basis's constant direction). Calling it again
@@ -246,21 +262,22 @@ WM_API wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
  * softmax CE with a single output), WM_ENOMEM. */
 WM_API wm_status wm_net_init(wm_net *net, uint64_t seed);
 
-/* Sizes; -1 (or 0 for n_params) if net is NULL. n_outputs is the last
- * layer's width (0 before any layer). n_params counts every trainable scalar
- * over all K basis points. */
+/** Features per sample the net takes (n_inputs), or -1 if net is NULL. */
 WM_API int    wm_net_n_inputs(const wm_net *net);
+/** The last layer's width (0 before any layer), or -1 if net is NULL. */
 WM_API int    wm_net_n_outputs(const wm_net *net);
+/** Number of layers, pooling included, or -1 if net is NULL. */
 WM_API int    wm_net_n_layers(const wm_net *net);
+/** Every trainable scalar over all K basis points, or 0 if net is NULL. */
 WM_API size_t wm_net_n_params(const wm_net *net);
 
-/* Context dimension the net expects (its manifold's dim), or -1. */
+/** Context dimension the net expects (its manifold's dim), or -1. */
 WM_API int wm_net_context_dim(const wm_net *net);
 
-/* The net's own manifold (valid while the net lives), or NULL. */
+/** The net's own manifold (valid while the net lives), or NULL. */
 WM_API const wm_manifold *wm_net_manifold(const wm_net *net);
 
-/* Describe layer `layer` (0-based; layers are numbered in the order added,
+/** Describe layer `layer` (0-based; layers are numbered in the order added,
  * pooling included): the columns and rows of the matrix wm_net_weights_at
  * writes (dense: n_in inputs incl. a concat net's context features, n_out
  * units; conv: n_in = in_channels*k*k, n_out = out_channels; pooling: the
@@ -269,7 +286,7 @@ WM_API const wm_manifold *wm_net_manifold(const wm_net *net);
 WM_API wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
                             wm_activation *act);
 
-/* Run n samples: x is n x n_inputs, s is n x dim contexts (NULL allowed when
+/** Run n samples: x is n x n_inputs, s is n x dim contexts (NULL allowed when
  * dim = 0), out receives n x n_outputs (the last layer's outputs: logits for
  * softmax CE). Samples may have different contexts. n = 0 does nothing.
  * Thread-safe on one net. Uses per-thread scratch that grows to the largest
@@ -278,15 +295,17 @@ WM_API wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int 
  * out of domain), WM_ESTATE (not initialised), WM_ENOMEM. */
 WM_API wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out);
 
-/* wm_infer with caller-owned workspace (no allocation at all, ever).
+/** wm_infer with caller-owned workspace (no allocation at all, ever).
  * wm_infer_workspace_size gives the bytes needed for batches up to n samples
  * (0 if net is NULL or not initialised).
  * Returns as wm_infer, plus WM_EINVAL when ws_bytes is too small. */
 WM_API size_t    wm_infer_workspace_size(const wm_net *net, int n);
+/** wm_infer on caller-owned workspace ws of ws_bytes bytes (see
+ * wm_infer_workspace_size); never allocates. */
 WM_API wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, float *out,
                       void *ws, size_t ws_bytes);
 
-/* The plain layer at context s: w receives n_out x n_in (row-major; conv:
+/** The plain layer at context s: w receives n_out x n_in (row-major; conv:
  * out x (in*k*k) ordered [out][in][ky][kx] as PyTorch orders them), b n_out.
  * For a concat net s is ignored and may be NULL (the context columns or
  * channels are the last ones of the first layer's w). Either output may be
@@ -294,89 +313,99 @@ WM_API wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, 
  * WM_ESTATE (not initialised). */
 WM_API wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b);
 
-/* Control point P_k (k in 0..K-1) of layer `layer`, in the paper's
+/** Control point P_k (k in 0..K-1) of layer `layer`, in the paper's
  * coordinates: w is n_out x n_in, b n_out; W(s) = sum_k c_k(s) P_k.
  * Either output may be NULL. A concat net has K = 1.
  * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised). */
 WM_API wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b);
 
-/* Overwrite control point P_k of a layer (either input may be NULL to keep
+/** Overwrite control point P_k of a layer (either input may be NULL to keep
  * that part). Returns WM_OK, WM_EINVAL (NULL net, bad index, NaN/Inf),
  * WM_ESTATE (not initialised). */
 WM_API wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b);
 
-/* Read-only view of all parameters in the internal orthonormal coordinates,
+/** Read-only view of all parameters in the internal orthonormal coordinates,
  * the layout of wm_grad_buffer; *len receives the count. NULL before init. */
 WM_API const float *wm_net_params(const wm_net *net, size_t *len);
 
-/* Overwrite all parameters (len must equal wm_net_n_params) with q, in the
+/** Overwrite all parameters (len must equal wm_net_n_params) with q, in the
  * internal orthonormal coordinates (the layout of wm_net_params). Use it to
  * broadcast parameters between processes or restore a snapshot.
  * Returns WM_OK, WM_EINVAL (NULL, wrong len, NaN/Inf), WM_ESTATE. */
 WM_API wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
 
-/* Save the architecture and parameters to path (see docs/model-format.md).
+/** Save the architecture and parameters to path (see docs/model-format.md).
  * Atomic: written to a temporary file in the same directory, flushed,
  * fsynced and renamed over path, so path always holds a whole model.
  * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised), WM_EIO. */
 WM_API wm_status wm_net_save(const wm_net *net, const char *path);
 
-/* Load a model saved by wm_net_save; *out is a new initialised net whose
+/** Load a model saved by wm_net_save; *out is a new initialised net whose
  * wm_infer is bit-identical to the saved one's. A net on a custom manifold
  * needs its basis callback: use wm_net_load_custom (plain wm_net_load then
  * returns WM_EINVAL). Returns WM_OK, WM_EINVAL, WM_EIO (cannot open/read),
  * WM_EFORMAT (not a model file, truncated, corrupt, wrong version), WM_ENOMEM. */
 WM_API wm_status wm_net_load(wm_net **out, const char *path);
+/** wm_net_load for a net on a custom manifold: fn and user are its basis
+ * callback (see wm_manifold_custom). Returns as wm_net_load. */
 WM_API wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
 
-/* Release a net. NULL is a no-op. Free its optimizers first or after: they
+/** Release a net. NULL is a no-op. Free its optimizers first or after: they
  * must not be used once the net is freed. */
 WM_API void wm_net_free(wm_net *net);
 
 /* ------------------------------------------------------------------------ */
-/* Training                                                                   */
+/** Training                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* A batch of n samples, each with its own context. All arrays caller-owned. */
+/** A batch of n samples, each with its own context. All arrays caller-owned. */
 typedef struct {
-    int n;                  /* samples */
-    const float *x;         /* n x n_inputs, row-major */
-    const float *s;         /* n x manifold dim, each sample's context (NULL if dim 0) */
-    const int32_t *labels;  /* n class indices (WM_LOSS_SOFTMAX_CE), else NULL */
-    const float *targets;   /* n x n_outputs (WM_LOSS_MSE), else NULL */
+    int n;                  /**< samples */
+    const float *x;         /**< n x n_inputs, row-major */
+    const float *s;         /**< n x manifold dim, each sample's context (NULL if dim 0) */
+    const int32_t *labels;  /**< n class indices (WM_LOSS_SOFTMAX_CE), else NULL */
+    const float *targets;   /**< n x n_outputs (WM_LOSS_MSE), else NULL */
 } wm_batch;
 
-typedef enum { WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM } wm_opt_kind;
+/** Optimizer kinds, all acting in the orthonormal coordinates Q. */
+typedef enum {
+    WM_OPT_SD,        /**< the paper's volume-constrained steepest descent */
+    WM_OPT_MOMENTUM,  /**< SD with momentum (PyTorch's convention) */
+    WM_OPT_ADAM       /**< Adam, with decoupled weight decay (AdamW) */
+} wm_opt_kind;
 
-/* Optimizer settings; start from wm_opt_default(kind) and change fields.
+/** Optimizer settings; start from wm_opt_default(kind) and change fields.
  * All optimizers act in the orthonormal coordinates Q, where plain SD is the
  * paper's volume-constrained step. */
 typedef struct {
-    wm_opt_kind kind;
-    float lr;               /* eta = 1/(2 lambda) */
-    float volume;           /* > 0: scale each step so that the manifold moves by
+    wm_opt_kind kind;       /**< which optimizer */
+    float lr;               /**< eta = 1/(2 lambda) */
+    float volume;           /**< > 0: scale each step so that the manifold moves by
                                exactly integral |dW(s)|^2 ds = volume (lr unused) */
-    float momentum;         /* WM_OPT_MOMENTUM: v = momentum v + g; dQ = -lr v */
-    float beta1, beta2, eps;/* WM_OPT_ADAM */
-    float weight_decay;     /* SD/momentum: added to the gradient; Adam: decoupled
+    float momentum;         /**< WM_OPT_MOMENTUM: v = momentum v + g; dQ = -lr v */
+    float beta1;            /**< WM_OPT_ADAM: first-moment decay */
+    float beta2;            /**< WM_OPT_ADAM: second-moment decay */
+    float eps;              /**< WM_OPT_ADAM: added to sqrt(v) */
+    float weight_decay;     /**< SD/momentum: added to the gradient; Adam: decoupled
                                (AdamW). Penalises the manifold's mean |W(s)|^2. */
 } wm_opt_config;
 
+/** An optimizer bound to one net: settings, moments and workspace. */
 typedef struct wm_optimizer wm_optimizer;
 
-/* Defaults: volume 0, weight_decay 0; SD lr 0.01; momentum lr 0.01,
+/** Defaults: volume 0, weight_decay 0; SD lr 0.01; momentum lr 0.01,
  * momentum 0.9; Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8.
  * An unknown kind gives the SD defaults with that kind set. */
 WM_API wm_opt_config wm_opt_default(wm_opt_kind kind);
 
-/* Create an optimizer for an initialised net; it keeps a pointer to net
+/** Create an optimizer for an initialised net; it keeps a pointer to net
  * (which must outlive it) and its own state (momentum, Adam moments).
  * Returns WM_OK, WM_EINVAL (NULL, bad kind, negative or non-finite settings,
  * lr <= 0 when volume = 0, beta outside [0,1)), WM_ESTATE (net not
  * initialised), WM_ENOMEM. */
 WM_API wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_config *cfg);
 
-/* One training step: wm_grad then wm_apply. *loss (may be NULL) receives the
+/** One training step: wm_grad then wm_apply. *loss (may be NULL) receives the
  * batch's mean loss before the update. Batches whose samples share one
  * context run a single materialised network (K times fewer FLOPs); a batch
  * of one sample on a net of dense layers updates from the rank-1 gradient
@@ -387,39 +416,39 @@ WM_API wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_o
  * WM_ENUMERIC (non-finite loss or update: parameters unchanged), WM_ENOMEM. */
 WM_API wm_status wm_step(wm_optimizer *opt, const wm_batch *batch, float *loss);
 
-/* Compute the gradient of the batch-mean loss into the optimizer's gradient
+/** Compute the gradient of the batch-mean loss into the optimizer's gradient
  * buffer (overwriting it), without changing the net. *loss as in wm_step.
  * Returns as wm_step. */
 WM_API wm_status wm_grad(wm_optimizer *opt, const wm_batch *batch, float *loss);
 
-/* The gradient buffer: wm_net_n_params floats in Q coordinates (the layout of
+/** The gradient buffer: wm_net_n_params floats in Q coordinates (the layout of
  * wm_net_params, identical for nets of the same architecture), holding the raw
  * gradient of the last wm_grad (weight decay not included). The caller may
  * read or overwrite it (e.g. average it across processes) before wm_apply.
  * Valid while opt lives. NULL if opt is NULL. */
 WM_API float *wm_grad_buffer(wm_optimizer *opt, size_t *len);
 
-/* Apply one update from the gradient buffer. Returns WM_OK, WM_EINVAL,
+/** Apply one update from the gradient buffer. Returns WM_OK, WM_EINVAL,
  * WM_ESTATE (no gradient computed yet), WM_ENUMERIC (non-finite gradient or
  * update: nothing changed). */
 WM_API wm_status wm_apply(wm_optimizer *opt);
 
-/* Number of updates applied so far (Adam's t), 0 if opt is NULL. */
+/** Number of updates applied so far (Adam's t), 0 if opt is NULL. */
 WM_API uint64_t wm_optimizer_steps(const wm_optimizer *opt);
 
-/* Mean loss and accuracy (fraction of samples whose argmax output equals the
+/** Mean loss and accuracy (fraction of samples whose argmax output equals the
  * label, or under MSE the target's argmax) over a batch; either output may be
  * NULL. Thread-safe on one net (per-thread scratch, like wm_infer).
  * Returns as wm_step (never WM_ENUMERIC for a finite net and batch). */
 WM_API wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, float *accuracy);
 
-/* Checkpoints: save the optimizer's net together with the optimizer's settings
+/** Checkpoints: save the optimizer's net together with the optimizer's settings
  * and state (step count, momentum / Adam moments) in one model file, written
  * atomically like wm_net_save. wm_net_load reads such a file as a plain model.
  * Returns WM_OK, WM_EINVAL, WM_EIO, WM_ENOMEM. */
 WM_API wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path);
 
-/* Load a checkpoint written by wm_optimizer_save: *net receives a new net and
+/** Load a checkpoint written by wm_optimizer_save: *net receives a new net and
  * *opt a new optimizer on it (free both; the optimizer first or last, but
  * do not use it after its net is freed). Training continued from here reaches
  * bit-identical parameters to training that never stopped. fn/user: the basis
@@ -429,14 +458,14 @@ WM_API wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path);
 WM_API wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path,
                             wm_basis_fn fn, void *user);
 
-/* Release an optimizer. NULL is a no-op. */
+/** Release an optimizer. NULL is a no-op. */
 WM_API void wm_optimizer_free(wm_optimizer *opt);
 
 /* ------------------------------------------------------------------------ */
-/* Context inference                                                          */
+/** Context inference                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Find the context s (dim floats into s_out) that best explains n samples x
+/** Find the context s (dim floats into s_out) that best explains n samples x
  * that share one unknown context: with labels, the s minimising their mean
  * cross-entropy; with labels NULL, the s minimising the mean prediction
  * entropy (the most confident). A coarse grid over the domain, then a
