@@ -9,9 +9,16 @@
  * makes the `volume` budget a plain rescaling of the final dQ to norm
  * sqrt(volume), for every optimizer kind.
  *
- * An update is two streaming passes: the first computes the step's norm and
- * proves every new value finite without writing; the second writes. So a
- * diverging step returns WM_ENUMERIC and leaves the net exactly as it was. */
+ * A failed step must leave the net exactly as it was, so no value may be
+ * written before every new value is known to be finite. The fast path proves
+ * it from bounds: the backward pass bounds |gradient| by its factors
+ * (n * max|c_hat| * max|delta| * max|x|), the optimizer keeps bounds on |Q| and
+ * its moments, and if the step's worst case stays far below FLT_MAX one fused
+ * pass reads and writes each parameter once (a one-sample step never even
+ * stores the gradient: it is the rank-1 c_hat delta x^T). Otherwise, and for
+ * the volume budget, which needs the step's norm first, the careful path
+ * makes two passes: the first proves finiteness and measures, the second
+ * writes. A diverging step returns WM_ENUMERIC with nothing changed. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -219,72 +226,62 @@ static void refresh_maxima(wm_optimizer *o)
     o->version = o->net->version + 1;
 }
 
-/* Whether every new value of a plain (lr) step is provably finite, given
- * |g| <= gmax: then the single fused pass may write as it goes. */
-static int provably_finite(const wm_optimizer *o, const step_consts *k, double gmax)
+/* Bounds on |new q|, |new m1|, |new m2| after a plain (lr) step, given
+ * |g| <= gmax and the current bounds. */
+typedef struct {
+    double q, m1, m2;
+} bounds;
+
+static bounds step_bounds(const wm_optimizer *o, const step_consts *k, double gmax)
 {
-    const double limit = 1e37;          /* well inside FLT_MAX, room for rounding */
-    double q = o->qmax, u;
+    double q = o->qmax, u = 0.0;
+    bounds nb = {0.0, o->m1max, o->m2max};
     switch (k->kind) {
     case WM_OPT_SD:
         u = gmax + k->wd * q;
         break;
     case WM_OPT_MOMENTUM:
-        u = k->mu * o->m1max + gmax + k->wd * q;
+        u = nb.m1 = k->mu * o->m1max + gmax + k->wd * q;
         break;
-    default: {
-        double m = k->b1 * o->m1max + (1.0 - k->b1) * gmax;
-        double v = k->b2 * o->m2max + (1.0 - k->b2) * gmax * gmax;
-        if (!(m < limit && v < limit))
-            return 0;
-        u = (m / k->bc1) / k->eps + k->wd * q;   /* sqrt(v) >= 0 in the denominator */
+    case WM_OPT_ADAM:
+        nb.m1 = k->b1 * o->m1max + (1.0 - k->b1) * gmax;
+        nb.m2 = k->b2 * o->m2max + (1.0 - k->b2) * gmax * gmax;
+        u = (nb.m1 / k->bc1) / k->eps + k->wd * q;   /* sqrt(v) >= 0 in the denominator */
         break;
     }
-    }
-    return isfinite(gmax) && q + (double)o->cfg.lr * u < limit && u < limit;
+    nb.q = q + (double)o->cfg.lr * u;
+    return nb;
 }
 
-static inline uint32_t abs_bits(float x)
+/* Whether every new value is provably finite, so the single fused pass may
+ * write as it goes. The bounds only grow; when they become useless the
+ * careful path runs once and measures the true maxima again. */
+static int provably_finite(const bounds *nb, double gmax)
 {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    return b & 0x7fffffffu;
+    const double limit = 1e37;          /* well inside FLT_MAX, room for rounding */
+    return isfinite(gmax) && nb->q < limit && nb->m1 < limit && nb->m2 < limit;
 }
 
-static float from_bits(uint32_t b)
+/* After our own write: the bounds describe the net as it now is. */
+static void note_write(wm_optimizer *o, const bounds *nb)
 {
-    float f;
-    if (b >= 0x7f800000u)
-        return INFINITY;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-/* Our own write leaves maxima that describe the net as it now is. */
-static void note_write(wm_optimizer *o, uint32_t q, uint32_t m1, uint32_t m2)
-{
-    o->qmax = from_bits(q), o->m1max = from_bits(m1), o->m2max = from_bits(m2);
+    o->qmax = (float)nb->q, o->m1max = (float)nb->m1, o->m2max = (float)nb->m2;
     o->net->version++;                  /* other optimizers on this net must re-measure */
     o->version = o->net->version + 1;
 }
 
 /* One pass over the parameters: read g, q and the moments once, write q and
- * the moments once, and keep the new maxima (in registers: the bits of |x|
- * order like the values) for the next step's bound. */
-static void fused_update(wm_optimizer *o, const step_consts *k)
+ * the moments once. */
+static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb)
 {
     float *restrict q = o->net->params, *restrict m1 = o->m1, *restrict m2 = o->m2;
     const float *restrict g = o->grad;
     size_t n = o->net->n_params;
     float lr = o->cfg.lr, wd = k->wd;
-    uint32_t qm = 0, am = 0, bm = 0;
     switch (k->kind) {
     case WM_OPT_SD:
-        for (size_t j = 0; j < n; j++) {
-            float nq = q[j] - lr * (g[j] + wd * q[j]);
-            q[j] = nq;
-            qm = abs_bits(nq) > qm ? abs_bits(nq) : qm;
-        }
+        for (size_t j = 0; j < n; j++)
+            q[j] -= lr * (g[j] + wd * q[j]);
         break;
     case WM_OPT_MOMENTUM: {
         float mu = k->mu;
@@ -293,8 +290,6 @@ static void fused_update(wm_optimizer *o, const step_consts *k)
             float nq = q[j] - lr * v;
             m1[j] = v;
             q[j] = nq;
-            qm = abs_bits(nq) > qm ? abs_bits(nq) : qm;
-            am = abs_bits(v) > am ? abs_bits(v) : am;
         }
         break;
     }
@@ -307,30 +302,24 @@ static void fused_update(wm_optimizer *o, const step_consts *k)
             m1[j] = a;
             m2[j] = b;
             q[j] = nq;
-            qm = abs_bits(nq) > qm ? abs_bits(nq) : qm;
-            am = abs_bits(a) > am ? abs_bits(a) : am;
-            bm = abs_bits(b) > bm ? abs_bits(b) : bm;
         }
         break;
     }
     }
-    note_write(o, qm, am, bm);
+    note_write(o, nb);
 }
 
 /* One row of a rank-1 update: g_j = a * x_j, applied as fused_update does,
  * without the gradient ever being written. (A bias is a row of one with x = 1.) */
 static void rank1_row(const step_consts *k, float lr, float *restrict q, float *restrict m1,
-                      float *restrict m2, size_t n, float a, const float *restrict x,
-                      uint32_t *qm, uint32_t *am, uint32_t *bm)
+                      float *restrict m2, size_t n, float a, const float *restrict x)
 {
     float wd = k->wd;
-    uint32_t qmax = *qm, amax = *am, bmax = *bm;
     switch (k->kind) {
     case WM_OPT_SD:
         for (size_t j = 0; j < n; j++) {
             float g = a * x[j], nq = q[j] - lr * (g + wd * q[j]);
             q[j] = nq;
-            qmax = abs_bits(nq) > qmax ? abs_bits(nq) : qmax;
         }
         break;
     case WM_OPT_MOMENTUM: {
@@ -339,8 +328,6 @@ static void rank1_row(const step_consts *k, float lr, float *restrict q, float *
             float g = a * x[j], v = mu * m1[j] + g + wd * q[j], nq = q[j] - lr * v;
             m1[j] = v;
             q[j] = nq;
-            qmax = abs_bits(nq) > qmax ? abs_bits(nq) : qmax;
-            amax = abs_bits(v) > amax ? abs_bits(v) : amax;
         }
         break;
     }
@@ -353,24 +340,19 @@ static void rank1_row(const step_consts *k, float lr, float *restrict q, float *
             m1[j] = u;
             m2[j] = v;
             q[j] = nq;
-            qmax = abs_bits(nq) > qmax ? abs_bits(nq) : qmax;
-            amax = abs_bits(u) > amax ? abs_bits(u) : amax;
-            bmax = abs_bits(v) > bmax ? abs_bits(v) : bmax;
         }
         break;
     }
     }
-    *qm = qmax, *am = amax, *bm = bmax;
 }
 
 /* A batch of one sample: every dense layer's gradient for basis point k is
  * the rank-1 c_hat_k delta x^T, so the update reads and writes each
  * parameter (and its moments) once and the gradient is never stored. */
-static void rank1_update(wm_optimizer *o, const step_consts *k, const wm_pass *p)
+static void rank1_update(wm_optimizer *o, const step_consts *k, const wm_pass *p, const bounds *nb)
 {
     wm_net *net = o->net;
     float lr = o->cfg.lr, one = 1.0f;
-    uint32_t qm = 0, am = 0, bm = 0;
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
@@ -380,12 +362,12 @@ static void rank1_update(wm_optimizer *o, const step_consts *k, const wm_pass *p
                 size_t w = ly->w_off + ((size_t)kk * ly->rows + r) * ly->cols;
                 size_t b = ly->b_off + (size_t)kk * ly->rows + r;
                 rank1_row(k, lr, net->params + w, o->m1 ? o->m1 + w : NULL, o->m2 ? o->m2 + w : NULL,
-                          (size_t)ly->cols, a, x, &qm, &am, &bm);
+                          (size_t)ly->cols, a, x);
                 rank1_row(k, lr, net->params + b, o->m1 ? o->m1 + b : NULL, o->m2 ? o->m2 + b : NULL,
-                          1, a, &one, &qm, &am, &bm);
+                          1, a, &one);
             }
     }
-    note_write(o, qm, am, bm);
+    note_write(o, nb);
 }
 
 /* The careful path: pass 1 proves every new value finite and measures the
@@ -415,20 +397,20 @@ static wm_status careful_update(wm_optimizer *o, const step_consts *k)
         return wmi_fail(WM_ENUMERIC, "the update would overflow (step %g x %g): nothing was changed",
                        scale, max_u);
     float fs = (float)scale;
-    uint32_t qm = 0, am = 0, bm = 0;
+    bounds nb = {0.0, 0.0, 0.0};        /* the exact maxima, measured as we write */
     for (size_t j = 0; j < n; j++) {
         float a = m1 ? m1[j] : 0.0f, b = m2 ? m2[j] : 0.0f;
         float u = direction(k, q[j], g[j], &a, &b);
         q[j] -= fs * u;
-        qm = abs_bits(q[j]) > qm ? abs_bits(q[j]) : qm;
-        am = abs_bits(a) > am ? abs_bits(a) : am;
-        bm = abs_bits(b) > bm ? abs_bits(b) : bm;
+        nb.q = fmax(nb.q, fabsf(q[j]));
+        nb.m1 = fmax(nb.m1, fabsf(a));
+        nb.m2 = fmax(nb.m2, fabsf(b));
         if (m1)
             m1[j] = a;
         if (m2)
             m2[j] = b;
     }
-    note_write(o, qm, am, bm);
+    note_write(o, &nb);
     return WM_OK;
 }
 
@@ -438,8 +420,9 @@ static wm_status apply_bounded(wm_optimizer *o, float gmax)
     step_consts k = consts_of(o);
     wm_status st = WM_OK;
     refresh_maxima(o);
-    if (o->cfg.volume == 0 && provably_finite(o, &k, gmax))
-        fused_update(o, &k);
+    bounds nb = step_bounds(o, &k, gmax);
+    if (o->cfg.volume == 0 && provably_finite(&nb, gmax))
+        fused_update(o, &k, &nb);
     else
         st = careful_update(o, &k);
     if (st == WM_OK)
@@ -482,8 +465,9 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
         step_consts k = consts_of(o);
         refresh_maxima(o);
         o->has_grad = 0;                /* the buffer was not written: nothing to re-apply */
-        if (provably_finite(o, &k, bound)) {
-            rank1_update(o, &k, &p);
+        bounds nb = step_bounds(o, &k, bound);
+        if (provably_finite(&nb, bound)) {
+            rank1_update(o, &k, &p, &nb);
             o->t++;
             return WM_OK;
         }
