@@ -1,0 +1,154 @@
+/*
+ * common.h -- the pieces the Fashion-MNIST examples share: flags, a small RNG,
+ * image warping, the training loop that trains a weight-manifold net and its
+ * input-concatenation baseline side by side on identical batches, evaluation
+ * at a fixed context, CSV and gnuplot helpers.
+ *
+ * Everything here is plain host code around the public API in wmanifold.h;
+ * nothing reaches into the library.
+ */
+#ifndef WM_EXAMPLES_COMMON_H
+#define WM_EXAMPLES_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "idx.h"
+#include "wmanifold.h"
+
+#define EX_MAX_LAYERS 8
+#define EX_N_CLASSES 10
+#define EX_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+/* ---- flags ------------------------------------------------------------------ */
+
+typedef struct {
+    int epochs;
+    int batch;
+    float lr;                 /* <= 0: the optimizer's default */
+    wm_opt_kind opt;
+    uint64_t seed;
+    const char *data_dir;
+    const char *out_dir;
+    int n_train;              /* <= 0: all 60000 */
+    int n_test;               /* <= 0: all 10000 */
+    int hidden[EX_MAX_LAYERS];
+    int n_hidden;
+    int concat_hidden[EX_MAX_LAYERS]; /* the baseline's widths (default: the same) */
+    int n_concat_hidden;
+    int no_plot;
+    int quiet;                /* no per-epoch lines */
+} ex_opts;
+
+/* Fill in the defaults every example starts from. */
+void ex_opts_default(ex_opts *o);
+
+/* The help text for the flags ex_opts_parse understands. */
+void ex_opts_help(FILE *f, const ex_opts *defaults);
+
+/* If argv[*i] is a common flag, consume it (and its value, advancing *i) and
+ * return 1; return 0 if it is not one of ours, -1 (message printed) if its
+ * value is bad. Flags take "--name value" or "--name=value". */
+int ex_opts_parse(ex_opts *o, int argc, char **argv, int *i);
+
+/* If argv[*i] is --name (or --name=...), store its value in *val, advance *i
+ * past it and return 1; 0 if it is another flag; -1 if the value is missing. */
+int ex_flag(int argc, char **argv, int *i, const char *name, const char **val);
+
+/* Parse "a,b" into two floats. Returns 0, or -1 on bad syntax. */
+int ex_parse_pair(const char *text, float *a, float *b);
+
+/* Parse a positive float / int, -1 on bad syntax or range. */
+int ex_parse_float(const char *text, float *out);
+int ex_parse_int(const char *text, int *out);
+
+/* ---- random numbers (splitmix64: tiny, good enough for sampling) ------------ */
+
+typedef struct { uint64_t state; } ex_rng;
+void     ex_rng_seed(ex_rng *r, uint64_t seed);
+uint64_t ex_rng_next(ex_rng *r);
+float    ex_rng_uniform(ex_rng *r);   /* [0,1) */
+float    ex_rng_normal(ex_rng *r);    /* standard normal */
+void     ex_shuffle(int *v, int n, ex_rng *r);
+
+/* ---- images ----------------------------------------------------------------- */
+
+/* dst = src rotated by angle (radians, counter-clockwise on screen) about the
+ * image centre, then shifted by (dx, dy) pixels; bilinear interpolation,
+ * zero outside the source. */
+void ex_warp(const float *src, float *dst, int rows, int cols, float angle, float dx, float dy);
+
+/* ---- the experiment harness ---------------------------------------------------- */
+
+/* What distinguishes one experiment from another: how a training context is
+ * drawn, and how an image is turned into the network input at a context. */
+typedef struct {
+    int ctx_dim;
+    void (*sample_train_ctx)(ex_rng *r, float *s, void *user);
+    /* x (rows*cols floats) = image img seen at context s; r supplies any
+     * randomness (noise) */
+    void (*transform)(const float *img, const float *s, float *x, int rows, int cols, ex_rng *r,
+                      void *user);
+    void *user;
+} ex_task;
+
+/* The two models every example compares. */
+enum { EX_MANIFOLD = 0, EX_CONCAT = 1, EX_N_MODELS = 2 };
+extern const char *const ex_model_name[EX_N_MODELS];
+
+/* Build the MLP n_in -> hidden... -> 10 (relu, softmax CE) on manifold m with
+ * the given conditioning and initialise it. Prints the library's message and
+ * returns NULL on failure. */
+wm_net *ex_build_mlp(const wm_manifold *m, wm_conditioning cond, int n_in, const int *hidden,
+                     int n_hidden, uint64_t seed);
+
+/* Create an optimizer from the flags (kind, lr). NULL (message printed) on failure. */
+wm_optimizer *ex_make_optimizer(wm_net *net, const ex_opts *o);
+
+/* Train both nets for o->epochs on identical minibatches: each image gets its
+ * own context from task->sample_train_ctx. Prints one line per epoch with the
+ * loss, the accuracy on a fixed probe of training images at training
+ * contexts, and each model's training speed. Returns 0, or -1 (message
+ * printed) if the library reports an error. */
+int ex_train(wm_optimizer *opt[EX_N_MODELS], wm_net *net[EX_N_MODELS], const ex_task *task,
+             const idx_dataset *train, const ex_opts *o);
+
+/* Accuracy of each net on the whole test set seen at context s. Both nets see
+ * the same transformed images (any noise is drawn from a generator seeded by
+ * seed). Returns 0, or -1 (message printed). */
+int ex_eval_at(wm_net *net[EX_N_MODELS], const ex_task *task, const idx_dataset *test,
+               const float *s, uint64_t seed, float acc[EX_N_MODELS]);
+
+/* ---- output -------------------------------------------------------------------- */
+
+/* Seconds on a monotonic clock. */
+double ex_now(void);
+
+/* mkdir -p. Returns 0, or -1 with errno set. */
+int ex_mkdir_p(const char *path);
+
+/* Open out_dir/name for writing (creating out_dir); NULL with a message printed. */
+FILE *ex_open_out(const char *out_dir, const char *name, char *path, size_t pathlen);
+
+/* Run gnuplot on dir/script with dir as the working directory: 0 on success.
+ * If gnuplot is not installed, warn and return 1 (the CSV is the result; the
+ * plot is a convenience). -1 if gnuplot failed. */
+int ex_run_gnuplot(const char *dir, const char *script);
+
+/* Write out_dir/BASE.gp plotting BASE.csv (column xcol against columns 3 =
+ * manifold and 4 = concat accuracy) into BASE.png, with the held-out
+ * intervals shaded, and run gnuplot on it. period > 0 marks a periodic
+ * context: the first point is drawn again one period on. Returns as
+ * ex_run_gnuplot. */
+int ex_plot_1d(const char *out_dir, const char *base, const char *title, const char *xlabel,
+               int xcol, float xmin, float xmax, float xtics, float period,
+               const float (*heldout)[2], int n_heldout);
+
+/* Load the train and test sets according to the flags; prints and returns -1
+ * on failure. */
+int ex_load_data(const ex_opts *o, idx_dataset *train, idx_dataset *test);
+
+/* Print both models' parameter counts. */
+void ex_print_params(wm_net *net[EX_N_MODELS]);
+
+#endif
