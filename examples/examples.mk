@@ -37,7 +37,7 @@ $(EX_BIN):
 # exit status survives the pipe through tee via a status file (plain sh has
 # no pipefail).
 demo:
-	@.ci/ensure-deps dataset-fashion-mnist zlib1g-dev gnuplot-nox
+	@.ci/ensure-deps $(BUILD_DEBS) dataset-fashion-mnist gnuplot-nox
 	@$(MAKE) --no-print-directory lib examples
 	@mkdir -p $(DEMO_OUT)
 	@set -e; t0=$$(date +%s.%N); \
