@@ -28,10 +28,11 @@ OPT     ?= -O2
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?=
 # -O2 plus the loop vectoriser's full cost model (GCC's -O2 default only
-# vectorises loops that need no epilogue) and no errno from libm, so the
+# vectorises loops that need no epilogue), no errno from libm and no FP traps
+# (nothing reads them; they block if-conversion of selects), so the
 # elementwise passes (activations, the optimizer update) run in SIMD.
 VECTORIZE := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fvect-cost-model=dynamic)
-BASE_CFLAGS := -std=c11 $(OPT) $(VECTORIZE) -fno-math-errno -g $(WARN) -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
+BASE_CFLAGS := -std=c11 $(OPT) $(VECTORIZE) -fno-math-errno -fno-trapping-math -g $(WARN) -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 
 # Packages the build and the test suite need on Debian.
 BUILD_DEBS := libopenblas-dev libcmocka-dev pkg-config zlib1g-dev

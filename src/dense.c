@@ -66,7 +66,10 @@ void wmi_dense_forward(const wm_layer *ly, const float *params, int Kp, const fl
         wmi_dense_materialise(ly, params, Kp, C, w, b);
         plain_forward(w, b, X, n, in, out, Y);
     } else {
-        wmi_gemm(0, 1, n, ko, in, 1.0f, X, in, Q, in, 0.0f, z, ko);
+        if (n == 1)
+            wmi_gemv(0, ko, in, 1.0f, Q, in, X, 0.0f, z);
+        else
+            wmi_gemm(0, 1, n, ko, in, 1.0f, X, in, Q, in, 0.0f, z, ko);
         for (int i = 0; i < n; i++) {
             const float *zi = z + (size_t)i * ko, *ci = C + (size_t)i * Kp;
             float *yi = Y + (size_t)i * out;
@@ -103,7 +106,10 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
                 for (int k = 0; k < Kp; k++)
                     for (int o = 0; o < out; o++)
                         z[(size_t)i * ko + (size_t)k * out + o] = C[(size_t)i * Kp + k] * delta[(size_t)i * out + o];
-            wmi_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);
+            if (n == 1)
+                wmi_gemv(1, ko, in, 1.0f, Q, in, z, 0.0f, dX);
+            else
+                wmi_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);
         }
         return;
     }

@@ -119,7 +119,9 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
         }
     }
     p->x0 = net->n_feat > 0 ? p->xin : x;
-    p->shared = 1;
+    /* one sample: the stacked product is a GEMV over the K points, as cheap as
+     * materialising W(s) and in the BLAS's wider SIMD, so no "shared" path */
+    p->shared = n > 1;
     for (int i = 1; i < n && p->shared; i++)
         p->shared = memcmp(p->C, p->C + (size_t)i * Kp, sizeof(float) * (size_t)Kp) == 0;
     return WM_OK;

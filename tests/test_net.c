@@ -292,6 +292,39 @@ static void test_workspace_variant(void **state)
     wm_net_free(net);
 }
 
+/* The activations through a one-unit layer with weight 1 and bias 0,
+ * against libm in double: within a few float ulps everywhere. */
+static void test_activation_accuracy(void **state)
+{
+    (void)state;
+    wm_activation acts[] = {WM_ACT_RELU, WM_ACT_TANH, WM_ACT_SIGMOID};
+    for (int a = 0; a < 3; a++) {
+        wm_manifold *m = tu_manifold("point");
+        wm_net *net;
+        WM_OK_OR_FAIL(wm_net_create(&net, m, 1, WM_COND_MANIFOLD));
+        WM_OK_OR_FAIL(wm_net_dense(net, 1, acts[a]));
+        WM_OK_OR_FAIL(wm_net_set_loss(net, WM_LOSS_MSE));
+        WM_OK_OR_FAIL(wm_net_init(net, 1));
+        float one = 1.0f, zero = 0.0f;
+        WM_OK_OR_FAIL(wm_net_set_control_point(net, 0, 0, &one, &zero));
+        enum { N = 20001 };
+        static float x[N], y[N];
+        for (int i = 0; i < N; i++) x[i] = (float)(-20.0 + 40.0 * i / (N - 1));
+        x[N / 2 + 1] = 1e-5f;                      /* the small-argument branch */
+        WM_OK_OR_FAIL(wm_infer(net, x, NULL, N, y));
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            double t = acts[a] == WM_ACT_RELU ? fmax(x[i], 0) : acts[a] == WM_ACT_TANH ? tanh(x[i]) : 1 / (1 + exp(-(double)x[i]));
+            worst = fmax(worst, fabs(y[i] - t) / fmax(fabs(t), 1e-30));
+            if (acts[a] == WM_ACT_TANH) assert_true(fabs(y[i]) <= 1.0f);
+        }
+        print_message("activation %d: max relative error %.3g\n", acts[a], worst);
+        assert_true(worst < 1e-6);
+        wm_net_free(net);
+        wm_manifold_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_sizes_and_concat),
         cmocka_unit_test(test_threads_share_one_net),
         cmocka_unit_test(test_workspace_variant),
+        cmocka_unit_test(test_activation_accuracy),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }
