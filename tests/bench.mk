@@ -1,0 +1,47 @@
+# tests/bench.mk -- the speed benchmark of issue 7: libwmanifold against PyTorch
+# and the GEMM floor (tests/bench/). Included by the top-level Makefile, which
+# defines BUILD, STLIB, LIBS, ALL_CFLAGS, LDFLAGS_SAN, PYTHON, TEST_RUN, TEST_EXTRA.
+#
+#   make bench         the full benchmark (a few minutes): build/bench.md, build/bench.json
+#   make bench-quick   the same with 3 short repetitions (about a minute)
+#   make test-bench    a seconds-long smoke run of the C benchmark (part of `make test`)
+#
+# Single-threaded unless asked: the benchmark sets OPENBLAS_NUM_THREADS=1 and
+# calls openblas_set_num_threads(1) (PyTorch: torch.set_num_threads(1)); its
+# two-thread section sets 2. BENCH_ARGS passes options to tests/bench/report.py,
+# e.g. make bench BENCH_ARGS="--only circle".
+
+.PHONY: bench bench-quick bench-run test-bench
+
+BENCH_BIN  := $(BUILD)/bench
+BENCH_ARGS ?=
+BENCH_QUICK ?=
+BENCH_RUN   = $(PYTHON) tests/bench/report.py --bench $(BENCH_BIN) --torch tests/bench/bench_torch.py \
+              --python $(PYTHON) --variant $(VARIANT) --lib-flags "$(filter -O% -f% -m%,$(ALL_CFLAGS))" \
+              --out build/bench.md --json build/bench.json
+
+# -O3 for the floor's update pass; the library keeps its own flags.
+$(BENCH_BIN): tests/bench/bench.c include/wmanifold.h $(STLIB) $(BLAS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O3 -DBENCH_OPENBLAS=$(if $(filter openblas,$(BLAS)),1,0) -o $@ $< $(STLIB) $(LIBS) $(LDFLAGS_SAN)
+
+# The dependencies first, then a fresh make that sees them (BLAS is chosen when
+# the Makefile is read).
+bench:
+	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
+	@$(MAKE) --no-print-directory bench-run
+
+bench-quick:
+	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
+	@$(MAKE) --no-print-directory bench-run BENCH_QUICK=--quick
+
+bench-run: lib $(BENCH_BIN)
+	@test "$(BLAS)" = openblas || { echo "bench: needs OpenBLAS (BLAS=$(BLAS)): apt-get install libopenblas-dev"; exit 1; }
+	@test "$(VARIANT)" = release || echo "bench: warning: timing the $(VARIANT) build"
+	@$(BENCH_RUN) $(BENCH_QUICK) $(BENCH_ARGS)
+
+test-bench: lib $(BENCH_BIN)
+	@echo "== $(BENCH_BIN) --smoke"
+	@$(TEST_RUN) $(BENCH_BIN) --smoke
+
+TEST_EXTRA += test-bench

@@ -1,0 +1,356 @@
+#!/usr/bin/python3
+"""report.py -- run the C benchmark and the PyTorch one, join them into one table.
+
+For every configuration it runs `bench --config NAME` (libwmanifold and the
+floor) and then `bench_torch.py --config NAME`, one fresh process each, so
+each row's peak RSS is that configuration's alone and the two libraries are
+measured back to back (their ratio holds on a noisy machine). Then, at batch
+512, it measures one and two threads for both. The markdown goes to stdout
+and to --out (build/bench.md); the raw rows to --json (build/bench.json).
+Progress goes to stderr.
+
+    report.py --bench build/release/bench --torch tests/bench/bench_torch.py
+              [--python /usr/bin/python3] [--quick] [--reps 7] [--rep-ms 40]
+              [--only SUBSTRING] [--no-threads] [--lib-flags "-O2"]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+THREAD_CONFIGS = ["mlp-point-none-512", "mlp-line-mixed-512", "mlp-line-shared-512",
+                  "mlp-circle-mixed-512", "mlp-circle-shared-512"]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def env_threads(t):
+    e = dict(os.environ)
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS"):
+        e[k] = str(t)
+    return e
+
+
+def run_json(cmd, threads):
+    """Run cmd, return its last stdout line parsed as JSON, or {"error": ...}."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env_threads(threads),
+                           timeout=900)
+    except subprocess.TimeoutExpired:
+        return {"error": "timeout: " + " ".join(cmd)}
+    lines = [l for l in p.stdout.splitlines() if l.strip().startswith("{")]
+    if p.returncode != 0 or not lines:
+        return {"error": f"exit {p.returncode}: {' '.join(cmd)}: {p.stderr.strip()[-400:]}"}
+    return json.loads(lines[-1])
+
+
+def merge(runs):
+    """Join several runs of one implementation and configuration: the median
+    over all their repetitions, the largest peak RSS, the first error."""
+    for r in runs:
+        if "error" in r:
+            return r
+    out = dict(runs[0])
+    for key in ("step", "infer", "floor_step", "floor_infer"):
+        ts = [t for r in runs if isinstance(r.get(key), dict) for t in r[key].get("times_us", [])]
+        if ts:
+            ts.sort()
+            m = len(ts)
+            med_ = ts[m // 2] if m % 2 else 0.5 * (ts[m // 2 - 1] + ts[m // 2])
+            out[key] = {"median_us": med_, "reps": m, "runs": len(runs),
+                        "times_us": [t for r in runs for t in r[key]["times_us"]]}
+    out["peak_rss_kb"] = max(r.get("peak_rss_kb", 0) for r in runs)
+    return out
+
+
+def lscpu():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return {}
+    d = {}
+    for line in out.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            d[k.strip()] = v.strip()
+    return d
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        return ["?"] * 3
+
+
+def med(row, key):
+    v = row.get(key)
+    return v["median_us"] if isinstance(v, dict) else None
+
+
+def fmt_us(v):
+    if v is None:
+        return "—"
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b is not None and b > 0 else None
+
+
+def fmt_r(r, digits=2):
+    return "—" if r is None else f"{r:.{digits}f}"
+
+
+def fmt_mb(kb):
+    return "—" if kb is None else f"{kb / 1024:.0f}"
+
+
+def md_table(header, rows, align=None):
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--torch", required=True)
+    ap.add_argument("--python", default="/usr/bin/python3")
+    ap.add_argument("--quick", action="store_true", help="3 repetitions of 10 ms, fewer thread runs")
+    ap.add_argument("--reps", type=int)
+    ap.add_argument("--rep-ms", type=float)
+    ap.add_argument("--only", help="only configurations whose name contains this")
+    ap.add_argument("--no-threads", action="store_true")
+    ap.add_argument("--lib-flags", default="")
+    ap.add_argument("--variant", default="release")
+    ap.add_argument("--out", default="build/bench.md")
+    ap.add_argument("--json", default="build/bench.json")
+    a = ap.parse_args()
+    reps = a.reps or (3 if a.quick else 7)
+    rep_ms = a.rep_ms or (10.0 if a.quick else 40.0)
+    timing = ["--reps", str(reps), "--rep-ms", str(rep_ms)]
+    t_start = datetime.datetime.now()
+    load0 = loadavg()
+
+    names = subprocess.run([a.bench, "--list"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    if a.only:
+        names = [n for n in names if a.only in n]
+
+    log("bench: machine facts")
+    cm = run_json([a.bench, "--machine"] + (["--quick"] if a.quick else []), 1)
+    tm = run_json([a.python, a.torch, "--machine", "--threads", "1"], 1)
+
+    # Each configuration: C, torch, torch, C (ABBA: a drift in the machine's
+    # load hits both alike); --quick runs C, torch once.
+    def cmd(impl, name, th):
+        return ([a.bench] if impl == "c" else [a.python, a.torch]) + \
+               ["--config", name, "--threads", str(th)] + timing
+
+    def runs(seq, name):
+        got = {}
+        for impl, th in seq:
+            r = run_json(cmd(impl, name, th), th)
+            if "error" in r:
+                errors.append(r["error"])
+                log("  " + r["error"])
+            got.setdefault((impl, th), []).append(r)
+        return {k: merge(v) for k, v in got.items()}
+
+    rows, errors = [], []
+    for i, name in enumerate(names):
+        log(f"bench: [{i + 1}/{len(names)}] {name}")
+        seq = [("c", 1), ("t", 1)]
+        r = runs(seq if a.quick else seq + seq[::-1], name)
+        rows.append((name, r[("c", 1)], r[("t", 1)]))
+
+    thread_rows = []
+    if not a.no_threads:
+        tcs = [n for n in THREAD_CONFIGS if not a.only or a.only in n]
+        if a.quick:
+            tcs = [n for n in tcs if "circle-mixed" in n]
+        for name in tcs:
+            log(f"bench: threads {name}")
+            seq = [("c", 1), ("c", 2), ("t", 1), ("t", 2)]
+            thread_rows.append((name, runs(seq if a.quick else seq + seq[::-1], name)))
+    load1 = loadavg()
+
+    # ---- the report ---------------------------------------------------------------
+    L = lscpu()
+    md = []
+    md.append("# libwmanifold benchmark\n")
+    md.append(f"Run {t_start:%Y-%m-%d %H:%M} with `make bench{'-quick' if a.quick else ''}`. "
+              f"Times in µs per call: medians of {reps if a.quick else 2 * reps} repetitions of timed "
+              f"loops of about {rep_ms:g} ms each, warm-up excluded. Each configuration runs "
+              + ("libwmanifold (with the floor) and then PyTorch" if a.quick else
+                 "libwmanifold (with the floor), PyTorch, PyTorch, libwmanifold")
+              + f" ({reps} repetitions per process), each in a fresh process, back to back; within "
+              "a process the repetitions of the step, the inference and their floors are "
+              "interleaved, so ratios hold when the machine's load drifts.\n")
+    md.append("## Machine\n")
+    facts = [
+        ("CPU", L.get("Model name", platform.processor() or "?")
+                + (f" (family {L['CPU family']}, model {L['Model']})" if "CPU family" in L else "")
+                + ("; AVX-512" if "avx512f" in L.get("Flags", "").split() else
+                   "; AVX2" if "avx2" in L.get("Flags", "").split() else "")),
+        ("cores", f"{L.get('CPU(s)', '?')} CPUs ({L.get('Core(s) per socket', '?')} cores per socket, "
+                  f"{L.get('Thread(s) per core', '?')} thread(s) per core"
+                  + (f", hypervisor {L['Hypervisor vendor']}" if "Hypervisor vendor" in L else "") + ")"),
+        ("caches", f"L1d {L.get('L1d cache', '?')}, L2 {L.get('L2 cache', '?')}, L3 {L.get('L3 cache', '?')}"),
+        ("kernel", platform.release()),
+        ("OpenBLAS", f"{cm.get('blas', '?').strip()}; config `{cm.get('openblas_config', '?')}`"),
+        ("libwmanifold", f"{cm.get('wm_version', '?')}, build variant {a.variant}, library CFLAGS "
+                         f"`{a.lib_flags.strip() or '?'}`, benchmark -O3, static link"),
+        ("PyTorch", f"{tm.get('torch_version', '?')} (Debian python3-torch), Python "
+                    f"{tm.get('python', '?')}, parallel backend {tm.get('parallel_backend', '?')}, "
+                    f"BLAS {', '.join(os.path.basename(b) for b in tm.get('blas_libraries', [])) or '?'}"),
+        ("threads", "1 unless stated: OPENBLAS_NUM_THREADS=1 and openblas_set_num_threads(1) in C; "
+                    "torch.set_num_threads(1), OMP_NUM_THREADS=1 in Python"),
+        ("load average", f"{' '.join(load0)} at the start, {' '.join(load1)} at the end"),
+    ]
+    for b in cm.get("bandwidth", []):
+        facts.append((f"bandwidth ({b['name']})",
+                      f"triad {b['triad_GBps']:.1f} GB/s, momentum update pass {b['update_GBps']:.1f} GB/s "
+                      f"({b['floats_per_array']:,} floats per array)"))
+    md.append(md_table(["", ""], facts, ["---", "---"]) + "\n")
+
+    md.append("## Training step and inference, single thread\n")
+    md.append("Nets: `mlp` 784-256-256-10 relu, softmax CE; `ctl` 16-64-64-4 tanh, MSE. "
+              "Contexts: `mixed` a random s per sample, `shared` one s per batch, `none` the point "
+              "(a plain network). Optimizer SGD with momentum 0.9, lr 0.01. The floor: the "
+              "basis-point GEMMs alone through the same cblas plus one momentum pass over the "
+              "parameters (shared: the plain GEMMs plus materialising W(s) and spreading the "
+              "gradient). Ratios above 1 in torch/ours mean libwmanifold is faster; ours/floor "
+              "is how far it is from the floor.\n")
+    header = ["config", "step ours", "step torch", "step floor", "torch/ours", "ours/floor",
+              "infer ours", "infer torch", "infer floor", "torch/ours", "ours/floor",
+              "RSS ours MB", "RSS torch MB"]
+    table = []
+    for name, c, t in rows:
+        so, st, sf = med(c, "step"), med(t, "step"), med(c, "floor_step")
+        io, it, iff = med(c, "infer"), med(t, "infer"), med(c, "floor_infer")
+        table.append([f"`{name}`", fmt_us(so), fmt_us(st), fmt_us(sf), fmt_r(ratio(st, so)),
+                      fmt_r(ratio(so, sf)), fmt_us(io), fmt_us(it), fmt_us(iff),
+                      fmt_r(ratio(it, io)), fmt_r(ratio(io, iff)),
+                      fmt_mb(c.get("peak_rss_kb")), fmt_mb(t.get("peak_rss_kb"))])
+    md.append(md_table(header, table) + "\n")
+
+    if thread_rows:
+        md.append("## Two threads at batch 512\n")
+        md.append("Throughput ratio = time with 1 thread / time with 2 threads (OPENBLAS_NUM_THREADS "
+                  "and openblas_set_num_threads for libwmanifold and the floor; "
+                  "torch.set_num_threads and OMP_NUM_THREADS for PyTorch), all measured in this "
+                  "section, back to back (ABBA order unless --quick).\n")
+        th_table = []
+        for name, r in thread_rows:
+            for what in ("step", "infer"):
+                c1, c2 = med(r[("c", 1)], what), med(r[("c", 2)], what)
+                f1, f2 = med(r[("c", 1)], "floor_" + what), med(r[("c", 2)], "floor_" + what)
+                t1, t2 = med(r[("t", 1)], what), med(r[("t", 2)], what)
+                th_table.append([f"`{name}` {what}", fmt_us(c1), fmt_us(c2), fmt_r(ratio(c1, c2)),
+                                 fmt_us(t1), fmt_us(t2), fmt_r(ratio(t1, t2)),
+                                 fmt_us(f1), fmt_us(f2), fmt_r(ratio(f1, f2))])
+        md.append(md_table(["config", "ours 1T", "ours 2T", "ours ×", "torch 1T", "torch 2T",
+                            "torch ×", "floor 1T", "floor 2T", "floor ×"], th_table) + "\n")
+
+    # ---- the issue's targets ------------------------------------------------------
+    by = {name: (c, t) for name, c, t in rows}
+    checks = []
+
+    def check(what, value, ok, target):
+        checks.append([what, fmt_r(value), target, "—" if value is None else ("met" if ok(value) else "**missed**")])
+
+    for mf in ("line", "circle"):
+        for n in (128, 512):
+            name = f"mlp-{mf}-mixed-{n}"
+            if name in by:
+                c, _ = by[name]
+                check(f"`{name}` step ours/floor", ratio(med(c, "step"), med(c, "floor_step")),
+                      lambda v: v <= 1.05, "≤ 1.05")
+        for n, want in ((1, 4.0), (16, 3.0), (128, 1.25), (512, 1.1)):
+            name = f"mlp-{mf}-mixed-{n}"
+            if name in by:
+                c, t = by[name]
+                check(f"`{name}` step torch/ours", ratio(med(t, "step"), med(c, "step")),
+                      lambda v, w=want: v >= w, f"≥ {want:g}")
+    for mf in ("point", "line", "circle"):
+        name = f"mlp-{mf}-{'none' if mf == 'point' else 'mixed'}-1"
+        if name in by:
+            c, _ = by[name]
+            check(f"`{name}` step ours/floor (beat the naive floor)",
+                  ratio(med(c, "step"), med(c, "floor_step")), lambda v: v < 1.0, "< 1")
+    if "mlp-circle-mixed-128" in by and "mlp-circle-shared-128" in by:
+        check("circle batch 128: step mixed / step shared",
+              ratio(med(by["mlp-circle-mixed-128"][0], "step"), med(by["mlp-circle-shared-128"][0], "step")),
+              lambda v: v >= 2.5, "≥ 2.5")
+    for name, want in (("ctl-circle-mixed-1", 30.0), ("mlp-point-none-1", 2.5),
+                       ("mlp-line-mixed-1", 2.5), ("mlp-circle-mixed-1", 2.5)):
+        if name in by:
+            c, t = by[name]
+            check(f"`{name}` infer torch/ours", ratio(med(t, "infer"), med(c, "infer")),
+                  lambda v, w=want: v >= w, f"≥ {want:g}")
+    for name, r in thread_rows:
+        check(f"`{name}` step, 2 threads: throughput ×", ratio(med(r[("c", 1)], "step"), med(r[("c", 2)], "step")),
+              lambda v: v >= 1.7, "≥ 1.7")
+    if checks:
+        md.append("## The issue's targets (issue 7)\n")
+        md.append(md_table(["target", "measured", "wanted", ""], checks,
+                           ["---", "---:", "---:", "---"]) + "\n")
+
+    # ---- batch 1 against the memory bandwidth -------------------------------------
+    bw = {b["name"]: b for b in cm.get("bandwidth", [])}
+    if "circle_mlp_params" in bw:
+        gbs = bw["circle_mlp_params"]["update_GBps"]
+        mem = []
+        for name in ("mlp-point-none-1", "mlp-line-mixed-1", "mlp-circle-mixed-1"):
+            if name in by and "n_params" in by[name][0]:
+                c = by[name][0]
+                npar = c["n_params"]
+                fused = 20.0 * npar            # read Q forward; read+write Q and v in the update
+                naive = 29.0 * npar            # + write g, read g, read 1/4 of Q again for dX
+                mem.append([f"`{name}`", f"{npar:,}", f"{fused / 1e6:.1f}", fmt_us(fused / (gbs * 1e3)),
+                            f"{naive / 1e6:.1f}", fmt_us(naive / (gbs * 1e3)), fmt_us(med(c, "floor_step")),
+                            fmt_us(med(c, "step"))])
+        if mem:
+            md.append("## Batch 1 against the memory bandwidth\n")
+            md.append(f"Bytes a step must move at batch 1, at the measured {gbs:.0f} GB/s of the "
+                      "momentum update pass on arrays this size (cache-resident here). Fused: read "
+                      "Q in the forward pass, then read and write Q and the momentum buffer once "
+                      "(20 bytes a parameter). Naive (the floor's pattern): also write the gradient, "
+                      "read it back, and read the layers after the first again for dX (about 29 "
+                      "bytes a parameter for this net).\n")
+            md.append(md_table(["config", "parameters", "fused MB", "fused µs", "naive MB",
+                                "naive µs", "floor µs", "ours µs"], mem) + "\n")
+
+    if errors:
+        md.append("## Errors\n")
+        md.extend(f"- {e}" for e in errors)
+        md.append("")
+    text = "\n".join(md)
+    print(text)
+    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text + "\n")
+    raw = {"machine": {"c": cm, "torch": tm, "lscpu": L, "load": [load0, load1]},
+           "rows": [{"config": n, "c": c, "torch": t} for n, c, t in rows],
+           "threads": [{"config": n, "runs": {f"{k[0]}{k[1]}": v for k, v in r.items()}}
+                       for n, r in thread_rows]}
+    with open(a.json, "w") as f:
+        json.dump(raw, f, indent=1)
+    log(f"bench: wrote {a.out} and {a.json}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
