@@ -407,9 +407,10 @@ WM_API wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_o
 
 /** One training step: wm_grad then wm_apply. *loss (may be NULL) receives the
  * batch's mean loss before the update. Batches whose samples share one
- * context run a single materialised network (K times fewer FLOPs); a batch
- * of one sample on a net of dense layers updates from the rank-1 gradient
- * directly, never storing it. wm_grad_buffer's content after wm_step is
+ * context run a single materialised network (K times fewer FLOPs). On a net
+ * of dense layers (without a volume budget) the gradient is applied a block
+ * at a time as it is formed and never stored whole (one sample: the rank-1
+ * c_hat delta x^T, no GEMM), so wm_grad_buffer's content after wm_step is
  * unspecified. No allocation after the first call of a given batch size.
  * Returns WM_OK, WM_EINVAL (bad batch: n < 1, NULL arrays, labels out of
  * range or missing, targets missing, NaN/Inf, context out of domain),

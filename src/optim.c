@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "error.h"
 #include "loss.h"
 #include "optim.h"
@@ -111,13 +112,21 @@ float *wm_grad_buffer(wm_optimizer *o, size_t *len)
 
 uint64_t wm_optimizer_steps(const wm_optimizer *o) { return o ? o->t : 0; }
 
+/* Floats of the block buffer of the direct update: a few rows of a layer's
+ * gradient at a time, small enough to stay in cache (64 KiB, or one row). */
+static size_t block_floats(const wm_net *net)
+{
+    return (size_t)(net->max_in > 16384 ? net->max_in : 16384);
+}
+
 /* Grow the training workspace to n rows (never shrinks: steady state is free). */
 static wm_status reserve(wm_optimizer *o, int n)
 {
     if (n <= o->ws_rows)
         return WM_OK;
     const wm_net *net = o->net;
-    size_t bytes = wmi_pass_bytes(net, n, 1) + sizeof(float) * ((size_t)n * net->max_out + 16);
+    size_t bytes = wmi_pass_bytes(net, n, 1) + sizeof(float) * ((size_t)n * net->max_out + 16) +
+                   sizeof(float) * (block_floats(net) + (size_t)net->Kp * net->max_out + 16);
     bytes = (bytes + 63) / 64 * 64;
     void *mem = aligned_alloc(64, bytes);
     if (!mem)
@@ -346,27 +355,67 @@ static void rank1_row(const step_consts *k, float lr, float *restrict q, float *
     }
 }
 
-/* A batch of one sample: every dense layer's gradient for basis point k is
- * the rank-1 c_hat_k delta x^T, so the update reads and writes each
- * parameter (and its moments) once and the gradient is never stored. */
-static void rank1_update(wm_optimizer *o, const step_consts *k, const wm_pass *p, const bounds *nb)
+/* The direct update of a net of dense layers: every layer's gradient is
+ * formed a block of rows at a time into a cache-sized buffer and applied at
+ * once, so it never travels to memory and back; each parameter and its
+ * moments are read and written once. With one sample the gradient of basis
+ * point k is the rank-1 c_hat_k delta x^T and needs no GEMM at all. The
+ * backward pass has already left each layer's delta in p->delta. */
+static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *p, int n,
+                          const bounds *nb)
 {
     wm_net *net = o->net;
-    float lr = o->cfg.lr, one = 1.0f;
+    const int Kp = net->Kp;
+    const float lr = o->cfg.lr;
+    float *gbuf = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1)) + (size_t)n * net->max_out + 16;
+    float *bbuf = gbuf + block_floats(net) + 16;
+#define UPDATE(off, len, scale, g)                                                                 \
+    rank1_row(k, lr, net->params + (off), o->m1 ? o->m1 + (off) : NULL, o->m2 ? o->m2 + (off) : NULL, \
+              (len), (scale), (g))
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
-        for (int kk = 0; kk < net->Kp; kk++)
-            for (int r = 0; r < ly->rows; r++) {
-                float a = p->C[kk] * delta[r];
-                size_t w = ly->w_off + ((size_t)kk * ly->rows + r) * ly->cols;
-                size_t b = ly->b_off + (size_t)kk * ly->rows + r;
-                rank1_row(k, lr, net->params + w, o->m1 ? o->m1 + w : NULL, o->m2 ? o->m2 + w : NULL,
-                          (size_t)ly->cols, a, x);
-                rank1_row(k, lr, net->params + b, o->m1 ? o->m1 + b : NULL, o->m2 ? o->m2 + b : NULL,
-                          1, a, &one);
+        const int in = ly->cols, out = ly->rows, plain = Kp == 1 || p->shared || n == 1;
+        const int rb = (int)(block_floats(net) / (size_t)in);
+        if (n == 1) {                               /* rank 1: g = (c_k delta_r) x */
+            for (int kk = 0; kk < Kp; kk++) {
+                for (int r = 0; r < out; r++)
+                    UPDATE(ly->w_off + ((size_t)kk * out + r) * in, (size_t)in, p->C[kk] * delta[r], x);
+                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, p->C[kk], delta);
             }
+        } else if (plain) {                         /* one W(s): dW = delta^T X, spread by c_hat */
+            for (int r0 = 0; r0 < out; r0 += rb) {
+                int r = out - r0 < rb ? out - r0 : rb;
+                wmi_gemm(1, 0, r, in, n, 1.0f, delta + r0, out, x, in, 0.0f, gbuf, in);
+                for (int kk = 0; kk < Kp; kk++)
+                    UPDATE(ly->w_off + ((size_t)kk * out + r0) * in, (size_t)r * in,
+                           Kp == 1 ? 1.0f : p->C[kk], gbuf);
+            }
+            for (int o2 = 0; o2 < out; o2++) {
+                float sum = 0.0f;
+                for (int i = 0; i < n; i++)
+                    sum += delta[(size_t)i * out + o2];
+                bbuf[o2] = sum;
+            }
+            for (int kk = 0; kk < Kp; kk++)
+                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, Kp == 1 ? 1.0f : p->C[kk], bbuf);
+        } else {                                    /* stacked: dWst = D^T X, D_ik = C_ik delta_i */
+            const int ko = Kp * out;
+            for (int i = 0; i < n; i++)
+                for (int kk = 0; kk < Kp; kk++)
+                    for (int o2 = 0; o2 < out; o2++)
+                        p->z[(size_t)i * ko + (size_t)kk * out + o2] =
+                            p->C[(size_t)i * Kp + kk] * delta[(size_t)i * out + o2];
+            for (int r0 = 0; r0 < ko; r0 += rb) {
+                int r = ko - r0 < rb ? ko - r0 : rb;
+                wmi_gemm(1, 0, r, in, n, 1.0f, p->z + r0, ko, x, in, 0.0f, gbuf, in);
+                UPDATE(ly->w_off + (size_t)r0 * in, (size_t)r * in, 1.0f, gbuf);
+            }
+            wmi_gemm(1, 0, Kp, out, n, 1.0f, p->C, Kp, delta, out, 0.0f, bbuf, out);
+            UPDATE(ly->b_off, (size_t)ko, 1.0f, bbuf);
+        }
     }
+#undef UPDATE
     note_write(o, nb);
 }
 
@@ -440,11 +489,12 @@ wm_status wm_apply(wm_optimizer *o)
     return apply_bounded(o, wmi_max_abs(o->grad, o->net->n_params));
 }
 
-/* Whether wm_step may take the rank-1 path: one sample, only dense layers
- * (conv gradients sum over positions), and a plain learning-rate step. */
-static int rank1_eligible(const wm_optimizer *o, const wm_batch *b)
+/* Whether wm_step may update directly: only dense layers (conv gradients
+ * sum over positions) and a plain learning-rate step (a volume budget needs
+ * the whole gradient's norm before any write). */
+static int direct_eligible(const wm_optimizer *o, const wm_batch *b)
 {
-    if (!b || b->n != 1 || o->cfg.volume != 0)
+    if (!b || b->n < 1 || o->cfg.volume != 0)
         return 0;
     for (int l = 0; l < o->net->n_layers; l++)
         if (o->net->layers[l].kind != WM_LAYER_DENSE)
@@ -455,19 +505,19 @@ static int rank1_eligible(const wm_optimizer *o, const wm_batch *b)
 wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
 {
     float bound;
-    if (o && rank1_eligible(o, b)) {
+    if (o && direct_eligible(o, b)) {
         wm_pass p;
         wm_status st = forward_for_step(o, b, loss, &p, __func__);
         if (st != WM_OK)
             return st;
-        const float *dy = (const float *)((const char *)o->ws + wmi_pass_bytes(o->net, 1, 1));
-        bound = wmi_pass_backward_deltas(o->net, &p, 1, dy);
+        const float *dy = (const float *)((const char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
+        bound = wmi_pass_backward_deltas(o->net, &p, b->n, dy);
         step_consts k = consts_of(o);
         refresh_maxima(o);
         o->has_grad = 0;                /* the buffer was not written: nothing to re-apply */
         bounds nb = step_bounds(o, &k, bound);
         if (provably_finite(&nb, bound)) {
-            rank1_update(o, &k, &p, &nb);
+            direct_update(o, &k, &p, b->n, &nb);
             o->t++;
             return WM_OK;
         }

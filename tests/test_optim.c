@@ -300,14 +300,16 @@ static void test_step_equals_grad_then_apply(void **state)
     teardown(&a), teardown(&c);
 }
 
-/* A one-sample wm_step takes the rank-1 path (the gradient is never stored);
- * it must move the parameters as wm_grad + wm_apply does, to float rounding. */
-static void test_single_sample_step_matches_grad_apply(void **state)
+/* wm_step on a dense net applies the gradient as it forms it (one sample:
+ * rank-1, more: a block at a time), never storing it whole; it must move the
+ * parameters as wm_grad + wm_apply does, to float rounding. Batches with
+ * mixed and with shared contexts both take it. */
+static void test_direct_step_matches_grad_apply(void **state)
 {
     (void)state;
     wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
-    const char *names[] = {"point", "circle", "torus"};
-    for (int t = 0; t < 3; t++)
+    const char *names[] = {"point", "circle", "torus", "circle"};
+    for (int t = 0; t < 4; t++)
         for (int kd = 0; kd < 3; kd++) {
             fixture a, c;
             setup(&a, names[t], 4);
@@ -317,8 +319,12 @@ static void test_single_sample_step_matches_grad_apply(void **state)
             cfg.weight_decay = 0.01f;
             WM_OK_OR_FAIL(wm_optimizer_create(&oa, a.net, &cfg));
             WM_OK_OR_FAIL(wm_optimizer_create(&oc, c.net, &cfg));
-            for (int step = 0; step < 5; step++) {
-                wm_batch ba = {1, a.x + step * IN, a.s + step * wm_manifold_dim(a.m), a.labels + step, NULL};
+            if (t == 3)                         /* the last case: every batch shares a context */
+                for (int i = 0; i < N; i++) a.s[i] = c.s[i] = 0.3f;
+            for (int step = 0; step < 6; step++) {
+                /* batches of 1, 2 and 3 samples: rank-1 and blocked direct updates */
+                int nb = 1 + step % 3, at = step % 2;
+                wm_batch ba = {nb, a.x + at * IN, a.s + at * wm_manifold_dim(a.m), a.labels + at, NULL};
                 float la, lc;
                 WM_OK_OR_FAIL(wm_step(oa, &ba, &la));
                 WM_OK_OR_FAIL(wm_grad(oc, &ba, &lc));
@@ -355,7 +361,7 @@ int main(void)
         cmocka_unit_test(test_adam_matches_formula),
         cmocka_unit_test(test_sd_weight_decay),
         cmocka_unit_test(test_step_equals_grad_then_apply),
-        cmocka_unit_test(test_single_sample_step_matches_grad_apply),
+        cmocka_unit_test(test_direct_step_matches_grad_apply),
         cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
