@@ -248,6 +248,8 @@ typedef enum {
     WM_CONV_MATERIALISED   /**< each sample's kernel built, then a plain conv */
 } wm_conv_strategy;
 /** Choose the conv strategy for mixed-context batches (see wm_conv_strategy).
+ * A runtime setting, not stored in model files: a loaded net starts at
+ * WM_CONV_AUTO (the strategies agree to float rounding, not bit for bit).
  * Returns WM_OK or WM_EINVAL. */
 WM_API wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy);
 

@@ -93,7 +93,6 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
     int in = ly->in, out = ly->out, ko = Kp * out;
     size_t wn = (size_t)out * in;
     const float *Q = params + ly->w_off;
-    float *gW = grad + ly->w_off, *gB = grad + ly->b_off;
     float *delta = dY;
 
     wmi_act_backward(ly->act, Y, delta, (size_t)n * out);
@@ -114,6 +113,7 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
         return;
     }
 
+    float *gW = grad + ly->w_off, *gB = grad + ly->b_off;   /* grad is not NULL from here */
     if (Kp == 1 || shared) {
         /* plain layer gradient, into basis point 0's slot */
         const float *W = Kp == 1 ? Q : wmat;

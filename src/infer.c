@@ -45,10 +45,13 @@ static wm_status run_chunks(const wm_net *net, const float *x, const float *s, i
                        ws_bytes, wm_infer_workspace_size(net, n));
     wmi_pass_layout(net, rows, 0, (void *)base, &p);
     int dim = net->m->dim, m = net->layers[net->n_layers - 1].out;
+    wm_status st = n > rows ? wmi_pass_check(net, x, s, n) : WM_OK;   /* all or nothing */
+    if (st != WM_OK)
+        return st;
     for (int r0 = 0; r0 < n; r0 += rows) {
         int r = n - r0 < rows ? n - r0 : rows;
-        wm_status st = wmi_pass_encode(net, &p, x + (size_t)r0 * net->n_inputs,
-                                       s ? s + (size_t)r0 * dim : NULL, r, r0);
+        st = wmi_pass_encode(net, &p, x + (size_t)r0 * net->n_inputs,
+                             s ? s + (size_t)r0 * dim : NULL, r, r0);
         if (st != WM_OK)
             return st;
         sink(wmi_pass_forward(net, &p, r), r0, r, m, ctx);

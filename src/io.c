@@ -282,6 +282,12 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
         return bad(c, "truncated manifold description");
     if (dim > WM_MAX_DIM || K < 1 || K > WM_MAX_BASIS)
         return bad(c, "manifold sizes out of range");
+    /* Every basis function costs the file at least one parameter (a manifold
+     * net's weights scale with K, a concat net's inputs with K - 1), so a
+     * claim of more than the file can hold is rejected before any O(K^2)
+     * memory or O(K^3) work. Products are bounded through their factors. */
+    if (kind != WM_MF_PRODUCT && (size_t)K > (r->len - r->pos) / 4 + 1)
+        return bad(c, "the manifold declares more basis functions than the file has parameters");
     for (uint32_t d = 0; d < dim; d++)
         periodic[d] = get_u32(r) != 0;
     wm_status st = WM_OK;
@@ -308,10 +314,16 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
         break;
     }
     case WM_MF_PRODUCT:
-        if ((st = get_manifold(r, c, &a)) == WM_OK && (st = get_manifold(r, c, &b)) == WM_OK)
-            st = wm_manifold_product(&m, a, b);
+        if ((st = get_manifold(r, c, &a)) == WM_OK && (st = get_manifold(r, c, &b)) == WM_OK) {
+            if (a->dim + b->dim > WM_MAX_DIM || (long)a->K * b->K > WM_MAX_BASIS)
+                st = bad(c, "a product manifold is larger than the library allows");
+            else
+                st = wm_manifold_product(&m, a, b);
+        }
         wm_manifold_free(a);
         wm_manifold_free(b);
+        if (st != WM_OK)
+            return st;                  /* the factor's own, precise message */
         break;
     case WM_MF_CUSTOM:
         if (!c->fn)

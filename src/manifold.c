@@ -73,6 +73,11 @@ void wmi_basis_hat(const wm_manifold *m, const double *s, float *chat)
     double c[WM_MAX_BASIS];
     int K = m->K;
     wmi_basis(m, s, c);
+    if (m->kind == WM_MF_FOURIER) {      /* L is diagonal */
+        for (int i = 0; i < K; i++)
+            chat[i] = (float)(m->Linv[i * K + i] * c[i]);
+        return;
+    }
     for (int i = 0; i < K; i++) {
         double v = 0;
         for (int j = 0; j <= i; j++)
@@ -138,14 +143,16 @@ wm_status wmi_context_check(const wm_manifold *m, const float *s, int i, double 
 static void accumulate(const wm_manifold *m, const double *s, double w, double *G, double *mean)
 {
     double c[WM_MAX_BASIS];
-    int K = m->K;
+    int K = m->K, nz[WM_MAX_BASIS], n = 0;
     wmi_basis(m, s, c);
-    for (int i = 0; i < K; i++) {
-        if (c[i] == 0.0)                 /* B-splines are mostly zeros */
-            continue;
+    for (int i = 0; i < K; i++)          /* B-splines: only degree + 1 are nonzero */
+        if (c[i] != 0.0)
+            nz[n++] = i;
+    for (int a = 0; a < n; a++) {
+        int i = nz[a];
         mean[i] += w * c[i];
-        for (int j = 0; j <= i; j++)
-            G[i * K + j] += w * c[i] * c[j];
+        for (int b = 0; b <= a; b++)
+            G[i * K + nz[b]] += w * c[i] * c[nz[b]];
     }
 }
 
@@ -270,15 +277,23 @@ wm_status wmi_manifold_finish(wm_manifold *m)
         break;
     }
     if (st == WM_OK) {
-        if (m->kind == WM_MF_PRODUCT) {
+        /* factor once; the closed forms avoid O(K^3) work for large K */
+        if (m->kind == WM_MF_PRODUCT) {          /* chol(A (x) B) = chol A (x) chol B */
             wmi_kron(m->a->L, m->a->K, m->a->K, m->b->L, m->b->K, m->b->K, m->L);
+            wmi_kron(m->a->Linv, m->a->K, m->a->K, m->b->Linv, m->b->K, m->b->K, m->Linv);
+        } else if (m->kind == WM_MF_FOURIER) {   /* diagonal */
+            for (int k = 0; k < K; k++) {
+                m->L[k * K + k] = sqrt(m->G[k * K + k]);
+                m->Linv[k * K + k] = 1.0 / m->L[k * K + k];
+            }
         } else if (wmi_cholesky(m->G, m->L, K) != 0) {
             st = wmi_fail(WM_ENUMERIC, "the Gram matrix of this basis is not positive definite: "
                                       "its %d functions are linearly dependent", K);
+        } else {
+            wmi_tri_lower_inverse(m->L, m->Linv, K);
         }
     }
     if (st == WM_OK) {
-        wmi_tri_lower_inverse(m->L, m->Linv, K);
         memcpy(m->const_coef, mean, sizeof(double) * (size_t)K);
         wmi_cholesky_solve(m->L, m->const_coef, K);   /* a = G^-1 mean */
     }
@@ -355,7 +370,7 @@ wm_status wm_manifold_fourier(wm_manifold **out, int harmonics)
 {
     wm_manifold *m;
     NEED_OUT(out);
-    if (harmonics < 1 || 2 * harmonics + 1 > WM_MAX_BASIS)
+    if (harmonics < 1 || harmonics > (WM_MAX_BASIS - 1) / 2)
         return wmi_fail(WM_EINVAL, "harmonics = %d must be in 1..%d", harmonics,
                        (WM_MAX_BASIS - 1) / 2);
     NEW_OR_FAIL(m, alloc_manifold(WM_MF_FOURIER, 1, 2 * harmonics + 1));

@@ -113,7 +113,10 @@ wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
         return wmi_fail(WM_EINVAL, "wm_net_input_shape: net is NULL");
     if (net->n_layers > 0 || net->initialised)
         return wmi_fail(WM_ESTATE, "wm_net_input_shape: the input shape must be set before the first layer");
-    if (channels < 1 || height < 1 || width < 1 ||
+    /* each side is at most n_inputs (<= 2^24), so the products cannot overflow */
+    if (channels < 1 || height < 1 || width < 1 || channels > net->n_inputs ||
+        height > net->n_inputs || width > net->n_inputs ||
+        (long long)channels * height > net->n_inputs ||
         (long long)channels * height * width != net->n_inputs)
         return wmi_fail(WM_EINVAL, "wm_net_input_shape: %d x %d x %d does not match n_inputs = %d",
                        channels, height, width, net->n_inputs);
@@ -150,7 +153,7 @@ wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, i
     if (net->shape_h + 2 * pad < kernel || net->shape_w + 2 * pad < kernel)
         return wmi_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
                        kernel, kernel, net->shape_h, net->shape_w, pad);
-    if ((long long)out_channels * oh * ow > (1 << 24))
+    if ((double)out_channels * oh * ow > (double)(1 << 24))   /* double: no overflow */
         return wmi_fail(WM_EINVAL, "wm_net_conv2d: output of %d x %d x %d is too large", out_channels, oh, ow);
     wm_layer ly;
     memset(&ly, 0, sizeof ly);

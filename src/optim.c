@@ -141,8 +141,8 @@ static wm_status reserve(wm_optimizer *o, int n)
 
 /* Check the batch, run the forward pass and the loss: *pp is left ready for
  * a backward pass, with dL/dy just after the pass's workspace. */
-static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *loss, wm_pass *pp,
-                                  const char *fn)
+static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mean_loss,
+                                  wm_pass *pp, const char *fn)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "%s: optimizer is NULL", fn);
@@ -162,8 +162,7 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *los
     if (!isfinite(mean) || !isfinite((float)mean))
         return wmi_fail(WM_ENUMERIC, "the batch loss is not finite (%g): the parameters or the "
                                     "learning rate have diverged", mean);
-    if (loss)
-        *loss = (float)mean;
+    *mean_loss = (float)mean;
     *pp = p;
     return WM_OK;
 }
@@ -173,7 +172,7 @@ static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, f
                               const char *fn)
 {
     wm_pass p;
-    wm_status st = forward_for_step(o, b, loss, &p, fn);
+    wm_status st = forward_for_step(o, b, loss, &p, fn);   /* loss: never NULL here */
     if (st != WM_OK)
         return st;
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
@@ -185,8 +184,11 @@ static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, f
 
 wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
 {
-    float bound;
-    return compute_grad(o, b, loss, &bound, __func__);
+    float bound, mean;
+    wm_status st = compute_grad(o, b, &mean, &bound, __func__);
+    if (st == WM_OK && loss)
+        *loss = mean;                   /* outputs are written only on success */
+    return st;
 }
 
 /* The unscaled step direction u_j (dQ_j = -scale * u_j) and the optimizer
@@ -504,10 +506,10 @@ static int direct_eligible(const wm_optimizer *o, const wm_batch *b)
 
 wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
 {
-    float bound;
+    float bound, mean;
     if (o && direct_eligible(o, b)) {
         wm_pass p;
-        wm_status st = forward_for_step(o, b, loss, &p, __func__);
+        wm_status st = forward_for_step(o, b, &mean, &p, __func__);
         if (st != WM_OK)
             return st;
         const float *dy = (const float *)((const char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
@@ -519,12 +521,16 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
         if (provably_finite(&nb, bound)) {
             direct_update(o, &k, &p, b->n, &nb);
             o->t++;
+            if (loss)
+                *loss = mean;
             return WM_OK;
         }
         /* not provably finite: take the careful path on a written gradient */
     }
-    wm_status st = compute_grad(o, b, loss, &bound, __func__);
-    if (st != WM_OK)
-        return st;
-    return apply_bounded(o, bound);
+    wm_status st = compute_grad(o, b, &mean, &bound, __func__);
+    if (st == WM_OK)
+        st = apply_bounded(o, bound);
+    if (st == WM_OK && loss)
+        *loss = mean;                   /* outputs are written only on success */
+    return st;
 }

@@ -84,6 +84,22 @@ void wmi_pass_layout(const wm_net *net, int n, int training, void *mem, wm_pass 
     layout(net, n, training, mem, p);
 }
 
+wm_status wmi_pass_check(const wm_net *net, const float *x, const float *s, int n)
+{
+    const wm_manifold *m = net->m;
+    for (size_t j = 0; j < (size_t)n * net->n_inputs; j++)
+        if (!isfinite(x[j]))
+            return wmi_fail(WM_EINVAL, "input x[%zu][%zu] is not finite", j / net->n_inputs,
+                            j % net->n_inputs);
+    for (int i = 0; i < n && m->dim > 0; i++) {
+        double sw[WM_MAX_DIM];
+        wm_status st = wmi_context_check(m, s + (size_t)i * m->dim, i, sw);
+        if (st != WM_OK)
+            return st;
+    }
+    return WM_OK;
+}
+
 wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const float *s, int n,
                           int row0)
 {

@@ -32,6 +32,11 @@ void wmi_pass_layout(const wm_net *net, int n, int training, void *mem, wm_pass 
 wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const float *s, int n,
                           int row0);
 
+/* Check n rows of x (finite) and s (in the domain) without encoding them:
+ * callers that run a batch in chunks check it whole first, so a bad row
+ * late in the batch leaves no output written. */
+wm_status wmi_pass_check(const wm_net *net, const float *x, const float *s, int n);
+
 /* Forward n rows (n <= p->n); returns the last layer's output (n x n_outputs). */
 float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n);
 

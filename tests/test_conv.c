@@ -385,6 +385,9 @@ static void test_cnn_argument_errors(void **state)
     WM_OK_OR_FAIL(wm_net_create(&net, m, 2 * 6 * 6, WM_COND_MANIFOLD));
     EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 3, 1, 0, WM_ACT_RELU));   /* no input shape */
     EXPECT_STATUS(WM_EINVAL, wm_net_input_shape(net, 2, 6, 5));             /* 60 != 72 */
+    /* sides whose product wraps around to n_inputs in 64 bits are refused */
+    EXPECT_STATUS(WM_EINVAL, wm_net_input_shape(net, 1073774592, 1073709057, 16));
+    EXPECT_STATUS(WM_EINVAL, wm_net_input_shape(net, 72, 1, 0));
     WM_OK_OR_FAIL(wm_net_input_shape(net, 2, 6, 6));
     EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 7, 1, 0, WM_ACT_RELU));   /* does not fit */
     EXPECT_STATUS(WM_EINVAL, wm_net_conv2d(net, 4, 3, 0, 0, WM_ACT_RELU));

@@ -156,8 +156,9 @@ static void test_divergence_is_enumeric_and_harmless(void **state)
         }
         assert_int_equal(st, WM_ENUMERIC);
         tu_assert_unchanged(f->net, snap);
-        float loss;
+        float loss = -7.0f;
         EXPECT_STATUS(WM_ENUMERIC, wm_step(opt, &good, &loss));   /* stays refused */
+        assert_true(loss == -7.0f);                               /* and writes no output */
         free(snap);
         size_t len;
         const float *q = wm_net_params(f->net, &len);
@@ -264,6 +265,14 @@ static void test_building_errors_and_order_of_calls(void **state)
     float pw[3] = {1, NAN, 0};
     EXPECT_STATUS(WM_EINVAL, wm_net_set_control_point(net, 0, 1, pw, NULL));
     EXPECT_STATUS(WM_EINVAL, wm_net_layer_info(net, 2, NULL, NULL, NULL));
+    /* a bad row late in a batch larger than one inference chunk writes nothing */
+    enum { BIG = 300 };
+    static float bx[BIG * 3], bs[BIG], by[BIG];
+    for (int i = 0; i < BIG; i++) bs[i] = 0.5f, by[i] = -7.0f;
+    bx[280 * 3 + 1] = NAN;
+    EXPECT_STATUS(WM_EINVAL, wm_infer(net, bx, bs, BIG, by));
+    assert_non_null(strstr(wm_last_error(), "x[280][1]"));
+    for (int i = 0; i < BIG; i++) assert_true(by[i] == -7.0f);
     tu_assert_unchanged(net, snap);
     free(snap);
     wm_net_free(net);

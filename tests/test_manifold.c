@@ -243,6 +243,8 @@ static void test_bad_arguments(void **state)
     wm_manifold *m = NULL;
     EXPECT_STATUS(WM_EINVAL, wm_manifold_line(NULL));
     EXPECT_STATUS(WM_EINVAL, wm_manifold_fourier(&m, 0));
+    EXPECT_STATUS(WM_EINVAL, wm_manifold_fourier(&m, 1 << 30));   /* 2H+1 would overflow */
+    EXPECT_STATUS(WM_EINVAL, wm_manifold_fourier(&m, 512));
     EXPECT_STATUS(WM_EINVAL, wm_manifold_bspline(&m, 3, 3, 0));
     EXPECT_STATUS(WM_EINVAL, wm_manifold_bspline(&m, 3, 0, 0));
     EXPECT_STATUS(WM_EINVAL, wm_manifold_product(&m, NULL, NULL));
