@@ -23,7 +23,7 @@ static size_t positions(const wm_layer *ly) { return (size_t)ly->out_h * ly->out
 size_t wmi_conv_scratch_floats(const wm_layer *ly)
 {
     size_t colsz = (size_t)ly->cols * positions(ly), wn = (size_t)ly->rows * ly->cols;
-    return 2 * colsz + 2 * wn + (size_t)ly->rows + 32;
+    return 2 * colsz + 2 * wn + 2 * (size_t)ly->rows + 32;
 }
 
 int wmi_conv_use_materialised(const wm_layer *ly, int Kp, int strategy)
@@ -168,17 +168,20 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
             if (dX)
                 wmi_gemm(1, 0, ly->cols, P, rows, 1.0f, W, ly->cols, di, P, 0.0f, dcols, P);
         } else if (mat) {
+            float *dbi = dwi + wn;              /* the bias gradient, summed once */
             wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 0.0f, dwi, ly->cols);
+            for (int o = 0; o < rows; o++) {
+                float sum = 0.0f;
+                for (int p = 0; p < P; p++)
+                    sum += di[(size_t)o * P + p];
+                dbi[o] = sum;
+            }
             for (int k = 0; k < Kp; k++) {      /* spread dW_i by c(s_i) */
                 float c = ci[k], *gWk = gW + (size_t)k * wn, *gBk = gB + (size_t)k * rows;
                 for (size_t j = 0; j < wn; j++)
                     gWk[j] += c * dwi[j];
-                for (int o = 0; o < rows; o++) {
-                    float sum = 0.0f;
-                    for (int p = 0; p < P; p++)
-                        sum += di[(size_t)o * P + p];
-                    gBk[o] += c * sum;
-                }
+                for (int o = 0; o < rows; o++)
+                    gBk[o] += c * dbi[o];
             }
             if (dX) {
                 wmi_dense_materialise(ly, params, Kp, ci, wi, NULL);

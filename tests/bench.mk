@@ -9,7 +9,10 @@
 # Single-threaded unless asked: the benchmark sets OPENBLAS_NUM_THREADS=1 and
 # calls openblas_set_num_threads(1) (PyTorch: torch.set_num_threads(1)); its
 # two-thread section sets 2. BENCH_ARGS passes options to tests/bench/report.py,
-# e.g. make bench BENCH_ARGS="--only circle".
+# e.g. make bench BENCH_ARGS="--only circle", or "--only cnn" for the CNN rows
+# alone (issue 6: WM_CONV_AUTO, STACKED and MATERIALISED against PyTorch's
+# conv2d on the stacked kernels). test-bench includes a one-repetition CNN run
+# and checks that the three conv strategies agree.
 
 .PHONY: bench bench-quick bench-run test-bench
 

@@ -12,15 +12,25 @@
  *   bench --config NAME [options]      measure one configuration: one JSON line
  *   bench --all [options]              every configuration, one JSON line each
  *   bench --machine                    machine facts (OpenBLAS, memory bandwidth)
- *   bench --smoke                      a seconds-long check that it all runs (make test-bench)
+ *   bench --smoke                      a check that it all runs, in well under a second
+ *                                      (make test-bench): the control net, the CNN at
+ *                                      batch 4, and the conv strategies agreeing
  *   bench --loop NAME --what step|infer --seconds S   just run that call (for perf/callgrind)
  * options: --reps R (7)  --rep-ms MS (40)  --threads T (1)
- *          --what step,infer,floor (default), and grad: wm_grad alone, so that
- *          wm_apply's share of a step is step - grad (where a step's time goes)
+ *          --what step,infer,floor,strat (default), and grad: wm_grad alone, so
+ *          that wm_apply's share of a step is step - grad (where a step's time
+ *          goes; only where wm_step is wm_grad + wm_apply: a CNN, or a volume
+ *          budget; a dense net's step updates directly since d047f5d); strat: on a CNN with mixed contexts, also time step and
+ *          infer with WM_CONV_STACKED and WM_CONV_MATERIALISED forced (keys
+ *          step_stacked, infer_stacked, step_mat, infer_mat; step and infer
+ *          are WM_CONV_AUTO)
+ *          --strategy auto|stacked|materialised (--loop only: the conv strategy)
  *
  * Configuration names are NET-MANIFOLD-CONTEXT-BATCH, e.g. mlp-circle-mixed-128:
  *   NET     mlp  784-256-256-10, relu, softmax cross-entropy
  *           ctl  16-64-64-4, tanh, MSE (the embedded/control case)
+ *           cnn  1x28x28 (Fashion-MNIST-sized), conv 8 3x3 pad 1 relu, maxpool 2,
+ *                conv 16 3x3 pad 1 relu, maxpool 2, dense 10, softmax CE
  *   CONTEXT mixed   a random s per sample
  *           shared  one s for the whole batch
  *           none    the point manifold (a plain network: there is no context)
@@ -60,13 +70,18 @@
 
 #define MAX_LAYERS 4
 #define MAX_REPS 101
+#define MAX_JOBS 12
 #define POOL_SAMPLES 4096  /* distinct samples each configuration cycles through */
+static int pool_samples = POOL_SAMPLES;   /* the smoke run uses fewer */
 
 /* ---- configurations ------------------------------------------------------ */
 
+enum { NET_CTL, NET_MLP, NET_CNN };
+
 typedef struct {
     char name[64];
-    int big;                  /* 1: the 784-256-256-10 MLP, 0: the 16-64-64-4 net */
+    int net;                  /* NET_MLP, NET_CTL or NET_CNN */
+    int big;                  /* 1: classification on 784 inputs (mlp, cnn); 0: the 16-64-64-4 net */
     const char *manifold;     /* point, line, circle */
     const char *ctx;          /* mixed, shared, none */
     int n;                    /* batch size */
@@ -77,11 +92,13 @@ static int all_configs(config *out, int cap)
     static const int big_batches[] = {1, 16, 128, 512};
     static const char *mfs[] = {"point", "line", "circle"};
     int c = 0;
-#define ADD(BIG, MF, CTX, N)                                                          \
+    static const char *net_names[] = {"ctl", "mlp", "cnn"};
+#define ADD(NET, MF, CTX, N)                                                          \
     do {                                                                              \
         if (c < cap) {                                                                \
-            out[c].big = (BIG), out[c].manifold = (MF), out[c].ctx = (CTX), out[c].n = (N); \
-            snprintf(out[c].name, sizeof out[c].name, "%s-%s-%s-%d", (BIG) ? "mlp" : "ctl",    \
+            out[c].net = (NET), out[c].big = (NET) != NET_CTL;                        \
+            out[c].manifold = (MF), out[c].ctx = (CTX), out[c].n = (N);               \
+            snprintf(out[c].name, sizeof out[c].name, "%s-%s-%s-%d", net_names[NET],  \
                      (MF), (CTX), (N));                                               \
         }                                                                             \
         c++;                                                                          \
@@ -89,15 +106,22 @@ static int all_configs(config *out, int cap)
     for (int m = 0; m < 3; m++)
         for (int b = 0; b < 4; b++) {
             if (!strcmp(mfs[m], "point"))
-                ADD(1, mfs[m], "none", big_batches[b]);
+                ADD(NET_MLP, mfs[m], "none", big_batches[b]);
             else {
-                ADD(1, mfs[m], "mixed", big_batches[b]);
-                ADD(1, mfs[m], "shared", big_batches[b]);
+                ADD(NET_MLP, mfs[m], "mixed", big_batches[b]);
+                ADD(NET_MLP, mfs[m], "shared", big_batches[b]);
             }
         }
     for (int b = 1; b <= 16; b *= 16) {
-        ADD(0, "circle", "mixed", b);
-        ADD(0, "circle", "shared", b);
+        ADD(NET_CTL, "circle", "mixed", b);
+        ADD(NET_CTL, "circle", "shared", b);
+    }
+    /* The CNN (issue 6): the circle at batch 64 and 16, and the same net as a
+     * plain CNN (the point) to separate the conv's cost from the manifold's. */
+    for (int b = 64; b >= 16; b /= 4) {
+        ADD(NET_CNN, "circle", "mixed", b);
+        ADD(NET_CNN, "circle", "shared", b);
+        ADD(NET_CNN, "point", "none", b);
     }
 #undef ADD
     return c;
@@ -124,7 +148,8 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+#define RNG_SEED 0x9E3779B97F4A7C15ULL
+static uint64_t rng_state = RNG_SEED;
 static double urand(void)
 {
     rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -191,6 +216,8 @@ typedef struct {
     double median_us;
 } job;
 
+static int min_warmup = 3;   /* calls; the smoke run makes do with 1 */
+
 static int measure(job *jobs, int nj, int reps, double rep_s)
 {
     for (int j = 0; j < nj; j++) {
@@ -200,7 +227,7 @@ static int measure(job *jobs, int nj, int reps, double rep_s)
             if (jobs[j].f(jobs[j].ctx))
                 return j;
             w++;
-        } while (w < 3 || now_s() - t0 < 0.25 * rep_s);
+        } while (w < min_warmup || now_s() - t0 < 0.25 * rep_s);
         double per = (now_s() - t0) / (double)w;
         long iters = (long)(rep_s / (per > 1e-9 ? per : 1e-9));
         jobs[j].iters = iters < 1 ? 1 : iters;
@@ -227,13 +254,14 @@ static int measure(job *jobs, int nj, int reps, double rep_s)
 
 typedef struct {
     config cfg;
-    int sizes[MAX_LAYERS + 1], n_layers, K, dim;
+    int sizes[MAX_LAYERS + 1], n_layers, K, dim;   /* cnn: sizes = {784, 10}, n_layers 1 */
     wm_manifold *m;
     wm_net *net;
     wm_optimizer *opt;
     float *x, *s, *targets, *out;     /* a pool of P batches of n samples */
     int32_t *labels;
     int P, next;                      /* batches in the pool, the next one to use */
+    int borrowed;                     /* 1: x, s, targets, labels are another lib_ctx's */
     wm_batch batch;
     float last_loss;
     double loss_sum;                  /* over every step taken: shows the net is not memorising */
@@ -255,18 +283,29 @@ static void die_wm(const char *what, wm_status st)
 
 static void next_batch(lib_ctx *L);
 
-static void lib_setup(lib_ctx *L, const config *cfg)
+/* The CNN's geometry (bench.c's floor and bench_torch.py build the same net). */
+#define CNN_C 1
+#define CNN_HW 28
+static const int cnn_widths[2] = {8, 16};   /* conv 3x3 pad 1 relu + maxpool 2 each */
+
+/* A net, its optimizer and a pool of batches. With data != NULL the pool is
+ * data's (the same batches, and no second copy in the peak RSS). */
+static void lib_setup(lib_ctx *L, const config *cfg, wm_conv_strategy strategy, const lib_ctx *data)
 {
     memset(L, 0, sizeof *L);
     L->cfg = *cfg;
-    if (cfg->big) {
+    rng_state = RNG_SEED;   /* the same data for every strategy's net (and as before) */
+    if (cfg->net == NET_CNN) {
+        int s[] = {CNN_C * CNN_HW * CNN_HW, 10};
+        memcpy(L->sizes, s, sizeof s);
+    } else if (cfg->big) {
         int s[] = {784, 256, 256, 10};
         memcpy(L->sizes, s, sizeof s);
     } else {
         int s[] = {16, 64, 64, 4};
         memcpy(L->sizes, s, sizeof s);
     }
-    L->n_layers = 3;
+    L->n_layers = cfg->net == NET_CNN ? 1 : 3;
     if (!strcmp(cfg->manifold, "point")) WM_CHECK(wm_manifold_point(&L->m));
     else if (!strcmp(cfg->manifold, "line")) WM_CHECK(wm_manifold_line(&L->m));
     else WM_CHECK(wm_manifold_circle(&L->m));
@@ -274,6 +313,14 @@ static void lib_setup(lib_ctx *L, const config *cfg)
     L->dim = wm_manifold_dim(L->m);
     WM_CHECK(wm_net_create(&L->net, L->m, L->sizes[0], WM_COND_MANIFOLD));
     wm_activation act = cfg->big ? WM_ACT_RELU : WM_ACT_TANH;
+    if (cfg->net == NET_CNN) {
+        WM_CHECK(wm_net_input_shape(L->net, CNN_C, CNN_HW, CNN_HW));
+        for (int l = 0; l < 2; l++) {
+            WM_CHECK(wm_net_conv2d(L->net, cnn_widths[l], 3, 1, 1, WM_ACT_RELU));
+            WM_CHECK(wm_net_maxpool(L->net, 2));
+        }
+        WM_CHECK(wm_net_set_conv_strategy(L->net, strategy));
+    }
     for (int l = 1; l <= L->n_layers; l++)
         WM_CHECK(wm_net_dense(L->net, L->sizes[l], l < L->n_layers ? act : WM_ACT_NONE));
     WM_CHECK(wm_net_set_loss(L->net, cfg->big ? WM_LOSS_SOFTMAX_CE : WM_LOSS_MSE));
@@ -287,17 +334,26 @@ static void lib_setup(lib_ctx *L, const config *cfg)
      * loss would reach 0 and the gradients turn denormal (slow arithmetic
      * that says nothing about the library). */
     int n = cfg->n, in = L->sizes[0], outs = L->sizes[L->n_layers], dim1 = L->dim > 0 ? L->dim : 1;
-    L->P = (POOL_SAMPLES + n - 1) / n;
+    L->P = (pool_samples + n - 1) / n;
     size_t N = (size_t)L->P * n;
+    L->out = xalloc(sizeof(float) * (size_t)n * outs);
+    if (data) {
+        L->x = data->x, L->s = data->s, L->targets = data->targets, L->labels = data->labels;
+        L->borrowed = 1;
+        L->next = 0;
+        next_batch(L);
+        return;
+    }
     L->x = xalloc(sizeof(float) * N * in);
     L->s = xalloc(sizeof(float) * N * dim1);
     L->targets = xalloc(sizeof(float) * N * outs);
-    L->out = xalloc(sizeof(float) * (size_t)n * outs);
     L->labels = xalloc(sizeof(int32_t) * N);
     /* Inputs scaled so that |x|^2 is about 1 (as standardised features are,
      * per unit): with random labels a larger input makes SGD with momentum
      * at batch 1 diverge, which would time overflowing arithmetic. */
-    if (cfg->big)
+    if (cfg->net == NET_CNN)
+        fill(L->x, N * in, 0.0, 1.0);              /* pixels in [0, 1], as Fashion-MNIST's */
+    else if (cfg->big)
         fill(L->x, N * in, 0.0, sqrt(3.0 / in));   /* non-negative, like pixels */
     else
         fill(L->x, N * in, -sqrt(3.0 / in), sqrt(3.0 / in));
@@ -331,7 +387,9 @@ static void lib_free(lib_ctx *L)
     wm_optimizer_free(L->opt);
     wm_net_free(L->net);
     wm_manifold_free(L->m);
-    free(L->x), free(L->s), free(L->targets), free(L->out), free(L->labels);
+    free(L->out);
+    if (!L->borrowed)
+        free(L->x), free(L->s), free(L->targets), free(L->labels);
 }
 
 static int lib_step(void *v)
@@ -369,15 +427,27 @@ static int lib_infer(void *v)
  * plain network's GEMMs (K times smaller), spread the gradient
  * dQ_k = c_k dW (a pass writing K*|W|), and the same momentum pass.
  * Inference: the forward GEMMs alone (mixed) or materialise + plain GEMMs
- * (shared). Nothing else: no bias, no activation, no loss. */
+ * (shared). Nothing else: no bias, no activation, no loss.
+ *
+ * The CNN's floor is the same on im2col matrices, batched: a conv layer with
+ * in_c*k*k = in columns per output position and P output positions a sample
+ * is a GEMM over n*P columns: forward Z = Wst cols ((K*out) x nP), backward
+ * dWst = D cols^T and, for the second conv, dcols = Wst^T D. That is the
+ * stacked strategy's arithmetic (K x a plain conv's FLOPs, what the PyTorch
+ * peer runs); the materialised strategy needs 1/K of those conv FLOPs, so
+ * WM_CONV_MATERIALISED and WM_CONV_AUTO can beat this floor. im2col, col2im,
+ * pooling, activations, bias and loss are not in it. The dense layer is as
+ * in the MLP. Shared context: materialise once, the plain GEMMs, spread. */
 
 typedef struct {
     int n, K, shared, n_layers;
     int in[MAX_LAYERS], out[MAX_LAYERS];
+    int np[MAX_LAYERS];               /* GEMM columns: n (dense) or n*P (conv) */
+    int conv[MAX_LAYERS];             /* 1: im2col layout (in x np), weights on the left */
     size_t w_off[MAX_LAYERS], b_off[MAX_LAYERS], n_params;
     float *q, *g, *v;                 /* all parameters, gradient, momentum */
-    float *X[MAX_LAYERS];             /* each layer's input, n x in */
-    float *Z, *D, *dX;                /* n x K*max_out, n x K*max_out, n x max_in */
+    float *X[MAX_LAYERS];             /* each layer's input, np x in (conv: in x np) */
+    float *Z, *D, *dX;                /* max over layers of np*K*out, np*K*out, np*in */
     float *wm[MAX_LAYERS], *gm;       /* materialised layers (w then b), plain gradient */
     float c[16];
     float lr, mu;
@@ -389,18 +459,40 @@ static void floor_setup(floor_ctx *F, const lib_ctx *L)
     F->n = L->cfg.n;
     F->K = L->K;
     F->shared = !strcmp(L->cfg.ctx, "shared") && F->K > 1;
-    F->n_layers = L->n_layers;
-    size_t off = 0;
+    if (L->cfg.net == NET_CNN) {      /* conv 1->8 (P 28x28), conv 8->16 (P 14x14), dense 784->10 */
+        int hw = CNN_HW, c_in = CNN_C;
+        for (int l = 0; l < 2; l++) {
+            F->in[l] = c_in * 9;
+            F->out[l] = cnn_widths[l];
+            F->np[l] = F->n * hw * hw;
+            F->conv[l] = 1;
+            c_in = cnn_widths[l];
+            hw /= 2;
+        }
+        F->in[2] = c_in * hw * hw;
+        F->out[2] = L->sizes[1];
+        F->np[2] = F->n;
+        F->n_layers = 3;
+    } else {
+        F->n_layers = L->n_layers;
+        for (int l = 0; l < F->n_layers; l++) {
+            F->in[l] = L->sizes[l];
+            F->out[l] = L->sizes[l + 1];
+            F->np[l] = F->n;
+        }
+    }
+    size_t off = 0, max_z = 0, max_x = 0;
     int max_in = 0, max_out = 0;
     for (int l = 0; l < F->n_layers; l++) {
-        F->in[l] = L->sizes[l];
-        F->out[l] = L->sizes[l + 1];
         F->w_off[l] = off;
         off += (size_t)F->K * F->out[l] * F->in[l];
         F->b_off[l] = off;
         off += (size_t)F->K * F->out[l];
         max_in = F->in[l] > max_in ? F->in[l] : max_in;
         max_out = F->out[l] > max_out ? F->out[l] : max_out;
+        size_t z = (size_t)F->np[l] * F->K * F->out[l], x = (size_t)F->np[l] * F->in[l];
+        max_z = z > max_z ? z : max_z;
+        max_x = x > max_x ? x : max_x;
     }
     F->n_params = off;
     F->q = xalloc(sizeof(float) * off);
@@ -408,15 +500,14 @@ static void floor_setup(floor_ctx *F, const lib_ctx *L)
     F->v = xalloc(sizeof(float) * off);
     fill(F->q, off, -0.05, 0.05);
     for (int l = 0; l < F->n_layers; l++) {
-        F->X[l] = xalloc(sizeof(float) * (size_t)F->n * F->in[l]);
-        fill(F->X[l], (size_t)F->n * F->in[l], 0.0, 1.0);
+        F->X[l] = xalloc(sizeof(float) * (size_t)F->np[l] * F->in[l]);
+        fill(F->X[l], (size_t)F->np[l] * F->in[l], 0.0, 1.0);
         F->wm[l] = xalloc(sizeof(float) * (size_t)F->out[l] * (F->in[l] + 1));
     }
-    size_t zk = (size_t)F->n * F->K * max_out;
-    F->Z = xalloc(sizeof(float) * zk);
-    F->D = xalloc(sizeof(float) * zk);
-    fill(F->D, zk, -0.01, 0.01);
-    F->dX = xalloc(sizeof(float) * (size_t)F->n * max_in);
+    F->Z = xalloc(sizeof(float) * max_z);
+    F->D = xalloc(sizeof(float) * max_z);
+    fill(F->D, max_z, -0.01, 0.01);
+    F->dX = xalloc(sizeof(float) * max_x);
     F->gm = xalloc(sizeof(float) * (size_t)max_out * (max_in + 1));
     for (int k = 0; k < F->K; k++)
         F->c[k] = (float)(0.3 + 0.5 * urand());
@@ -456,10 +547,18 @@ static void floor_materialise(floor_ctx *F, int l)
 
 static void floor_forward(floor_ctx *F)
 {
-    int n = F->n;
     for (int l = 0; l < F->n_layers; l++) {
-        int in = F->in[l], out = F->out[l];
-        if (F->shared) {
+        int in = F->in[l], out = F->out[l], n = F->np[l];
+        if (F->conv[l]) {                             /* Z = W cols: (rows x in)(in x nP) */
+            int rows = F->shared ? out : F->K * out;
+            const float *W = F->q + F->w_off[l];
+            if (F->shared) {
+                floor_materialise(F, l);
+                W = F->wm[l];
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, in, 1.0f, W, in,
+                        F->X[l], n, 0.0f, F->Z, n);
+        } else if (F->shared) {
             floor_materialise(F, l);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, F->X[l], in,
                         F->wm[l], in, 0.0f, F->Z, out);
@@ -471,12 +570,35 @@ static void floor_forward(floor_ctx *F)
     }
 }
 
+/* dQ_k = c_k dW for a shared context's plain gradient F->gm (out x in). */
+static void floor_spread(floor_ctx *F, int l)
+{
+    size_t wn = (size_t)F->out[l] * F->in[l];
+    float *gW = F->g + F->w_off[l];
+    for (int k = 0; k < F->K; k++) {
+        float ck = F->c[k];
+        float *gk = gW + (size_t)k * wn;
+        for (size_t j = 0; j < wn; j++)
+            gk[j] = ck * F->gm[j];
+    }
+}
+
 static void floor_backward(floor_ctx *F)
 {
-    int n = F->n;
     for (int l = F->n_layers - 1; l >= 0; l--) {
-        int in = F->in[l], out = F->out[l];
-        if (F->shared) {
+        int in = F->in[l], out = F->out[l], n = F->np[l];
+        if (F->conv[l]) {      /* dW = D cols^T (rows x in); dcols = W^T D (in x nP) */
+            int rows = F->shared ? out : F->K * out;
+            const float *W = F->shared ? F->wm[l] : F->q + F->w_off[l];
+            float *dW = F->shared ? F->gm : F->g + F->w_off[l];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, in, n, 1.0f, F->D, n,
+                        F->X[l], n, 0.0f, dW, in);
+            if (l > 0)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, n, rows, 1.0f, W, in,
+                            F->D, n, 0.0f, F->dX, n);
+            if (F->shared)
+                floor_spread(F, l);
+        } else if (F->shared) {
             size_t wn = (size_t)out * in;
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, F->D, out,
                         F->X[l], in, 0.0f, F->gm, in);
@@ -536,7 +658,7 @@ static double floor_step_flops(const floor_ctx *F)
     double f = 0;
     int k = F->shared ? 1 : F->K;
     for (int l = 0; l < F->n_layers; l++)
-        f += 2.0 * F->n * k * F->out[l] * F->in[l] * (l > 0 ? 3 : 2);
+        f += 2.0 * F->np[l] * k * F->out[l] * F->in[l] * (l > 0 ? 3 : 2);
     return f;
 }
 
@@ -545,7 +667,7 @@ static double floor_step_flops(const floor_ctx *F)
 typedef struct {
     int reps, threads;
     double rep_s;
-    int do_step, do_infer, do_floor, do_split;
+    int do_step, do_infer, do_floor, do_split, do_strat;
 } options;
 
 static void json_job(const job *j)
@@ -557,38 +679,67 @@ static void json_job(const job *j)
     printf("]}, ");
 }
 
+static double mean_loss(const lib_ctx *L)
+{
+    return L->loss_count ? L->loss_sum / (double)L->loss_count : 0.0;
+}
+
 static int run_config(const config *cfg, const options *o)
 {
-    lib_ctx L;
+    lib_ctx L, Ls, Lm;                /* WM_CONV_AUTO; the CNN's forced strategies */
     floor_ctx F;
-    lib_setup(&L, cfg);
+    /* Forcing a strategy only matters for a conv with mixed contexts: a shared
+     * context always materialises once, the point has one kernel. */
+    int strat = o->do_strat && cfg->net == NET_CNN && !strcmp(cfg->ctx, "mixed");
+    lib_setup(&L, cfg, WM_CONV_AUTO, NULL);
+    if (strat) {
+        lib_setup(&Ls, cfg, WM_CONV_STACKED, &L);
+        lib_setup(&Lm, cfg, WM_CONV_MATERIALISED, &L);
+    }
     floor_setup(&F, &L);
-    job jobs[6];
+    job jobs[MAX_JOBS];
     int nj = 0;
     if (o->do_split)              /* wm_grad alone: wm_apply is then step - grad (applying */
         jobs[nj++] = (job){"grad", lib_grad, &L, 0, 0, {0}, 0};   /* one gradient over and over diverges) */
-    if (o->do_step) jobs[nj++] = (job){"step", lib_step, &L, 0, 0, {0}, 0};
+    if (o->do_step) {
+        jobs[nj++] = (job){"step", lib_step, &L, 0, 0, {0}, 0};
+        if (strat) {
+            jobs[nj++] = (job){"step_stacked", lib_step, &Ls, 0, 0, {0}, 0};
+            jobs[nj++] = (job){"step_mat", lib_step, &Lm, 0, 0, {0}, 0};
+        }
+    }
     if (o->do_floor && o->do_step) jobs[nj++] = (job){"floor_step", floor_step, &F, 0, 0, {0}, 0};
-    if (o->do_infer) jobs[nj++] = (job){"infer", lib_infer, &L, 0, 0, {0}, 0};
+    if (o->do_infer) {
+        jobs[nj++] = (job){"infer", lib_infer, &L, 0, 0, {0}, 0};
+        if (strat) {
+            jobs[nj++] = (job){"infer_stacked", lib_infer, &Ls, 0, 0, {0}, 0};
+            jobs[nj++] = (job){"infer_mat", lib_infer, &Lm, 0, 0, {0}, 0};
+        }
+    }
     if (o->do_floor && o->do_infer) jobs[nj++] = (job){"floor_infer", floor_infer, &F, 0, 0, {0}, 0};
     int bad = measure(jobs, nj, o->reps, o->rep_s);
     if (bad >= 0)
-        die_wm(jobs[bad].key, L.last_status);
-    if (!isfinite(L.last_loss)) {
-        fprintf(stderr, "bench: %s: the loss is not finite\n", cfg->name);
-        exit(1);
-    }
+        die_wm(jobs[bad].key, jobs[bad].ctx == (void *)&F ? WM_OK : ((lib_ctx *)jobs[bad].ctx)->last_status);
+    const lib_ctx *all[3] = {&L, &Ls, &Lm};
+    for (int i = 0; i < (strat ? 3 : 1); i++)
+        if (!isfinite(all[i]->last_loss)) {
+            fprintf(stderr, "bench: %s: the loss is not finite\n", cfg->name);
+            exit(1);
+        }
     printf("{\"impl\": \"libwmanifold\", \"config\": \"%s\", \"threads\": %d, \"n\": %d, "
            "\"K\": %d, \"n_params\": %zu, \"loss\": %.6g, \"mean_loss\": %.6g, \"steps\": %ld, "
            "\"floor_step_gflop\": %.6f, ",
            cfg->name, o->threads, cfg->n, L.K, wm_net_n_params(L.net), (double)L.last_loss,
-           L.loss_count ? L.loss_sum / (double)L.loss_count : 0.0, L.loss_count,
-           floor_step_flops(&F) * 1e-9);
+           mean_loss(&L), L.loss_count, floor_step_flops(&F) * 1e-9);
+    if (strat)
+        printf("\"mean_loss_stacked\": %.6g, \"mean_loss_mat\": %.6g, ", mean_loss(&Ls), mean_loss(&Lm));
     for (int j = 0; j < nj; j++)
         json_job(&jobs[j]);
     printf("\"peak_rss_kb\": %ld}\n", peak_rss_kb());
     fflush(stdout);
     floor_free(&F);
+    if (strat)
+        lib_free(&Ls), lib_free(&Lm);
     lib_free(&L);
     return 0;
 }
@@ -685,27 +836,82 @@ static void machine_facts(int quick)
 
 /* ---- smoke and loop modes ---------------------------------------------------------- */
 
-static int smoke(void)
+/* Configuration `name` at batch size n (the smoke run's CNN uses a small
+ * batch: under valgrind every CNN call is ~100 times slower). 0 if found. */
+static int smoke_config(const char *name, int n, config *c)
 {
-    options o = {1, 1, 0.001, 1, 1, 1, 0};
-    static const char *names[] = {"ctl-circle-mixed-16", "ctl-circle-shared-1"};
-    for (int i = 0; i < 2; i++) {
-        config c;
-        if (find_config(names[i], &c)) {
-            printf("bench: 0 passed, 1 failed\n");
-            return 1;
-        }
-        run_config(&c, &o);              /* exits non-zero on any failure */
+    if (find_config(name, c))
+        return -1;
+    if (n > 0) {
+        c->n = n;
+        snprintf(c->name, sizeof c->name, "%s-%s-%s-%d", c->net == NET_CNN ? "cnn" : c->big ? "mlp" : "ctl",
+                 c->manifold, c->ctx, n);
     }
-    printf("bench: 1 passed, 0 failed\n");
     return 0;
 }
 
-static int loop(const config *cfg, const char *what, double seconds)
+/* The CNN's three strategies compute the same function: wm_infer and the
+ * loss of wm_grad on one batch agree to float rounding (so the rows compare
+ * like with like). 0 if they do. */
+static int strategies_agree(const char *name, int n)
+{
+    config c;
+    if (smoke_config(name, n, &c))
+        return 1;
+    lib_ctx L[3];
+    static const wm_conv_strategy st[3] = {WM_CONV_AUTO, WM_CONV_STACKED, WM_CONV_MATERIALISED};
+    float loss[3];
+    for (int i = 0; i < 3; i++) {
+        lib_setup(&L[i], &c, st[i], i ? &L[0] : NULL);
+        WM_CHECK(wm_infer(L[i].net, L[i].batch.x, L[i].batch.s, c.n, L[i].out));
+        WM_CHECK(wm_grad(L[i].opt, &L[i].batch, &loss[i]));
+    }
+    size_t m = (size_t)c.n * L[0].sizes[L[0].n_layers];
+    double scale = 1.0, worst = 0.0;
+    for (size_t j = 0; j < m; j++)
+        scale = fmax(scale, fabs(L[0].out[j]));
+    for (int i = 1; i < 3; i++) {
+        for (size_t j = 0; j < m; j++)
+            worst = fmax(worst, fabs((double)L[i].out[j] - L[0].out[j]));
+        worst = fmax(worst, fabs((double)loss[i] - loss[0]));
+    }
+    for (int i = 2; i >= 0; i--)            /* L[0] owns the pool */
+        lib_free(&L[i]);
+    if (!(worst <= 1e-4 * scale)) {
+        fprintf(stderr, "bench: %s: the conv strategies disagree by %g\n", c.name, worst);
+        return 1;
+    }
+    return 0;
+}
+
+static int smoke(void)
+{
+    options o = {1, 1, 0.001, 1, 1, 1, 0, 1};
+    static const char *names[2][2] = {{"ctl-circle-mixed-16", "ctl-circle-shared-1"},
+                                      {"cnn-circle-mixed-16", "cnn-circle-shared-16"}};
+    int failed = 0;
+    pool_samples = 64;                   /* it checks that everything runs, not how fast */
+    min_warmup = 1;
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 2; i++) {
+            config c;
+            if (smoke_config(names[t][i], t ? 4 : 0, &c)) {   /* the CNN at batch 4 */
+                fprintf(stderr, "bench: no configuration %s\n", names[t][i]);
+                failed++;
+                continue;
+            }
+            run_config(&c, &o);          /* exits non-zero on any failure */
+        }
+    failed += strategies_agree("cnn-circle-mixed-16", 4);
+    printf("bench: %d passed, %d failed\n", 3 - failed, failed);
+    return failed != 0;
+}
+
+static int loop(const config *cfg, const char *what, double seconds, wm_conv_strategy strategy)
 {
     lib_ctx L;
     floor_ctx F;
-    lib_setup(&L, cfg);
+    lib_setup(&L, cfg, strategy, NULL);
     floor_setup(&F, &L);
     bench_fn f = !strcmp(what, "infer") ? lib_infer : !strcmp(what, "floor_step") ? floor_step
                : !strcmp(what, "floor_infer") ? floor_infer : lib_step;
@@ -730,15 +936,18 @@ static int loop(const config *cfg, const char *what, double seconds)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench --list | --machine [--quick] | --smoke |\n"
-                    "       --config NAME | --all  [--reps R] [--rep-ms MS] [--threads T] [--what step,infer,floor]\n"
-                    "       --loop NAME --what step|infer|floor_step|floor_infer [--seconds S]\n");
+                    "       --config NAME | --all  [--reps R] [--rep-ms MS] [--threads T]\n"
+                    "                              [--what step,infer,floor,strat,grad]\n"
+                    "       --loop NAME --what step|infer|floor_step|floor_infer [--seconds S]\n"
+                    "                   [--strategy auto|stacked|materialised]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    options o = {7, 1, 0.040, 1, 1, 1, 0};
+    options o = {7, 1, 0.040, 1, 1, 1, 0, 1};
     const char *cfg_name = NULL, *loop_name = NULL, *what = NULL;
+    wm_conv_strategy strategy = WM_CONV_AUTO;
     int list = 0, all = 0, machine = 0, do_smoke = 0, quick = 0;
     double seconds = 5;
     for (int i = 1; i < argc; i++) {
@@ -757,6 +966,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rep-ms")) o.rep_s = atof(val) * 1e-3, i++;
         else if (!strcmp(a, "--threads")) o.threads = atoi(val), i++;
         else if (!strcmp(a, "--seconds")) seconds = atof(val), i++;
+        else if (!strcmp(a, "--strategy")) {
+            if (!strcmp(val, "auto")) strategy = WM_CONV_AUTO;
+            else if (!strcmp(val, "stacked")) strategy = WM_CONV_STACKED;
+            else if (!strcmp(val, "materialised")) strategy = WM_CONV_MATERIALISED;
+            else usage();
+            i++;
+        }
         else usage();
     }
     if (o.reps < 1 || o.reps > MAX_REPS || o.threads < 1 || !(o.rep_s > 0))
@@ -766,6 +982,7 @@ int main(int argc, char **argv)
         o.do_infer = strstr(what, "infer") != NULL;
         o.do_floor = strstr(what, "floor") != NULL;
         o.do_split = strstr(what, "grad") != NULL;
+        o.do_strat = strstr(what, "strat") != NULL;
     }
     set_threads(o.threads);
 
@@ -788,7 +1005,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench: no configuration %s (see --list)\n", loop_name);
             return 2;
         }
-        return loop(&c, what ? what : "step", seconds);
+        return loop(&c, what ? what : "step", seconds, strategy);
     }
     if (all) {
         for (int i = 0; i < nc; i++)

@@ -18,6 +18,14 @@ PyTorch user would write the weight-manifold method:
   * autograd backward, torch.optim.SGD(lr=0.01, momentum=0.9);
   * inference: the forward pass under torch.inference_mode().
 
+The CNN (cnn-*: 1x28x28, conv 8 3x3 pad 1 relu, maxpool 2, conv 16 3x3 pad 1
+relu, maxpool 2, dense 10, softmax CE) the same way: each conv layer's K basis
+kernels stacked along the output-channel axis into one weight (K*out, in, k,
+k) in Q coordinates; mixed contexts run one F.conv2d with it and combine the K
+outputs per sample with c_hat(s) (torch.einsum over K; the bias is c_hat @ B);
+a shared context materialises W(s) and runs one plain F.conv2d; the point is a
+plain CNN. F.max_pool2d, F.relu, then the dense layer as above.
+
 Run with Debian's interpreter (/usr/bin/python3, python3-torch):
   bench_torch.py --config NAME [--reps R] [--rep-ms MS] [--threads T]
   bench_torch.py --machine [--threads T]
@@ -42,10 +50,10 @@ POOL_SAMPLES = 4096   # as bench.c: cycle through distinct samples, never one ba
 
 def parse_config(name):
     net, manifold, ctx, n = name.split("-")
-    if net not in ("mlp", "ctl") or manifold not in ("point", "line", "circle") \
+    if net not in ("mlp", "ctl", "cnn") or manifold not in ("point", "line", "circle") \
             or ctx not in ("mixed", "shared", "none"):
         raise SystemExit(f"bench_torch: no configuration {name}")
-    return net == "mlp", manifold, ctx, int(n)
+    return net, manifold, ctx, int(n)
 
 
 class Basis:
@@ -120,20 +128,81 @@ class ManifoldNet:
         return h
 
 
+CNN_INPUT = (1, 28, 28)       # as bench.c: C, H, W
+CNN_WIDTHS = (8, 16)          # conv 3x3 pad 1 relu + maxpool 2 each, then dense 10
+
+
+class ManifoldCNN:
+    """The CNN with every conv and dense layer on the manifold, stacked Q."""
+
+    def __init__(self, in_shape, widths, n_classes, basis, seed=42):
+        g = torch.Generator().manual_seed(seed)
+        self.basis, self.K = basis, basis.K
+        K, c, hw = basis.K, in_shape[0], in_shape[1]
+        self.conv_W, self.conv_B = [], []
+        for w in widths:
+            std = math.sqrt(2.0 / (c * 9))                           # He (relu)
+            w0 = torch.randn(w, c, 3, 3, generator=g) * std
+            Q = basis.const_q.view(K, 1, 1, 1, 1) * w0.unsqueeze(0)    # (K, out, in, 3, 3)
+            self.conv_W.append(torch.nn.Parameter(Q.reshape(K * w, c, 3, 3).contiguous()))
+            self.conv_B.append(torch.nn.Parameter(torch.zeros(K, w)))
+            c, hw = w, hw // 2
+        n_in = c * hw * hw
+        w0 = torch.randn(n_classes, n_in, generator=g) * math.sqrt(2.0 / n_in)
+        Q = (basis.const_q.view(K, 1, 1) * w0.unsqueeze(0)).reshape(K * n_classes, n_in)
+        self.W = torch.nn.Parameter(Q.contiguous())
+        self.B = torch.nn.Parameter(torch.zeros(K, n_classes))
+
+    def parameters(self):
+        return self.conv_W + self.conv_B + [self.W, self.B]
+
+    def forward(self, x, C, shared):
+        """x: (n, C, H, W); C: (n, K) c_hat per sample; shared: every row equal."""
+        n, K, h = x.shape[0], self.K, x
+        for W, B in zip(self.conv_W, self.conv_B):
+            out = B.shape[1]
+            if K == 1:                                   # a plain CNN
+                h = F.conv2d(h, W, B[0], padding=1)
+            elif shared:                                 # materialise W(s) once
+                c = C[0]
+                w = (c @ W.view(K, -1)).view(out, *W.shape[1:])
+                h = F.conv2d(h, w, c @ B, padding=1)
+            else:                                        # stacked basis kernels
+                z = F.conv2d(h, W, padding=1)            # (n, K*out, H, W), one conv
+                z = z.view(n, K, out, z.shape[2], z.shape[3])
+                h = torch.einsum("nk,nkohw->nohw", C, z) + (C @ B)[:, :, None, None]
+            h = F.max_pool2d(F.relu(h), 2)
+        h = h.flatten(1)
+        n_out = self.B.shape[1]
+        if K == 1:
+            return F.linear(h, self.W, self.B[0])
+        if shared:
+            c = C[0]
+            return F.linear(h, (c @ self.W.view(K, -1)).view(n_out, -1), c @ self.B)
+        z = F.linear(h, self.W).view(n, K, n_out)
+        return torch.bmm(C.unsqueeze(1), z).squeeze(1) + C @ self.B
+
+
 class Workload:
     def __init__(self, name, seed=7):
-        big, manifold, ctx, n = parse_config(name)
+        net, manifold, ctx, n = parse_config(name)
+        big = net != "ctl"                               # classification on 784 inputs
         self.big, self.ctx, self.n = big, ctx, n
         self.shared = ctx == "shared"
         sizes = [784, 256, 256, 10] if big else [16, 64, 64, 4]
         self.basis = Basis(manifold)
-        self.net = ManifoldNet(sizes, "relu" if big else "tanh", self.basis)
+        if net == "cnn":
+            self.net = ManifoldCNN(CNN_INPUT, CNN_WIDTHS, 10, self.basis)
+        else:
+            self.net = ManifoldNet(sizes, "relu" if big else "tanh", self.basis)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)
         g = torch.Generator().manual_seed(seed)
         P = (POOL_SAMPLES + n - 1) // n
         N, n_in, n_out = P * n, sizes[0], sizes[-1]
         a = math.sqrt(3.0 / n_in)                         # |x|^2 ~ 1, as in bench.c
-        if big:
+        if net == "cnn":
+            x = torch.rand(N, *CNN_INPUT, generator=g)    # pixels in [0, 1], as bench.c
+        elif big:
             x = torch.rand(N, n_in, generator=g) * a
         else:
             x = (torch.rand(N, n_in, generator=g) * 2 - 1) * a

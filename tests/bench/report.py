@@ -5,7 +5,9 @@ For every configuration it runs `bench --config NAME` (libwmanifold and the
 floor) and then `bench_torch.py --config NAME`, one fresh process each, so
 each row's peak RSS is that configuration's alone and the two libraries are
 measured back to back (their ratio holds on a noisy machine). Then, at batch
-512, it measures one and two threads for both. The markdown goes to stdout
+512, it measures one and two threads for both. The CNN configurations (cnn-*)
+get their own section, with the library's step and inference under each conv
+strategy (WM_CONV_AUTO, STACKED, MATERIALISED). The markdown goes to stdout
 and to --out (build/bench.md); the raw rows to --json (build/bench.json).
 Progress goes to stderr.
 
@@ -56,14 +58,16 @@ def merge(runs):
         if "error" in r:
             return r
     out = dict(runs[0])
-    for key in ("step", "infer", "floor_step", "floor_infer"):
+    keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, dict) and "times_us" in v})
+    for key in keys:
         ts = [t for r in runs if isinstance(r.get(key), dict) for t in r[key].get("times_us", [])]
         if ts:
             ts.sort()
             m = len(ts)
             med_ = ts[m // 2] if m % 2 else 0.5 * (ts[m // 2 - 1] + ts[m // 2])
             out[key] = {"median_us": med_, "reps": m, "runs": len(runs),
-                        "times_us": [t for r in runs for t in r[key]["times_us"]]}
+                        "times_us": [t for r in runs if isinstance(r.get(key), dict)
+                                     for t in r[key]["times_us"]]}
     out["peak_rss_kb"] = max(r.get("peak_rss_kb", 0) for r in runs)
     return out
 
@@ -173,7 +177,11 @@ def main():
         log(f"bench: [{i + 1}/{len(names)}] {name}")
         seq = [("c", 1), ("t", 1)]
         r = runs(seq if a.quick else seq + seq[::-1], name)
-        rows.append((name, r[("c", 1)], r[("t", 1)]))
+        c, t = r[("c", 1)], r[("t", 1)]
+        if "n_params" in c and "n_params" in t and c["n_params"] != t["n_params"]:
+            errors.append(f"{name}: libwmanifold has {c['n_params']} parameters, "
+                          f"the PyTorch peer {t['n_params']}")
+        rows.append((name, c, t))
 
     thread_rows = []
     if not a.no_threads:
@@ -225,26 +233,65 @@ def main():
                       f"({b['floats_per_array']:,} floats per array)"))
     md.append(md_table(["", ""], facts, ["---", "---"]) + "\n")
 
-    md.append("## Training step and inference, single thread\n")
-    md.append("Nets: `mlp` 784-256-256-10 relu, softmax CE; `ctl` 16-64-64-4 tanh, MSE. "
-              "Contexts: `mixed` a random s per sample, `shared` one s per batch, `none` the point "
-              "(a plain network). Optimizer SGD with momentum 0.9, lr 0.01. The floor: the "
-              "basis-point GEMMs alone through the same cblas plus one momentum pass over the "
-              "parameters (shared: the plain GEMMs plus materialising W(s) and spreading the "
-              "gradient). Ratios above 1 in torch/ours mean libwmanifold is faster; ours/floor "
-              "is how far it is from the floor.\n")
     header = ["config", "step ours", "step torch", "step floor", "torch/ours", "ours/floor",
               "infer ours", "infer torch", "infer floor", "torch/ours", "ours/floor",
               "RSS ours MB", "RSS torch MB"]
     table = []
     for name, c, t in rows:
+        if name.startswith("cnn-"):
+            continue
         so, st, sf = med(c, "step"), med(t, "step"), med(c, "floor_step")
         io, it, iff = med(c, "infer"), med(t, "infer"), med(c, "floor_infer")
         table.append([f"`{name}`", fmt_us(so), fmt_us(st), fmt_us(sf), fmt_r(ratio(st, so)),
                       fmt_r(ratio(so, sf)), fmt_us(io), fmt_us(it), fmt_us(iff),
                       fmt_r(ratio(it, io)), fmt_r(ratio(io, iff)),
                       fmt_mb(c.get("peak_rss_kb")), fmt_mb(t.get("peak_rss_kb"))])
-    md.append(md_table(header, table) + "\n")
+    if table:
+        md.append("## Training step and inference, single thread\n")
+        md.append("Nets: `mlp` 784-256-256-10 relu, softmax CE; `ctl` 16-64-64-4 tanh, MSE. "
+                  "Contexts: `mixed` a random s per sample, `shared` one s per batch, `none` the point "
+                  "(a plain network). Optimizer SGD with momentum 0.9, lr 0.01. The floor: the "
+                  "basis-point GEMMs alone through the same cblas plus one momentum pass over the "
+                  "parameters (shared: the plain GEMMs plus materialising W(s) and spreading the "
+                  "gradient). Ratios above 1 in torch/ours mean libwmanifold is faster; ours/floor "
+                  "is how far it is from the floor.\n")
+        md.append(md_table(header, table) + "\n")
+
+    cnn = [(name, c, t) for name, c, t in rows if name.startswith("cnn-")]
+    if cnn:
+        md.append("## CNN, single thread\n")
+        md.append("Net `cnn`: input 1×28×28, conv 8 3×3 pad 1 relu, maxpool 2, conv 16 3×3 pad 1 "
+                  "relu, maxpool 2, dense 10, softmax CE; circle (K = 3) with `mixed` or `shared` "
+                  "contexts, and the same net as a plain CNN (`point`). Optimizer SGD with momentum "
+                  "0.9, lr 0.01. Ours: `auto` is WM_CONV_AUTO (the default: a FLOP model picks per "
+                  "layer and batch), `stacked` and `mat` force WM_CONV_STACKED and "
+                  "WM_CONV_MATERIALISED (timed in the same process, interleaved; only mixed contexts "
+                  "have the choice). PyTorch: the K basis kernels stacked along the output channels "
+                  "into one `F.conv2d`, combined per sample with ĉ(s) by `torch.einsum`; a shared "
+                  "context materialises W(s) for one plain `F.conv2d`. The floor: the stacked "
+                  "im2col GEMMs batched over n·P columns (K× a plain conv's FLOPs; shared: the "
+                  "plain GEMMs with W(s) materialised once), the dense layer's GEMMs and the "
+                  "momentum pass, through the same cblas; no im2col, pooling, activation or loss. "
+                  "It is a reference, not a bound: the materialised strategy needs 1/K of the conv "
+                  "FLOPs, and per-sample GEMMs that stay in cache can beat the batched ones. "
+                  "torch/ours uses `auto`.\n")
+        for what, title in (("step", "Training step"), ("infer", "Inference")):
+            ct = []
+            for name, c, t in cnn:
+                au, stk, mat = med(c, what), med(c, what + "_stacked"), med(c, what + "_mat")
+                to, fl = med(t, what), med(c, "floor_" + what)
+                row = [f"`{name}`", fmt_us(au), fmt_us(stk), fmt_us(mat), fmt_us(to), fmt_us(fl),
+                       fmt_r(ratio(to, au)), fmt_r(ratio(au, fl)), fmt_r(ratio(stk, au))]
+                if what == "step":
+                    row += [f"{c['mean_loss']:.2f} / {t['mean_loss']:.2f}"
+                            if "mean_loss" in c and "mean_loss" in t else "—",
+                            fmt_mb(c.get("peak_rss_kb")), fmt_mb(t.get("peak_rss_kb"))]
+                ct.append(row)
+            hdr = [f"{title} (µs)", "ours auto", "ours stacked", "ours mat", "torch", "floor",
+                   "torch/ours", "ours/floor", "stacked/auto"]
+            if what == "step":
+                hdr += ["mean loss ours / torch", "RSS ours MB", "RSS torch MB"]
+            md.append(md_table(hdr, ct) + "\n")
 
     if thread_rows:
         md.append("## Two threads at batch 512\n")
