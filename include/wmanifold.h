@@ -122,7 +122,8 @@ WM_API wm_status wm_manifold_bspline(wm_manifold **out, int n_control, int degre
  * c(s) = c_A(s_A) (x) c_B(s_B) (index k = k_A * K_B + k_B), G = G_A (x) G_B.
  * Circle x circle is a torus, line x circle a cylinder; products nest.
  * The result owns copies: a and b may be freed afterwards.
- * Returns WM_OK, WM_EINVAL (NULL argument, dim > 16 or K > 1024), WM_ENOMEM. */
+ * Returns WM_OK, WM_EINVAL (NULL argument, dim > 16, K > 1024 or more than
+ * 16 factors in all, counting those of nested products), WM_ENOMEM. */
 WM_API wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_manifold *b);
 
 /** Your own basis. fn(s, c, user) writes the n_basis values c(s) for a context
@@ -428,6 +429,8 @@ WM_API wm_status wm_grad(wm_optimizer *opt, const wm_batch *batch, float *loss);
  * wm_net_params, identical for nets of the same architecture), holding the raw
  * gradient of the last wm_grad (weight decay not included). The caller may
  * read or overwrite it (e.g. average it across processes) before wm_apply.
+ * wm_step overwrites it (it may use it as scratch): after a wm_step its
+ * contents are unspecified and wm_apply needs a wm_grad first.
  * Valid while opt lives. NULL if opt is NULL. */
 WM_API float *wm_grad_buffer(wm_optimizer *opt, size_t *len);
 

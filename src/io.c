@@ -136,19 +136,17 @@ static wm_status write_file_atomic(const char *path, const void *data, size_t le
         free(tmp);
         return wmi_fail(WM_EIO, "cannot write %s: %s", path, strerror(err ? err : EIO));
     }
-    free(tmp);
-    /* make the rename itself durable */
-    char *dir = strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-        int dfd = open(d, O_RDONLY);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
+    /* Make the rename itself durable: fsync the directory, named by the
+     * path's prefix in tmp (no allocation here, so nothing can fail late). */
+    memcpy(tmp, path, plen + 1);
+    char *slash = strrchr(tmp, '/');
+    const char *dir = slash ? (slash == tmp ? "/" : (*slash = 0, tmp)) : ".";
+    int dfd = open(dir, O_RDONLY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
     }
+    free(tmp);
     return WM_OK;
 }
 
@@ -315,7 +313,8 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
     }
     case WM_MF_PRODUCT:
         if ((st = get_manifold(r, c, &a)) == WM_OK && (st = get_manifold(r, c, &b)) == WM_OK) {
-            if (a->dim + b->dim > WM_MAX_DIM || (long)a->K * b->K > WM_MAX_BASIS)
+            if (a->dim + b->dim > WM_MAX_DIM || (long)a->K * b->K > WM_MAX_BASIS ||
+                a->n_factors + b->n_factors > WM_MAX_FACTORS)
                 st = bad(c, "a product manifold is larger than the library allows");
             else
                 st = wm_manifold_product(&m, a, b);

@@ -334,6 +334,7 @@ static wm_manifold *alloc_manifold(wm_mf_kind kind, int dim, int K)
         m->kind = kind;
         m->dim = dim;
         m->K = K;
+        m->n_factors = 1;
     }
     return m;
 }
@@ -411,7 +412,11 @@ wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_
     if ((long)a->K * b->K > WM_MAX_BASIS)
         return wmi_fail(WM_EINVAL, "product would have %ld basis functions (at most %d)",
                        (long)a->K * b->K, WM_MAX_BASIS);
+    if (a->n_factors + b->n_factors > WM_MAX_FACTORS)
+        return wmi_fail(WM_EINVAL, "product would have %d factors (at most %d)",
+                       a->n_factors + b->n_factors, WM_MAX_FACTORS);
     NEW_OR_FAIL(m, alloc_manifold(WM_MF_PRODUCT, a->dim + b->dim, a->K * b->K));
+    m->n_factors = a->n_factors + b->n_factors;
     if (wm_manifold_clone(&m->a, a) != WM_OK || wm_manifold_clone(&m->b, b) != WM_OK) {
         manifold_release(m);
         return wmi_fail(WM_ENOMEM, "wm_manifold_product: out of memory");

@@ -10,6 +10,9 @@
 
 #define WM_MAX_DIM 16
 #define WM_MAX_BASIS 1024
+/* Factors of one product, nested or not: without a cap, products of points
+ * (K = 1, dim 0) could nest without end, each copy doubling the tree. */
+#define WM_MAX_FACTORS 16
 
 typedef enum {
     WM_MF_POINT, WM_MF_LINE, WM_MF_FOURIER, WM_MF_BSPLINE, WM_MF_PRODUCT, WM_MF_CUSTOM
@@ -23,6 +26,7 @@ struct wm_manifold {
     int harmonics;                /* FOURIER */
     int n_control, degree, closed;/* BSPLINE */
     wm_manifold *a, *b;           /* PRODUCT: owned copies of the factors */
+    int n_factors;                /* leaves of the product tree (1: not a product) */
     wm_basis_fn fn;               /* CUSTOM */
     void *user;
     int n_feat;                   /* context features for the concat baseline */

@@ -264,6 +264,20 @@ static void test_bad_arguments(void **state)
     assert_int_equal(wm_manifold_n_basis(NULL), -1);
     wm_manifold_free(m);
     wm_manifold_free(NULL);
+    /* products nest, up to 16 factors in all: points would otherwise nest
+     * without end, each product copying (so doubling) the tree */
+    wm_manifold *pt = tu_manifold("point"), *prod = NULL, *next = NULL;
+    WM_OK_OR_FAIL(wm_manifold_product(&prod, pt, pt));                 /* 2 factors */
+    for (int f = 4; f <= 16; f *= 2) {
+        WM_OK_OR_FAIL(wm_manifold_product(&next, prod, prod));         /* 4, 8, 16 */
+        wm_manifold_free(prod);
+        prod = next;
+    }
+    assert_int_equal(wm_manifold_n_basis(prod), 1);
+    EXPECT_STATUS(WM_EINVAL, wm_manifold_product(&next, prod, pt));    /* 17 */
+    assert_non_null(strstr(wm_last_error(), "17 factors"));
+    wm_manifold_free(prod);
+    wm_manifold_free(pt);
     /* a point has no context */
     m = tu_manifold("point");
     WM_OK_OR_FAIL(wm_manifold_basis(m, NULL, c));
