@@ -28,6 +28,7 @@
 #include "error.h"
 #include "loss.h"
 #include "optim.h"
+#include "simd.h"
 
 wm_opt_config wm_opt_default(wm_opt_kind kind)
 {
@@ -285,6 +286,7 @@ static void note_write(wm_optimizer *o, const bounds *nb)
 
 /* One pass over the parameters: read g, q and the moments once, write q and
  * the moments once. */
+WMI_SIMD_CLONES
 static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb)
 {
     float *restrict q = o->net->params, *restrict m1 = o->m1, *restrict m2 = o->m2;
@@ -324,6 +326,7 @@ static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb
 
 /* One row of a rank-1 update: g_j = a * x_j, applied as fused_update does,
  * without the gradient ever being written. (A bias is a row of one with x = 1.) */
+WMI_SIMD_CLONES
 static void rank1_row(const step_consts *k, float lr, float *restrict q, float *restrict m1,
                       float *restrict m2, size_t n, float a, const float *restrict x)
 {
@@ -388,12 +391,23 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
                 UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, p->C[kk], delta);
             }
         } else if (plain) {                         /* one W(s): dW = delta^T X, spread by c_hat */
+            /* Few rows: form dW a cache-sized block at a time. Many rows: one
+             * GEMM for the whole of dW (blocks would make the BLAS pack X
+             * again for each) into the gradient buffer's first slot, used as
+             * scratch: 1/K of the gradient, then read once per basis point
+             * while still in cache. */
+            const int whole = n > DIRECT_MAX_ROWS;
+            float *gw = whole ? o->grad + ly->w_off : gbuf;
+            if (whole)
+                wmi_gemm(1, 0, out, in, n, 1.0f, delta, out, x, in, 0.0f, gw, in);
             for (int r0 = 0; r0 < out; r0 += rb) {
                 int r = out - r0 < rb ? out - r0 : rb;
-                wmi_gemm(1, 0, r, in, n, 1.0f, delta + r0, out, x, in, 0.0f, gbuf, in);
+                const float *g = whole ? gw + (size_t)r0 * in : gbuf;
+                if (!whole)
+                    wmi_gemm(1, 0, r, in, n, 1.0f, delta + r0, out, x, in, 0.0f, gbuf, in);
                 for (int kk = 0; kk < Kp; kk++)
                     UPDATE(ly->w_off + ((size_t)kk * out + r0) * in, (size_t)r * in,
-                           Kp == 1 ? 1.0f : p->C[kk], gbuf);
+                           Kp == 1 ? 1.0f : p->C[kk], g);
             }
             for (int o2 = 0; o2 < out; o2++) {
                 float sum = 0.0f;
@@ -495,13 +509,14 @@ wm_status wm_apply(wm_optimizer *o)
 
 /* Whether wm_step may update directly: only dense layers (conv gradients
  * sum over positions) and a plain learning-rate step (a volume budget needs
- * the whole gradient's norm before any write). */
-static int direct_eligible(const wm_optimizer *o, const wm_batch *b)
+ * the whole gradient's norm before any write). Mixed contexts only up to a
+ * few dozen rows: beyond, the stacked gradient GEMMs dominate and splitting
+ * them into blocks costs more (the BLAS re-packs X per block, measured 8% at
+ * batch 512) than writing the gradient out saves. A shared context or a
+ * point net forms dW with one GEMM at any batch size. */
+static int direct_eligible(const wm_optimizer *o, const wm_pass *p)
 {
-    /* Above a few dozen rows the gradient GEMMs dominate and splitting them
-     * into blocks costs more (the BLAS re-packs X per block, measured 8% at
-     * batch 512) than writing the gradient out saves. */
-    if (!b || b->n < 1 || b->n > DIRECT_MAX_ROWS || o->cfg.volume != 0)
+    if (o->cfg.volume != 0 || (p->n > DIRECT_MAX_ROWS && !p->shared && o->net->Kp > 1))
         return 0;
     for (int l = 0; l < o->net->n_layers; l++)
         if (o->net->layers[l].kind != WM_LAYER_DENSE)
@@ -512,16 +527,16 @@ static int direct_eligible(const wm_optimizer *o, const wm_batch *b)
 wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
 {
     float bound, mean;
-    if (o && direct_eligible(o, b)) {
-        wm_pass p;
-        wm_status st = forward_for_step(o, b, &mean, &p, __func__);
-        if (st != WM_OK)
-            return st;
-        const float *dy = (const float *)((const char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
+    wm_pass p;
+    wm_status st = forward_for_step(o, b, &mean, &p, __func__);
+    if (st != WM_OK)
+        return st;
+    float *dy = (float *)((char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
+    o->has_grad = 0;                    /* the buffer is scratch or being overwritten */
+    if (direct_eligible(o, &p)) {
         bound = wmi_pass_backward_deltas(o->net, &p, b->n, dy);
         step_consts k = consts_of(o);
         refresh_maxima(o);
-        o->has_grad = 0;                /* the buffer was not written: nothing to re-apply */
         bounds nb = step_bounds(o, &k, bound);
         if (provably_finite(&nb, bound)) {
             direct_update(o, &k, &p, b->n, &nb);
@@ -530,9 +545,12 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
                 *loss = mean;
             return WM_OK;
         }
-        /* not provably finite: take the careful path on a written gradient */
+        /* not provably finite: the careful path needs the whole gradient */
+        st = compute_grad(o, b, &mean, &bound, __func__);
+    } else {
+        bound = wmi_pass_backward(o->net, &p, b->n, dy, o->grad);
+        o->has_grad = 1;
     }
-    wm_status st = compute_grad(o, b, &mean, &bound, __func__);
     if (st == WM_OK)
         st = apply_bounded(o, bound);
     if (st == WM_OK && loss)

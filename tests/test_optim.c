@@ -301,7 +301,8 @@ static void test_step_equals_grad_then_apply(void **state)
 }
 
 /* wm_step on a dense net applies the gradient as it forms it (one sample:
- * rank-1, more: a block at a time), never storing it whole; it must move the
+ * rank-1, a few: a block at a time, many at one context: one dW for all
+ * basis points), never storing it whole; it must move the
  * parameters as wm_grad + wm_apply does, to float rounding. Batches with
  * mixed and with shared contexts both take it. */
 static void test_direct_step_matches_grad_apply(void **state)
@@ -321,10 +322,25 @@ static void test_direct_step_matches_grad_apply(void **state)
             WM_OK_OR_FAIL(wm_optimizer_create(&oc, c.net, &cfg));
             if (t == 3)                         /* the last case: every batch shares a context */
                 for (int i = 0; i < N; i++) a.s[i] = c.s[i] = 0.3f;
-            for (int step = 0; step < 6; step++) {
-                /* batches of 1, 2 and 3 samples: rank-1 and blocked direct updates */
-                int nb = 1 + step % 3, at = step % 2;
-                wm_batch ba = {nb, a.x + at * IN, a.s + at * wm_manifold_dim(a.m), a.labels + at, NULL};
+            /* A batch of BIG rows (the fixture's tiled) is past the direct
+             * update's block limit: a shared context and the point then form
+             * dW with one GEMM, mixed contexts write the gradient out. */
+            enum { BIG = 40 };
+            int dim = wm_manifold_dim(a.m);
+            float xb[BIG * IN], sb[BIG * 4];
+            int32_t lb[BIG];
+            for (int i = 0; i < BIG; i++) {
+                memcpy(xb + i * IN, a.x + (i % N) * IN, sizeof(float) * IN);
+                memcpy(sb + i * dim, a.s + (i % N) * dim, sizeof(float) * dim);
+                lb[i] = a.labels[i % N];
+            }
+            for (int step = 0; step < 8; step++) {
+                /* batches of 1, 2 and 3 samples (rank-1 and blocked direct
+                 * updates), then two of BIG */
+                int nb = step < 6 ? 1 + step % 3 : BIG, at = step < 6 ? step % 2 : 0;
+                wm_batch ba = {nb, a.x + at * IN, a.s + at * dim, a.labels + at, NULL};
+                if (nb == BIG)
+                    ba.x = xb, ba.s = sb, ba.labels = lb;
                 float la, lc;
                 WM_OK_OR_FAIL(wm_step(oa, &ba, &la));
                 WM_OK_OR_FAIL(wm_grad(oc, &ba, &lc));
@@ -340,6 +356,54 @@ static void test_direct_step_matches_grad_apply(void **state)
             wm_optimizer_free(oa), wm_optimizer_free(oc);
             teardown(&a), teardown(&c);
         }
+}
+
+/* The same on layers wide enough (300 x 120) that the direct update works in
+ * several blocks of rows, for a shared context at batch 5 (a GEMM per block)
+ * and 40 (one GEMM, then every block), and mixed contexts at 5. */
+static void test_direct_step_blocks(void **state)
+{
+    (void)state;
+    enum { WIDE = 300, HID = 120, ROWS = 40 };
+    static float x[ROWS * WIDE];
+    float s[ROWS];
+    int32_t labels[ROWS];
+    uint64_t st = 99;
+    tu_fill(x, ROWS * WIDE, -1, 1, &st);
+    for (int i = 0; i < ROWS; i++) labels[i] = i % 3;
+    wm_manifold *m = tu_manifold("circle");
+    for (int c = 0; c < 3; c++) {
+        int nb = c == 1 ? ROWS : 5;
+        for (int i = 0; i < ROWS; i++)
+            s[i] = c == 2 ? (float)i / ROWS : 0.7f;     /* case 2: mixed contexts */
+        wm_net *net[2];
+        wm_optimizer *opt[2];
+        wm_opt_config cfg = wm_opt_default(WM_OPT_MOMENTUM);
+        for (int j = 0; j < 2; j++) {
+            WM_OK_OR_FAIL(wm_net_create(&net[j], m, WIDE, WM_COND_MANIFOLD));
+            WM_OK_OR_FAIL(wm_net_dense(net[j], HID, WM_ACT_TANH));
+            WM_OK_OR_FAIL(wm_net_dense(net[j], 3, WM_ACT_NONE));
+            WM_OK_OR_FAIL(wm_net_init(net[j], 5));
+            WM_OK_OR_FAIL(wm_optimizer_create(&opt[j], net[j], &cfg));
+        }
+        wm_batch b = {nb, x, s, labels, NULL};
+        for (int step = 0; step < 3; step++) {
+            float la, lc;
+            WM_OK_OR_FAIL(wm_step(opt[0], &b, &la));
+            WM_OK_OR_FAIL(wm_grad(opt[1], &b, &lc));
+            WM_OK_OR_FAIL(wm_apply(opt[1]));
+            assert_true(fabs(la - lc) <= 1e-6 * (1 + fabs(lc)));
+        }
+        size_t len;
+        const float *pa = wm_net_params(net[0], &len), *pc = wm_net_params(net[1], NULL);
+        for (size_t j = 0; j < len; j++)
+            if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
+                fail_msg("case %d (batch %d) param %zu: direct %.9g vs grad+apply %.9g", c, nb, j, pa[j],
+                         pc[j]);
+        for (int j = 0; j < 2; j++)
+            wm_optimizer_free(opt[j]), wm_net_free(net[j]);
+    }
+    wm_manifold_free(m);
 }
 
 static void test_defaults(void **state)
@@ -362,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_sd_weight_decay),
         cmocka_unit_test(test_step_equals_grad_then_apply),
         cmocka_unit_test(test_direct_step_matches_grad_apply),
+        cmocka_unit_test(test_direct_step_blocks),
         cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
