@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "activation.h"
+#include "simd.h"
 
 /* tanh as a rational function of x (odd degree-13 numerator over an even
  * degree-6 denominator, the coefficients of Eigen's float tanh), clamped
@@ -31,6 +32,7 @@ static inline float fast_tanh(float x)
 
 int wmi_act_valid(int act) { return act >= WM_ACT_NONE && act <= WM_ACT_SIGMOID; }
 
+WMI_SIMD_CLONES
 void wmi_act_forward(wm_activation act, float *y, size_t n)
 {
     switch (act) {
@@ -51,6 +53,7 @@ void wmi_act_forward(wm_activation act, float *y, size_t n)
     }
 }
 
+WMI_SIMD_CLONES
 void wmi_act_backward(wm_activation act, const float *y, float *d, size_t n)
 {
     switch (act) {

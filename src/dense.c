@@ -17,7 +17,9 @@
 #include "activation.h"
 #include "blas.h"
 #include "dense.h"
+#include "simd.h"
 
+WMI_SIMD_CLONES
 void wmi_dense_materialise(const wm_layer *ly, const float *params, int Kp, const float *chat,
                            float *w, float *b)
 {
@@ -37,6 +39,26 @@ void wmi_dense_materialise(const wm_layer *ly, const float *params, int Kp, cons
                 for (int j = 0; j < ly->rows; j++) b[j] = c * Bk[j];
             else
                 for (int j = 0; j < ly->rows; j++) b[j] += c * Bk[j];
+        }
+    }
+}
+
+/* y_i = sum_k C_ik (Z_ik + B_k): the stacked outputs combined per sample. */
+WMI_SIMD_CLONES
+static void combine_points(const float *z, const float *C, const float *B, int n, int Kp, int out,
+                           float *Y)
+{
+    size_t ko = (size_t)Kp * out;
+    for (int i = 0; i < n; i++) {
+        const float *zi = z + (size_t)i * ko, *ci = C + (size_t)i * Kp;
+        float *yi = Y + (size_t)i * out;
+        for (int o = 0; o < out; o++)
+            yi[o] = 0.0f;
+        for (int k = 0; k < Kp; k++) {
+            float c = ci[k];
+            const float *zk = zi + (size_t)k * out, *bk = B + (size_t)k * out;
+            for (int o = 0; o < out; o++)
+                yi[o] += c * (zk[o] + bk[o]);
         }
     }
 }
@@ -70,18 +92,7 @@ void wmi_dense_forward(const wm_layer *ly, const float *params, int Kp, const fl
             wmi_gemv(0, ko, in, 1.0f, Q, in, X, 0.0f, z);
         else
             wmi_gemm(0, 1, n, ko, in, 1.0f, X, in, Q, in, 0.0f, z, ko);
-        for (int i = 0; i < n; i++) {
-            const float *zi = z + (size_t)i * ko, *ci = C + (size_t)i * Kp;
-            float *yi = Y + (size_t)i * out;
-            for (int o = 0; o < out; o++)
-                yi[o] = 0.0f;
-            for (int k = 0; k < Kp; k++) {
-                float c = ci[k];
-                const float *zk = zi + (size_t)k * out, *bk = B + (size_t)k * out;
-                for (int o = 0; o < out; o++)
-                    yi[o] += c * (zk[o] + bk[o]);
-            }
-        }
+        combine_points(z, C, B, n, Kp, out, Y);
     }
     wmi_act_forward(ly->act, Y, (size_t)n * out);
 }
