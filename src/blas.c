@@ -22,10 +22,3 @@ void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, 
     cblas_sgemv(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, m_rows, n_cols, alpha,
                 A, lda, x, 1, beta, y, 1);
 }
-
-void wmi_ger(int m, int n, float alpha, const float *x, const float *y, float *A, int lda)
-{
-    if (m <= 0 || n <= 0)
-        return;
-    cblas_sger(CblasRowMajor, m, n, alpha, x, 1, y, 1, A, lda);
-}

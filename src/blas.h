@@ -13,7 +13,4 @@ void wmi_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
              const float *x, float beta, float *y);
 
-/* A (m x n) += alpha * x y^T. */
-void wmi_ger(int m, int n, float alpha, const float *x, const float *y, float *A, int lda);
-
 #endif

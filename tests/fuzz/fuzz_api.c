@@ -693,6 +693,8 @@ static void op_set_params(rd *r, snapshot *sn)
     wm_net *net = S.net[u8(r) % N_NET];
     size_t n = wm_net_n_params(net), len = n;
     uint8_t mode = u8(r);
+    if (n > ((size_t)1 << 24))
+        return;       /* an uninitialised net may count 10^9 parameters: not ours to allocate */
     if (mode % 4 == 1) len = n + 1;
     if (mode % 4 == 2) len = n ? n - 1 : 0;
     if (mode % 4 == 3) len = u32(r);
