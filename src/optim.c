@@ -409,12 +409,11 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
                     UPDATE(ly->w_off + ((size_t)kk * out + r0) * in, (size_t)r * in,
                            Kp == 1 ? 1.0f : p->C[kk], g);
             }
-            for (int o2 = 0; o2 < out; o2++) {
-                float sum = 0.0f;
-                for (int i = 0; i < n; i++)
-                    sum += delta[(size_t)i * out + o2];
-                bbuf[o2] = sum;
-            }
+            for (int o2 = 0; o2 < out; o2++)      /* row by row: the sums vectorise */
+                bbuf[o2] = 0.0f;
+            for (int i = 0; i < n; i++)
+                for (int o2 = 0; o2 < out; o2++)
+                    bbuf[o2] += delta[(size_t)i * out + o2];
             for (int kk = 0; kk < Kp; kk++)
                 UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, Kp == 1 ? 1.0f : p->C[kk], bbuf);
         } else {                                    /* stacked: dWst = D^T X, D_ik = C_ik delta_i */

@@ -11,6 +11,7 @@
 #include "dense.h"
 #include "error.h"
 #include "pass.h"
+#include "simd.h"
 
 #define ALIGN_FLOATS 16           /* 64-byte alignment for every array */
 
@@ -84,13 +85,23 @@ void wmi_pass_layout(const wm_net *net, int n, int training, void *mem, wm_pass 
     layout(net, n, training, mem, p);
 }
 
+/* Every input finite: one vectorised pass, then a search only on failure. */
+static wm_status check_inputs(const float *x, int n, int in, int row0)
+{
+    size_t len = (size_t)n * in;
+    if (wmi_max_abs(x, len) == INFINITY)
+        for (size_t j = 0; j < len; j++)
+            if (!isfinite(x[j]))
+                return wmi_fail(WM_EINVAL, "input x[%zu][%zu] is not finite", row0 + j / in, j % in);
+    return WM_OK;
+}
+
 wm_status wmi_pass_check(const wm_net *net, const float *x, const float *s, int n)
 {
     const wm_manifold *m = net->m;
-    for (size_t j = 0; j < (size_t)n * net->n_inputs; j++)
-        if (!isfinite(x[j]))
-            return wmi_fail(WM_EINVAL, "input x[%zu][%zu] is not finite", j / net->n_inputs,
-                            j % net->n_inputs);
+    wm_status st0 = check_inputs(x, n, net->n_inputs, 0);
+    if (st0 != WM_OK)
+        return st0;
     for (int i = 0; i < n && m->dim > 0; i++) {
         double sw[WM_MAX_DIM];
         wm_status st = wmi_context_check(m, s + (size_t)i * m->dim, i, sw);
@@ -105,12 +116,9 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
 {
     const wm_manifold *m = net->m;
     int in = net->n_inputs, in0 = wmi_net_in0(net), Kp = net->Kp;
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * in;
-        for (int j = 0; j < in; j++)
-            if (!isfinite(xi[j]))
-                return wmi_fail(WM_EINVAL, "input x[%d][%d] is not finite", row0 + i, j);
-    }
+    wm_status st0 = check_inputs(x, n, in, row0);
+    if (st0 != WM_OK)
+        return st0;
     for (int i = 0; i < n; i++) {
         double sw[WM_MAX_DIM];
         wm_status st = wmi_context_check(m, s ? s + (size_t)i * m->dim : NULL, row0 + i, sw);
@@ -178,6 +186,7 @@ float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
     return p->act[net->n_layers - 1];
 }
 
+WMI_SIMD_CLONES
 float wmi_max_abs(const float *a, size_t n)
 {
     /* The bits of |x| order like the values for non-negative floats, with
