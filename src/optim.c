@@ -324,38 +324,51 @@ static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb
     note_write(o, nb);
 }
 
-/* One row of a rank-1 update: g_j = a * x_j, applied as fused_update does,
- * without the gradient ever being written. (A bias is a row of one with x = 1.) */
+/* `rows` consecutive rows of n parameters, row r updated with the gradient
+ * g_j = a_r * x_j, a_r = c * scale[r] (scale NULL: a_r = c), as fused_update
+ * would apply it, without the gradient ever being written. (A bias is a
+ * row with x = delta.) One call per layer and basis point: at batch 1 a call
+ * per row cost more than its 784 parameters' arithmetic. */
 WMI_SIMD_CLONES
-static void rank1_row(const step_consts *k, float lr, float *restrict q, float *restrict m1,
-                      float *restrict m2, size_t n, float a, const float *restrict x)
+static void rank1_rows(const step_consts *k, float lr, float *restrict q, float *restrict m1,
+                       float *restrict m2, int rows, size_t n, float c, const float *restrict scale,
+                       const float *restrict x)
 {
     float wd = k->wd;
     switch (k->kind) {
     case WM_OPT_SD:
-        for (size_t j = 0; j < n; j++) {
-            float g = a * x[j], nq = q[j] - lr * (g + wd * q[j]);
-            q[j] = nq;
+        for (int r = 0; r < rows; r++, q += n) {
+            float a = scale ? c * scale[r] : c;
+            for (size_t j = 0; j < n; j++) {
+                float g = a * x[j], nq = q[j] - lr * (g + wd * q[j]);
+                q[j] = nq;
+            }
         }
         break;
     case WM_OPT_MOMENTUM: {
         float mu = k->mu;
-        for (size_t j = 0; j < n; j++) {
-            float g = a * x[j], v = mu * m1[j] + g + wd * q[j], nq = q[j] - lr * v;
-            m1[j] = v;
-            q[j] = nq;
+        for (int r = 0; r < rows; r++, q += n, m1 += n) {
+            float a = scale ? c * scale[r] : c;
+            for (size_t j = 0; j < n; j++) {
+                float g = a * x[j], v = mu * m1[j] + g + wd * q[j], nq = q[j] - lr * v;
+                m1[j] = v;
+                q[j] = nq;
+            }
         }
         break;
     }
     case WM_OPT_ADAM: {
         float c1 = 1.0f / k->bc1, c2 = 1.0f / k->bc2, b1 = k->b1, b2 = k->b2, eps = k->eps;
-        for (size_t j = 0; j < n; j++) {
-            float g = a * x[j];
-            float u = b1 * m1[j] + (1.0f - b1) * g, v = b2 * m2[j] + (1.0f - b2) * g * g;
-            float nq = q[j] - lr * ((u * c1) / (sqrtf(v * c2) + eps) + wd * q[j]);
-            m1[j] = u;
-            m2[j] = v;
-            q[j] = nq;
+        for (int r = 0; r < rows; r++, q += n, m1 += n, m2 += n) {
+            float a = scale ? c * scale[r] : c;
+            for (size_t j = 0; j < n; j++) {
+                float g = a * x[j];
+                float u = b1 * m1[j] + (1.0f - b1) * g, v = b2 * m2[j] + (1.0f - b2) * g * g;
+                float nq = q[j] - lr * ((u * c1) / (sqrtf(v * c2) + eps) + wd * q[j]);
+                m1[j] = u;
+                m2[j] = v;
+                q[j] = nq;
+            }
         }
         break;
     }
@@ -376,9 +389,10 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
     const float lr = o->cfg.lr;
     float *gbuf = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1)) + (size_t)n * net->max_out + 16;
     float *bbuf = gbuf + block_floats(net) + 16;
-#define UPDATE(off, len, scale, g)                                                                 \
-    rank1_row(k, lr, net->params + (off), o->m1 ? o->m1 + (off) : NULL, o->m2 ? o->m2 + (off) : NULL, \
-              (len), (scale), (g))
+#define UPDATE_ROWS(off, rows, len, c, scale, g)                                                \
+    rank1_rows(k, lr, net->params + (off), o->m1 ? o->m1 + (off) : NULL,                      \
+               o->m2 ? o->m2 + (off) : NULL, (rows), (len), (c), (scale), (g))
+#define UPDATE(off, len, c, g) UPDATE_ROWS(off, 1, len, c, NULL, g)
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
@@ -386,8 +400,7 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
         const int rb = (int)(block_floats(net) / (size_t)in);
         if (n == 1) {                               /* rank 1: g = (c_k delta_r) x */
             for (int kk = 0; kk < Kp; kk++) {
-                for (int r = 0; r < out; r++)
-                    UPDATE(ly->w_off + ((size_t)kk * out + r) * in, (size_t)in, p->C[kk] * delta[r], x);
+                UPDATE_ROWS(ly->w_off + (size_t)kk * out * in, out, (size_t)in, p->C[kk], delta, x);
                 UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, p->C[kk], delta);
             }
         } else if (plain) {                         /* one W(s): dW = delta^T X, spread by c_hat */
@@ -433,6 +446,7 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
         }
     }
 #undef UPDATE
+#undef UPDATE_ROWS
     note_write(o, nb);
 }
 
