@@ -17,6 +17,7 @@
 #include "blas.h"
 #include "conv.h"
 #include "dense.h"
+#include "simd.h"
 
 static size_t positions(const wm_layer *ly) { return (size_t)ly->out_h * ly->out_w; }
 
@@ -38,26 +39,46 @@ int wmi_conv_use_materialised(const wm_layer *ly, int Kp, int strategy)
     return materialised < stacked;
 }
 
+/* The output columns ox whose input column ox*stride - pad + kx lies inside
+ * [0, in_w): [*lo, *hi). Outside it im2col writes zeros and col2im adds
+ * nothing, so the loops over it need no test per element. */
+static void valid_columns(const wm_layer *ly, int kx, int *lo, int *hi)
+{
+    int first = ly->pad - kx, last = ly->in_w - 1 + ly->pad - kx;   /* ox*stride in [first, last] */
+    int a = first > 0 ? (first + ly->stride - 1) / ly->stride : 0;
+    int b = last < 0 ? 0 : last / ly->stride + 1;
+    a = a < ly->out_w ? a : ly->out_w;
+    b = b < ly->out_w ? b : ly->out_w;
+    *lo = a;
+    *hi = b > a ? b : a;
+}
+
 /* cols (in_c*k*k x P), row (c, ky, kx), column (oy, ox): PyTorch's unfold order. */
 static void im2col(const wm_layer *ly, const float *x, float *cols)
 {
-    int k = ly->k, P = ly->out_h * ly->out_w;
+    int k = ly->k, P = ly->out_h * ly->out_w, s = ly->stride;
     for (int c = 0; c < ly->in_c; c++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
                 float *row = cols + (size_t)((c * k + ky) * k + kx) * P;
                 const float *plane = x + (size_t)c * ly->in_h * ly->in_w;
+                int lo, hi;
+                valid_columns(ly, kx, &lo, &hi);
                 for (int oy = 0; oy < ly->out_h; oy++) {
-                    int iy = oy * ly->stride - ly->pad + ky;
+                    int iy = oy * s - ly->pad + ky;
                     float *dst = row + oy * ly->out_w;
                     if (iy < 0 || iy >= ly->in_h) {
                         memset(dst, 0, sizeof(float) * ly->out_w);
                         continue;
                     }
-                    for (int ox = 0; ox < ly->out_w; ox++) {
-                        int ix = ox * ly->stride - ly->pad + kx;
-                        dst[ox] = ix >= 0 && ix < ly->in_w ? plane[iy * ly->in_w + ix] : 0.0f;
-                    }
+                    const float *src = plane + iy * ly->in_w + (lo * s - ly->pad + kx);
+                    memset(dst, 0, sizeof(float) * lo);
+                    if (s == 1)
+                        memcpy(dst + lo, src, sizeof(float) * (hi - lo));
+                    else
+                        for (int ox = lo; ox < hi; ox++)
+                            dst[ox] = src[(ox - lo) * s];
+                    memset(dst + hi, 0, sizeof(float) * (ly->out_w - hi));
                 }
             }
 }
@@ -65,23 +86,40 @@ static void im2col(const wm_layer *ly, const float *x, float *cols)
 /* dx += col2im(dcols): the adjoint of im2col. */
 static void col2im_add(const wm_layer *ly, const float *dcols, float *dx)
 {
-    int k = ly->k, P = ly->out_h * ly->out_w;
+    int k = ly->k, P = ly->out_h * ly->out_w, s = ly->stride;
     for (int c = 0; c < ly->in_c; c++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
                 const float *row = dcols + (size_t)((c * k + ky) * k + kx) * P;
                 float *plane = dx + (size_t)c * ly->in_h * ly->in_w;
+                int lo, hi;
+                valid_columns(ly, kx, &lo, &hi);
                 for (int oy = 0; oy < ly->out_h; oy++) {
-                    int iy = oy * ly->stride - ly->pad + ky;
+                    int iy = oy * s - ly->pad + ky;
                     if (iy < 0 || iy >= ly->in_h)
                         continue;
-                    for (int ox = 0; ox < ly->out_w; ox++) {
-                        int ix = ox * ly->stride - ly->pad + kx;
-                        if (ix >= 0 && ix < ly->in_w)
-                            plane[iy * ly->in_w + ix] += row[oy * ly->out_w + ox];
-                    }
+                    float *dst = plane + iy * ly->in_w + (lo * s - ly->pad + kx);
+                    const float *src = row + oy * ly->out_w;
+                    for (int ox = lo; ox < hi; ox++)
+                        dst[(ox - lo) * s] += src[ox];
                 }
             }
+}
+
+/* Sum of n floats in eight interleaved partial sums (a fixed order, so the
+ * result is reproducible; unlike one running sum it vectorises). */
+WMI_SIMD_CLONES
+static float sum_floats(const float *a, int n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int t = 0; t < 8; t++)
+            acc[t] += a[j + t];
+    float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < n; j++)
+        sum += a[j];
+    return sum;
 }
 
 /* y (rows x P) = W cols + b, one plain conv. */
@@ -163,19 +201,14 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
             const float *W = Kp == 1 ? Q : wmat;
             wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 1.0f, gW, ly->cols);
             for (int o = 0; o < rows; o++)
-                for (int p = 0; p < P; p++)
-                    gB[o] += di[(size_t)o * P + p];
+                gB[o] += sum_floats(di + (size_t)o * P, P);
             if (dX)
                 wmi_gemm(1, 0, ly->cols, P, rows, 1.0f, W, ly->cols, di, P, 0.0f, dcols, P);
         } else if (mat) {
             float *dbi = dwi + wn;              /* the bias gradient, summed once */
             wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 0.0f, dwi, ly->cols);
-            for (int o = 0; o < rows; o++) {
-                float sum = 0.0f;
-                for (int p = 0; p < P; p++)
-                    sum += di[(size_t)o * P + p];
-                dbi[o] = sum;
-            }
+            for (int o = 0; o < rows; o++)
+                dbi[o] = sum_floats(di + (size_t)o * P, P);
             for (int k = 0; k < Kp; k++) {      /* spread dW_i by c(s_i) */
                 float c = ci[k], *gWk = gW + (size_t)k * wn, *gBk = gB + (size_t)k * rows;
                 for (size_t j = 0; j < wn; j++)
@@ -193,12 +226,8 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
                     z[(size_t)k * rows * P + j] = ci[k] * di[j];
             wmi_gemm(0, 1, Kp * rows, ly->cols, P, 1.0f, z, P, cols, P, 1.0f, gW, ly->cols);
             for (int k = 0; k < Kp; k++)
-                for (int o = 0; o < rows; o++) {
-                    float sum = 0.0f;
-                    for (int p = 0; p < P; p++)
-                        sum += z[((size_t)k * rows + o) * P + p];
-                    gB[(size_t)k * rows + o] += sum;
-                }
+                for (int o = 0; o < rows; o++)
+                    gB[(size_t)k * rows + o] += sum_floats(z + ((size_t)k * rows + o) * P, P);
             if (dX)
                 wmi_gemm(1, 0, ly->cols, P, Kp * rows, 1.0f, Q, ly->cols, z, P, 0.0f, dcols, P);
         }
@@ -217,6 +246,42 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
 
 /* ---- pooling ---------------------------------------------------------------- */
 
+/* 2x2 max pooling, the common case, without the generic window loops: the
+ * same comparisons in the same order (the first maximum wins). */
+static void maxpool2_forward(const wm_layer *ly, const float *plane, float *out)
+{
+    for (int oy = 0; oy < ly->out_h; oy++) {
+        const float *r0 = plane + (size_t)2 * oy * ly->in_w, *r1 = r0 + ly->in_w;
+        float *o = out + (size_t)oy * ly->out_w;
+        for (int ox = 0; ox < ly->out_w; ox++) {
+            float v = r0[2 * ox], u = r0[2 * ox + 1];
+            v = u > v ? u : v;
+            u = r1[2 * ox];
+            v = u > v ? u : v;
+            u = r1[2 * ox + 1];
+            o[ox] = u > v ? u : v;
+        }
+    }
+}
+
+/* Its backward: the gradient goes to the first input equal to the maximum. */
+static void maxpool2_backward(const wm_layer *ly, const float *plane, const float *y,
+                              const float *dy, float *dplane)
+{
+    for (int oy = 0; oy < ly->out_h; oy++) {
+        size_t r0 = (size_t)2 * oy * ly->in_w, r1 = r0 + ly->in_w;
+        for (int ox = 0; ox < ly->out_w; ox++) {
+            size_t at = (size_t)oy * ly->out_w + ox, x0 = 2 * (size_t)ox;
+            float m = y[at];
+            size_t j = plane[r0 + x0] == m       ? r0 + x0
+                       : plane[r0 + x0 + 1] == m ? r0 + x0 + 1
+                       : plane[r1 + x0] == m     ? r1 + x0
+                                                 : r1 + x0 + 1;
+            dplane[j] += dy[at];
+        }
+    }
+}
+
 void wmi_pool_forward(const wm_layer *ly, const float *X, int n, float *Y)
 {
     int s = ly->k, max = ly->kind == WM_LAYER_MAXPOOL;
@@ -225,6 +290,10 @@ void wmi_pool_forward(const wm_layer *ly, const float *X, int n, float *Y)
         for (int c = 0; c < ly->out_c; c++) {
             const float *plane = X + (size_t)i * ly->in + (size_t)c * ly->in_h * ly->in_w;
             float *out = Y + (size_t)i * ly->out + (size_t)c * ly->out_h * ly->out_w;
+            if (max && s == 2) {
+                maxpool2_forward(ly, plane, out);
+                continue;
+            }
             for (int oy = 0; oy < ly->out_h; oy++)
                 for (int ox = 0; ox < ly->out_w; ox++) {
                     const float *win = plane + (size_t)oy * s * ly->in_w + (size_t)ox * s;
@@ -249,6 +318,10 @@ void wmi_pool_backward(const wm_layer *ly, const float *X, const float *Y, const
         for (int c = 0; c < ly->out_c; c++) {
             size_t in_off = (size_t)i * ly->in + (size_t)c * ly->in_h * ly->in_w;
             size_t out_off = (size_t)i * ly->out + (size_t)c * ly->out_h * ly->out_w;
+            if (max && s == 2) {
+                maxpool2_backward(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off);
+                continue;
+            }
             for (int oy = 0; oy < ly->out_h; oy++)
                 for (int ox = 0; ox < ly->out_w; ox++) {
                     size_t base = in_off + (size_t)oy * s * ly->in_w + (size_t)ox * s;

@@ -161,10 +161,21 @@ static const arch NET_A[] = {
 };
 enum { NA = 5, C0 = 2, H0 = 7, W0 = 5 };
 
-static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_strategy strategy, int shared)
+/* Pools other than the 2x2 max (which has its own code): 3x3 max, 2x2 average. */
+static const arch NET_B[] = {
+    {L_CONV, 3, 3, 1, 1, WM_ACT_RELU}, {L_MAX, 0, 3, 0, 0, WM_ACT_NONE},
+    {L_CONV, 2, 1, 1, 0, WM_ACT_TANH}, {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
+static const arch NET_C[] = {
+    {L_CONV, 3, 3, 1, 1, WM_ACT_TANH}, {L_AVG, 0, 2, 0, 0, WM_ACT_NONE},
+    {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
+
+static void check_gradient_of(const arch *A, int na, const char *mname, wm_conditioning cond,
+                              wm_conv_strategy strategy, int shared)
 {
     enum { N = 4 };
-    wm_net *net = build(mname, cond, C0, H0, W0, NET_A, NA);
+    wm_net *net = build(mname, cond, C0, H0, W0, A, na);
     WM_OK_OR_FAIL(wm_net_set_conv_strategy(net, strategy));
     const wm_manifold *m = wm_net_manifold(net);
     int K = cond == WM_COND_CONCAT ? 1 : wm_manifold_n_basis(m);
@@ -182,7 +193,7 @@ static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_stra
     WM_OK_OR_FAIL(wm_grad(opt, &b, &loss));
     const float *gq = wm_grad_buffer(opt, NULL);
     cnn_ref r;
-    ref_load(&r, net, NET_A, NA, K, cond == WM_COND_CONCAT);
+    ref_load(&r, net, A, na, K, cond == WM_COND_CONCAT);
     r.C0 = C0, r.H0 = H0, r.W0 = W0;
     double rl = ref_loss(&r, m, N, x, s, labels);
     if (fabs(rl - loss) > 1e-5 * (1 + fabs(rl)))
@@ -191,7 +202,7 @@ static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_stra
     if (K > 1) { WM_OK_OR_FAIL(wm_manifold_gram(m, G)); tu_cholesky(G, L, K); }
     double err = 0, scale = 0;
     size_t off = 0;
-    for (int l = 0; l < NA; l++) {
+    for (int l = 0; l < na; l++) {
         if (!r.P[l]) continue;
         for (int part = 0; part < 2; part++) {
             size_t len = part ? (size_t)r.rows[l] : (size_t)r.rows[l] * r.cols[l];
@@ -220,6 +231,11 @@ static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_stra
     wm_net_free(net);
 }
 
+static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_strategy strategy, int shared)
+{
+    check_gradient_of(NET_A, NA, mname, cond, strategy, shared);
+}
+
 static void test_conv_gradients(void **state)
 {
     (void)state;
@@ -231,6 +247,10 @@ static void test_conv_gradients(void **state)
                 check_gradient(names[i], WM_COND_MANIFOLD, (wm_conv_strategy)strat, sh);
     }
     check_gradient("circle", WM_COND_CONCAT, WM_CONV_AUTO, 0);
+    for (int sh = 0; sh < 2; sh++) {
+        check_gradient_of(NET_B, 4, "circle", WM_COND_MANIFOLD, WM_CONV_AUTO, sh);
+        check_gradient_of(NET_C, 3, "line", WM_COND_MANIFOLD, WM_CONV_AUTO, sh);
+    }
 }
 
 static void test_stacked_and_materialised_agree(void **state)
