@@ -48,21 +48,10 @@ typedef struct {
     wm_conv_strategy strategy;
 } arch;
 
-static float wrap360(float deg)
-{
-    float d = fmodf(deg, 360.0f);
-    return d < 0 ? d + 360.0f : d;
-}
-
-static int in_arc(const task_info *a, float deg)
-{
-    return wrap360(deg - a->start_deg) <= a->len_deg + 1e-3f;
-}
-
 static void sample_ctx(ex_rng *r, float *s, void *user)
 {
     const task_info *a = user;
-    s[0] = wrap360(a->start_deg + ex_rng_uniform(r) * a->len_deg) / 360.0f;
+    s[0] = ex_wrap360(a->start_deg + ex_rng_uniform(r) * a->len_deg) / 360.0f;
 }
 
 /* The harness sees a C x H x W image as one (C*H) x W picture; rotate each
@@ -361,9 +350,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    task_info ti = {wrap360(a0), a1 - a0, 1};
+    task_info ti = {ex_wrap360(a0), a1 - a0, 1};
     if (ti.len_deg <= 0.0f || ti.len_deg > 360.0f)
-        ti.len_deg = wrap360(a1 - a0);
+        ti.len_deg = ex_wrap360(a1 - a0);
     if (!(ti.len_deg > 0.0f)) {
         fprintf(stderr, "error: --train-arc %g,%g is empty\n", (double)a0, (double)a1);
         return 2;
@@ -426,7 +415,6 @@ int main(int argc, char **argv)
     int rc = 1;
     wm_net *net[EX_N_MODELS] = {NULL, NULL};
     wm_optimizer *opt[EX_N_MODELS] = {NULL, NULL};
-    FILE *csv = NULL;
     net[EX_MANIFOLD] = build_cnn(circle, WM_COND_MANIFOLD, ch, h, w, a.conv, a.n_conv, o.hidden,
                                  o.n_hidden, a.strategy, o.seed);
     net[EX_CONCAT] = build_cnn(circle, WM_COND_CONCAT, ch, h, w, a.cconv, a.n_cconv,
@@ -453,76 +441,18 @@ int main(int argc, char **argv)
         goto out;
     t_train = ex_now() - t_train;
 
-    char csv_name[64], csv_path[4400];
-    snprintf(csv_name, sizeof csv_name, "%s.csv", base);
-    if (!(csv = ex_open_out(o.out_dir, csv_name, csv_path, sizeof csv_path)))
+    char title[256];
+    snprintf(title, sizeof title,
+             "Rotated %s, CNN: circle weight manifold vs input concatenation (%d epochs)",
+             cifar_dir ? "CIFAR-10" : "Fashion-MNIST", o.epochs);
+    double t_eval;
+    if (ex_rotation_report(net, &task, &test, ti.start_deg, ti.len_deg, step, &o, base, title,
+                           &t_eval))
         goto out;
-    fprintf(csv, "s,angle_deg,acc_manifold,acc_concat,split\n");
-    printf("\n angle  split     manifold  concat   manifold-concat\n");
-    double sum[2][EX_N_MODELS] = {{0}}; /* [held out?][model] */
-    int count[2] = {0, 0};
-    double t_eval = ex_now();
-    for (float deg = 0.0f; deg < 360.0f - 1e-3f; deg += step) {
-        float s = deg / 360.0f, acc[EX_N_MODELS];
-        if (ex_eval_at(net, &task, &test, &s, o.seed, acc))
-            goto out;
-        int held = !in_arc(&ti, deg);
-        for (int m = 0; m < EX_N_MODELS; m++)
-            sum[held][m] += acc[m];
-        count[held]++;
-        printf("%6.0f  %-8s  %.4f    %.4f   %+.4f\n", (double)deg, held ? "heldout" : "train",
-               (double)acc[0], (double)acc[1], (double)(acc[0] - acc[1]));
-        fprintf(csv, "%.6f,%g,%.4f,%.4f,%s\n", (double)s, (double)deg, (double)acc[0],
-                (double)acc[1], held ? "heldout" : "train");
-    }
-    t_eval = ex_now() - t_eval;
-    if (fclose(csv) != 0) {
-        csv = NULL;
-        fprintf(stderr, "error: writing %s failed\n", csv_path);
-        goto out;
-    }
-    csv = NULL;
-
-    printf("\nmean test accuracy      manifold  concat   manifold-concat\n");
-    for (int hd = 0; hd < 2; hd++) {
-        if (count[hd] == 0)
-            continue;
-        double mm = sum[hd][0] / count[hd], mc = sum[hd][1] / count[hd];
-        printf("%-8s arc (%2d angles)  %.4f    %.4f   %+.4f\n", hd ? "held-out" : "training",
-               count[hd], mm, mc, mm - mc);
-    }
-    printf("wrote %s\n", csv_path);
-
-    if (!o.no_plot) {
-        /* The held-out arc on a 0..360 axis: one or two intervals. */
-        float held[2][2];
-        int n_held = 0;
-        float h0 = wrap360(ti.start_deg + ti.len_deg), hl = 360.0f - ti.len_deg;
-        if (hl > 0.0f) {
-            if (h0 + hl <= 360.0f) {
-                held[n_held][0] = h0;
-                held[n_held++][1] = h0 + hl;
-            } else {
-                held[n_held][0] = h0;
-                held[n_held++][1] = 360.0f;
-                held[n_held][0] = 0.0f;
-                held[n_held++][1] = h0 + hl - 360.0f;
-            }
-        }
-        char title[256];
-        snprintf(title, sizeof title,
-                 "Rotated %s, CNN: circle weight manifold vs input concatenation (%d epochs)",
-                 cifar_dir ? "CIFAR-10" : "Fashion-MNIST", o.epochs);
-        if (ex_plot_1d(o.out_dir, base, title, "rotation angle (degrees)", 2, 0.0f, 360.0f,
-                       30.0f, 360.0f, (const float (*)[2])held, n_held) == 0)
-            printf("plot: %s/%s.png\n", o.out_dir, base);
-    }
     printf("time: training %.1f s, testing %.1f s, total %.1f s\n", t_train, t_eval,
            ex_now() - t_start);
     rc = 0;
 out:
-    if (csv)
-        fclose(csv);
     for (int m = 0; m < EX_N_MODELS; m++) {
         wm_optimizer_free(opt[m]);
         wm_net_free(net[m]);

@@ -606,3 +606,84 @@ int ex_plot_1d(const char *out_dir, const char *base, const char *title, const c
     fclose(f);
     return ex_run_gnuplot(out_dir, name);
 }
+
+/* ---- rotation experiments ------------------------------------------------------------ */
+
+float ex_wrap360(float deg)
+{
+    float d = fmodf(deg, 360.0f);
+    return d < 0 ? d + 360.0f : d;
+}
+
+int ex_in_arc(float start_deg, float len_deg, float deg)
+{
+    return ex_wrap360(deg - start_deg) <= len_deg + 1e-3f;
+}
+
+int ex_rotation_report(wm_net *net[EX_N_MODELS], const ex_task *task, const idx_dataset *test,
+                       float start_deg, float len_deg, float step, const ex_opts *o,
+                       const char *base, const char *title, double *t_eval)
+{
+    char csv_name[64], csv_path[4400];
+    snprintf(csv_name, sizeof csv_name, "%s.csv", base);
+    FILE *csv = ex_open_out(o->out_dir, csv_name, csv_path, sizeof csv_path);
+    if (!csv)
+        return -1;
+    fprintf(csv, "s,angle_deg,acc_manifold,acc_concat,split\n");
+    printf("\n angle  split     manifold  concat   manifold-concat\n");
+    double sum[2][EX_N_MODELS] = {{0}}; /* [held out?][model] */
+    int count[2] = {0, 0};
+    double t0 = ex_now();
+    for (float deg = 0.0f; deg < 360.0f - 1e-3f; deg += step) {
+        float s = deg / 360.0f, acc[EX_N_MODELS];
+        if (ex_eval_at(net, task, test, &s, o->seed, acc)) {
+            fclose(csv);
+            return -1;
+        }
+        int held = !ex_in_arc(start_deg, len_deg, deg);
+        for (int m = 0; m < EX_N_MODELS; m++)
+            sum[held][m] += acc[m];
+        count[held]++;
+        printf("%6.0f  %-8s  %.4f    %.4f   %+.4f\n", (double)deg, held ? "heldout" : "train",
+               (double)acc[0], (double)acc[1], (double)(acc[0] - acc[1]));
+        fprintf(csv, "%.6f,%g,%.4f,%.4f,%s\n", (double)s, (double)deg, (double)acc[0],
+                (double)acc[1], held ? "heldout" : "train");
+    }
+    *t_eval = ex_now() - t0;
+    if (fclose(csv) != 0) {
+        fprintf(stderr, "error: writing %s failed\n", csv_path);
+        return -1;
+    }
+
+    printf("\nmean test accuracy      manifold  concat   manifold-concat\n");
+    for (int h = 0; h < 2; h++) {
+        if (count[h] == 0)
+            continue;
+        double mm = sum[h][0] / count[h], mc = sum[h][1] / count[h];
+        printf("%-8s arc (%2d angles)  %.4f    %.4f   %+.4f\n", h ? "held-out" : "training",
+               count[h], mm, mc, mm - mc);
+    }
+    printf("wrote %s\n", csv_path);
+
+    if (!o->no_plot) {
+        /* The held-out arc on a 0..360 axis: one or two intervals. */
+        float held[2][2];
+        int n_held = 0;
+        float h0 = ex_wrap360(start_deg + len_deg), hl = 360.0f - len_deg;
+        if (hl > 0.0f) {
+            if (h0 + hl <= 360.0f) {
+                held[n_held][0] = h0;
+                held[n_held++][1] = h0 + hl;
+            } else {
+                held[n_held][0] = h0;
+                held[n_held++][1] = 360.0f;
+                held[n_held][0] = 0.0f;
+                held[n_held++][1] = h0 + hl - 360.0f;
+            }
+        }
+        if (ex_plot_1d(o->out_dir, base, title, "rotation angle (degrees)", 2, 0.0f, 360.0f,
+                       30.0f, 360.0f, (const float (*)[2])held, n_held) == 0)
+            printf("plot: %s/%s.png\n", o->out_dir, base);
+    }
+    return 0;
+}

@@ -151,4 +151,21 @@ int ex_load_data(const ex_opts *o, idx_dataset *train, idx_dataset *test);
 /* Print both models' parameter counts. */
 void ex_print_params(wm_net *net[EX_N_MODELS]);
 
+/* ---- rotation experiments (rotation.c, cnn_rotation.c) ---------------------------- */
+
+/* deg wrapped into [0, 360). */
+float ex_wrap360(float deg);
+
+/* Whether deg lies on the training arc [start, start + len] (wrapping at 360). */
+int ex_in_arc(float start_deg, float len_deg, float deg);
+
+/* Test both nets at every `step` degrees on the whole test set: print a row
+ * per angle and the means over the training arc and the held-out rest, write
+ * out_dir/BASE.csv, and unless o->no_plot the plot BASE.png titled `title`
+ * with the held-out arc shaded. *t_eval receives the seconds spent testing.
+ * Returns 0, or -1 (message printed). */
+int ex_rotation_report(wm_net *net[EX_N_MODELS], const ex_task *task, const idx_dataset *test,
+                       float start_deg, float len_deg, float step, const ex_opts *o,
+                       const char *base, const char *title, double *t_eval);
+
 #endif

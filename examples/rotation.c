@@ -30,22 +30,11 @@ typedef struct {
     float start_deg, len_deg; /* training arc: [start, start + len], wrapping at 360 */
 } arc;
 
-static float wrap360(float deg)
-{
-    float d = fmodf(deg, 360.0f);
-    return d < 0 ? d + 360.0f : d;
-}
-
-static int in_arc(const arc *a, float deg)
-{
-    return wrap360(deg - a->start_deg) <= a->len_deg + 1e-3f;
-}
-
 /* Training contexts: uniform on the training arc. */
 static void sample_ctx(ex_rng *r, float *s, void *user)
 {
     const arc *a = user;
-    float deg = wrap360(a->start_deg + ex_rng_uniform(r) * a->len_deg);
+    float deg = ex_wrap360(a->start_deg + ex_rng_uniform(r) * a->len_deg);
     s[0] = deg / 360.0f;
 }
 
@@ -104,9 +93,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    arc tr = {wrap360(a0), a1 - a0};
+    arc tr = {ex_wrap360(a0), a1 - a0};
     if (tr.len_deg <= 0.0f || tr.len_deg > 360.0f)
-        tr.len_deg = wrap360(a1 - a0);
+        tr.len_deg = ex_wrap360(a1 - a0);
     if (!(tr.len_deg > 0.0f)) {
         fprintf(stderr, "error: --train-arc %g,%g is empty\n", (double)a0, (double)a1);
         return 2;
@@ -125,7 +114,6 @@ int main(int argc, char **argv)
     wm_manifold *circle = NULL;
     wm_net *net[EX_N_MODELS] = {NULL, NULL};
     wm_optimizer *opt[EX_N_MODELS] = {NULL, NULL};
-    FILE *csv = NULL;
     wm_status st = wm_manifold_circle(&circle);
     if (st != WM_OK) {
         fprintf(stderr, "error: wm_manifold_circle: %s\n", wm_last_error());
@@ -154,75 +142,18 @@ int main(int argc, char **argv)
     t_train = ex_now() - t_train;
 
     /* Test every `step` degrees on the whole test set. */
-    char csv_path[4400];
-    if (!(csv = ex_open_out(o.out_dir, "rotation.csv", csv_path, sizeof csv_path)))
+    char title[256];
+    snprintf(title, sizeof title,
+             "Rotated Fashion-MNIST: circle weight manifold vs input concatenation (%d epochs)",
+             o.epochs);
+    double t_eval;
+    if (ex_rotation_report(net, &task, &test, tr.start_deg, tr.len_deg, step, &o, "rotation", title,
+                           &t_eval))
         goto out;
-    fprintf(csv, "s,angle_deg,acc_manifold,acc_concat,split\n");
-    printf("\n angle  split     manifold  concat   manifold-concat\n");
-    double sum[2][EX_N_MODELS] = {{0}}; /* [held out?][model] */
-    int count[2] = {0, 0};
-    double t_eval = ex_now();
-    for (float deg = 0.0f; deg < 360.0f - 1e-3f; deg += step) {
-        float s = deg / 360.0f, acc[EX_N_MODELS];
-        if (ex_eval_at(net, &task, &test, &s, o.seed, acc))
-            goto out;
-        int held = !in_arc(&tr, deg);
-        for (int m = 0; m < EX_N_MODELS; m++)
-            sum[held][m] += acc[m];
-        count[held]++;
-        printf("%6.0f  %-8s  %.4f    %.4f   %+.4f\n", (double)deg, held ? "heldout" : "train",
-               (double)acc[0], (double)acc[1], (double)(acc[0] - acc[1]));
-        fprintf(csv, "%.6f,%g,%.4f,%.4f,%s\n", (double)s, (double)deg, (double)acc[0],
-                (double)acc[1], held ? "heldout" : "train");
-    }
-    t_eval = ex_now() - t_eval;
-    if (fclose(csv) != 0) {
-        csv = NULL;
-        fprintf(stderr, "error: writing %s failed\n", csv_path);
-        goto out;
-    }
-    csv = NULL;
-
-    printf("\nmean test accuracy      manifold  concat   manifold-concat\n");
-    for (int h = 0; h < 2; h++) {
-        if (count[h] == 0)
-            continue;
-        double mm = sum[h][0] / count[h], mc = sum[h][1] / count[h];
-        printf("%-8s arc (%2d angles)  %.4f    %.4f   %+.4f\n", h ? "held-out" : "training",
-               count[h], mm, mc, mm - mc);
-    }
-    printf("wrote %s\n", csv_path);
-
-    if (!o.no_plot) {
-        /* The held-out arc on a 0..360 axis: one or two intervals. */
-        float held[2][2];
-        int n_held = 0;
-        float h0 = wrap360(tr.start_deg + tr.len_deg), hl = 360.0f - tr.len_deg;
-        if (hl > 0.0f) {
-            if (h0 + hl <= 360.0f) {
-                held[n_held][0] = h0;
-                held[n_held++][1] = h0 + hl;
-            } else {
-                held[n_held][0] = h0;
-                held[n_held++][1] = 360.0f;
-                held[n_held][0] = 0.0f;
-                held[n_held++][1] = h0 + hl - 360.0f;
-            }
-        }
-        char title[256];
-        snprintf(title, sizeof title,
-                 "Rotated Fashion-MNIST: circle weight manifold vs input concatenation (%d epochs)",
-                 o.epochs);
-        if (ex_plot_1d(o.out_dir, "rotation", title, "rotation angle (degrees)", 2, 0.0f, 360.0f,
-                       30.0f, 360.0f, (const float (*)[2])held, n_held) == 0)
-            printf("plot: %s/rotation.png\n", o.out_dir);
-    }
     printf("time: training %.1f s, testing %.1f s, total %.1f s\n", t_train, t_eval,
            ex_now() - t_start);
     rc = 0;
 out:
-    if (csv)
-        fclose(csv);
     for (int m = 0; m < EX_N_MODELS; m++) {
         wm_optimizer_free(opt[m]);
         wm_net_free(net[m]);
