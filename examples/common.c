@@ -687,3 +687,18 @@ int ex_rotation_report(wm_net *net[EX_N_MODELS], const ex_task *task, const idx_
     }
     return 0;
 }
+
+int ex_build_mlps(const wm_manifold *m, int n_in, const ex_opts *o, wm_net *net[EX_N_MODELS],
+                  wm_optimizer *opt[EX_N_MODELS])
+{
+    const int *chid = o->n_concat_hidden ? o->concat_hidden : o->hidden;
+    int n_chid = o->n_concat_hidden ? o->n_concat_hidden : o->n_hidden;
+    net[EX_MANIFOLD] = ex_build_mlp(m, WM_COND_MANIFOLD, n_in, o->hidden, o->n_hidden, o->seed);
+    net[EX_CONCAT] = ex_build_mlp(m, WM_COND_CONCAT, n_in, chid, n_chid, o->seed);
+    if (!net[EX_MANIFOLD] || !net[EX_CONCAT])
+        return -1;
+    for (int k = 0; k < EX_N_MODELS; k++)
+        if (!(opt[k] = ex_make_optimizer(net[k], o)))
+            return -1;
+    return 0;
+}

@@ -105,6 +105,13 @@ wm_net *ex_build_mlp(const wm_manifold *m, wm_conditioning cond, int n_in, const
 /* Create an optimizer from the flags (kind, lr). NULL (message printed) on failure. */
 wm_optimizer *ex_make_optimizer(wm_net *net, const ex_opts *o);
 
+/* The two MLPs of an experiment on manifold m (the manifold net with
+ * o->hidden, the concat baseline with o->concat_hidden, or o->hidden when
+ * that was not given) and an optimizer for each. Returns 0, or -1 (message
+ * printed) leaving whatever was built in net/opt for the caller to free. */
+int ex_build_mlps(const wm_manifold *m, int n_in, const ex_opts *o, wm_net *net[EX_N_MODELS],
+                  wm_optimizer *opt[EX_N_MODELS]);
+
 /* Train both nets for o->epochs on identical minibatches: each image gets its
  * own context from task->sample_train_ctx. Prints one line per epoch with the
  * loss, the accuracy on a fixed probe of training images at training

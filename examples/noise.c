@@ -124,10 +124,6 @@ int main(int argc, char **argv)
                 (double)nt.gap0, (double)nt.gap1);
         return 2;
     }
-    if (o.n_concat_hidden == 0) {
-        memcpy(o.concat_hidden, o.hidden, sizeof o.hidden);
-        o.n_concat_hidden = o.n_hidden;
-    }
 
     double t_start = ex_now();
     idx_dataset train, test;
@@ -144,14 +140,8 @@ int main(int argc, char **argv)
         goto out;
     }
     const int n_in = train.rows * train.cols;
-    net[EX_MANIFOLD] = ex_build_mlp(line, WM_COND_MANIFOLD, n_in, o.hidden, o.n_hidden, o.seed);
-    net[EX_CONCAT] =
-        ex_build_mlp(line, WM_COND_CONCAT, n_in, o.concat_hidden, o.n_concat_hidden, o.seed);
-    if (!net[0] || !net[1])
+    if (ex_build_mlps(line, n_in, &o, net, opt))
         goto out;
-    for (int m = 0; m < EX_N_MODELS; m++)
-        if (!(opt[m] = ex_make_optimizer(net[m], &o)))
-            goto out;
 
     printf("noise: sigma = s * %g, train on s in [%g, %g]", (double)nt.max_sigma, (double)nt.lo,
            (double)nt.hi);

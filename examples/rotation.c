@@ -100,10 +100,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: --train-arc %g,%g is empty\n", (double)a0, (double)a1);
         return 2;
     }
-    if (o.n_concat_hidden == 0) {
-        memcpy(o.concat_hidden, o.hidden, sizeof o.hidden);
-        o.n_concat_hidden = o.n_hidden;
-    }
 
     double t_start = ex_now();
     idx_dataset train, test;
@@ -120,14 +116,8 @@ int main(int argc, char **argv)
         goto out;
     }
     const int n_in = train.rows * train.cols;
-    net[EX_MANIFOLD] = ex_build_mlp(circle, WM_COND_MANIFOLD, n_in, o.hidden, o.n_hidden, o.seed);
-    net[EX_CONCAT] =
-        ex_build_mlp(circle, WM_COND_CONCAT, n_in, o.concat_hidden, o.n_concat_hidden, o.seed);
-    if (!net[0] || !net[1])
+    if (ex_build_mlps(circle, n_in, &o, net, opt))
         goto out;
-    for (int m = 0; m < EX_N_MODELS; m++)
-        if (!(opt[m] = ex_make_optimizer(net[m], &o)))
-            goto out;
 
     printf("rotation: train arc %g..%g deg (%g deg), held out the other %g deg; "
            "%d epochs, batch %d, seed %llu\n",

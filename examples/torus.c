@@ -178,10 +178,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: the held-out block covers more than 3/4 of the torus\n");
         return 2;
     }
-    if (o.n_concat_hidden == 0) {
-        memcpy(o.concat_hidden, o.hidden, sizeof o.hidden);
-        o.n_concat_hidden = o.n_hidden;
-    }
 
     double t_start = ex_now();
     idx_dataset train, test;
@@ -200,14 +196,8 @@ int main(int argc, char **argv)
         goto out;
     }
     const int n_in = train.rows * train.cols;
-    net[EX_MANIFOLD] = ex_build_mlp(torus, WM_COND_MANIFOLD, n_in, o.hidden, o.n_hidden, o.seed);
-    net[EX_CONCAT] =
-        ex_build_mlp(torus, WM_COND_CONCAT, n_in, o.concat_hidden, o.n_concat_hidden, o.seed);
-    if (!net[0] || !net[1])
+    if (ex_build_mlps(torus, n_in, &o, net, opt))
         goto out;
-    for (int m = 0; m < EX_N_MODELS; m++)
-        if (!(opt[m] = ex_make_optimizer(net[m], &o)))
-            goto out;
 
     printf("torus: rotation x shift of radius %g px round a circle; held out angles "
            "[%g,%g) x phases [%g,%g) deg; %d epochs, batch %d, seed %llu\n",
