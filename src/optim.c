@@ -295,11 +295,23 @@ static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb
     float lr = o->cfg.lr, wd = k->wd;
     switch (k->kind) {
     case WM_OPT_SD:
-        for (size_t j = 0; j < n; j++)
-            q[j] -= lr * (g[j] + wd * q[j]);
+        if (wd == 0.0f)
+            for (size_t j = 0; j < n; j++)
+                q[j] -= lr * g[j];
+        else
+            for (size_t j = 0; j < n; j++)
+                q[j] -= lr * (g[j] + wd * q[j]);
         break;
     case WM_OPT_MOMENTUM: {
         float mu = k->mu;
+        if (wd == 0.0f) {        /* the common case: two fewer operations a parameter */
+            for (size_t j = 0; j < n; j++) {
+                float v = mu * m1[j] + g[j];
+                m1[j] = v;
+                q[j] -= lr * v;
+            }
+            break;
+        }
         for (size_t j = 0; j < n; j++) {
             float v = mu * m1[j] + g[j] + wd * q[j];
             float nq = q[j] - lr * v;
@@ -339,14 +351,27 @@ static void rank1_rows(const step_consts *k, float lr, float *restrict q, float 
     case WM_OPT_SD:
         for (int r = 0; r < rows; r++, q += n) {
             float a = scale ? c * scale[r] : c;
-            for (size_t j = 0; j < n; j++) {
-                float g = a * x[j], nq = q[j] - lr * (g + wd * q[j]);
-                q[j] = nq;
-            }
+            if (wd == 0.0f)
+                for (size_t j = 0; j < n; j++)
+                    q[j] -= lr * (a * x[j]);
+            else
+                for (size_t j = 0; j < n; j++)
+                    q[j] -= lr * (a * x[j] + wd * q[j]);
         }
         break;
     case WM_OPT_MOMENTUM: {
         float mu = k->mu;
+        if (wd == 0.0f) {        /* the common case: two fewer operations a parameter */
+            for (int r = 0; r < rows; r++, q += n, m1 += n) {
+                float a = scale ? c * scale[r] : c;
+                for (size_t j = 0; j < n; j++) {
+                    float v = mu * m1[j] + a * x[j];
+                    m1[j] = v;
+                    q[j] -= lr * v;
+                }
+            }
+            break;
+        }
         for (int r = 0; r < rows; r++, q += n, m1 += n) {
             float a = scale ? c * scale[r] : c;
             for (size_t j = 0; j < n; j++) {

@@ -4,15 +4,16 @@
 
 #include "testutil.h"
 
-static wm_net *make_net(const char *mname, wm_conditioning cond, int in, uint64_t seed,
-                        int randomise)
+/* in -> h1 relu -> h2 tanh -> 4 */
+static wm_net *make_net_sized(const char *mname, wm_conditioning cond, int in, int h1, int h2,
+                              uint64_t seed, int randomise)
 {
     wm_manifold *m = tu_manifold(mname);
     wm_net *net;
     WM_OK_OR_FAIL(wm_net_create(&net, m, in, cond));
     wm_manifold_free(m);
-    WM_OK_OR_FAIL(wm_net_dense(net, 16, WM_ACT_RELU));
-    WM_OK_OR_FAIL(wm_net_dense(net, 8, WM_ACT_TANH));
+    WM_OK_OR_FAIL(wm_net_dense(net, h1, WM_ACT_RELU));
+    WM_OK_OR_FAIL(wm_net_dense(net, h2, WM_ACT_TANH));
     WM_OK_OR_FAIL(wm_net_dense(net, 4, WM_ACT_NONE));
     WM_OK_OR_FAIL(wm_net_init(net, seed));
     if (randomise) {
@@ -24,6 +25,12 @@ static wm_net *make_net(const char *mname, wm_conditioning cond, int in, uint64_
         free(q);
     }
     return net;
+}
+
+static wm_net *make_net(const char *mname, wm_conditioning cond, int in, uint64_t seed,
+                        int randomise)
+{
+    return make_net_sized(mname, cond, in, 16, 8, seed, randomise);
 }
 
 /* One sample through the plain layers wm_net_weights_at materialises, in double. */
@@ -57,10 +64,10 @@ static void forward_materialised(const wm_net *net, const float *x, const float 
     memcpy(y, a, sizeof(double) * 4);
 }
 
-static void check_decomposition(const char *mname, wm_conditioning cond, int n)
+static void check_decomposition_sized(const char *mname, wm_conditioning cond, int n, int IN,
+                                      int h1, int h2)
 {
-    enum { IN = 6 };
-    wm_net *net = make_net(mname, cond, IN, 17, 1);
+    wm_net *net = make_net_sized(mname, cond, IN, h1, h2, 17, 1);
     const wm_manifold *m = wm_net_manifold(net);
     int dim = wm_manifold_dim(m);
     float *x = malloc(sizeof(float) * n * IN), *s = malloc(sizeof(float) * n * (dim + 1));
@@ -84,6 +91,11 @@ static void check_decomposition(const char *mname, wm_conditioning cond, int n)
     wm_net_free(net);
 }
 
+static void check_decomposition(const char *mname, wm_conditioning cond, int n)
+{
+    check_decomposition_sized(mname, cond, n, 6, 16, 8);
+}
+
 static void test_decomposition_matches_materialised_weights(void **state)
 {
     (void)state;
@@ -94,6 +106,21 @@ static void test_decomposition_matches_materialised_weights(void **state)
             check_decomposition(names[i], WM_COND_MANIFOLD, sizes[j]);
     for (int j = 0; j < 4; j++)
         check_decomposition("circle", WM_COND_CONCAT, sizes[j]);
+}
+
+/* One sample's products run as a one-row sgemm or as sgemv depending on the
+ * row length and the BLAS (src/blas.c): rows of 16, 40 (not whole vectors),
+ * 32, 48 and 64 floats take both kinds where OpenBLAS has its small kernels. */
+static void test_one_sample_at_every_row_length(void **state)
+{
+    (void)state;
+    const char *names[] = {"point", "line", "circle"};
+    int widths[][3] = {{64, 48, 32}, {40, 16, 64}, {32, 64, 48}};
+    for (int i = 0; i < 3; i++)
+        for (int w = 0; w < 3; w++)
+            for (int n = 1; n <= 2; n++)
+                check_decomposition_sized(names[i], WM_COND_MANIFOLD, n, widths[w][0], widths[w][1],
+                                          widths[w][2]);
 }
 
 static void test_shared_context_batch_equals_mixed_path(void **state)
@@ -329,6 +356,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decomposition_matches_materialised_weights),
+        cmocka_unit_test(test_one_sample_at_every_row_length),
         cmocka_unit_test(test_shared_context_batch_equals_mixed_path),
         cmocka_unit_test(test_init_starts_as_a_point),
         cmocka_unit_test(test_control_point_semantics),

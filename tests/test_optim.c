@@ -196,14 +196,14 @@ static void test_volume_budget_is_exact(void **state)
 
 /* Momentum and Adam against their formulas, run in double on the Q
  * coordinates with the gradients the library reports. */
-static void check_stateful(wm_opt_kind kind)
+static void check_stateful(wm_opt_kind kind, float weight_decay)
 {
     fixture f;
     setup(&f, "circle", 21);
     wm_optimizer *opt;
     wm_opt_config cfg = wm_opt_default(kind);
     cfg.lr = kind == WM_OPT_ADAM ? 1e-2f : 0.05f;
-    cfg.weight_decay = 0.02f;
+    cfg.weight_decay = weight_decay;
     WM_OK_OR_FAIL(wm_optimizer_create(&opt, f.net, &cfg));
     size_t np = f.np, len;
     double *q = malloc(np * sizeof(double)), *v1 = calloc(np, sizeof(double)),
@@ -237,8 +237,20 @@ static void check_stateful(wm_opt_kind kind)
     free(q), free(v1), free(v2);
 }
 
-static void test_momentum_matches_formula(void **state) { (void)state; check_stateful(WM_OPT_MOMENTUM); }
-static void test_adam_matches_formula(void **state) { (void)state; check_stateful(WM_OPT_ADAM); }
+/* With and without weight decay: the update has a loop for each. */
+static void test_momentum_matches_formula(void **state)
+{
+    (void)state;
+    check_stateful(WM_OPT_MOMENTUM, 0.02f);
+    check_stateful(WM_OPT_MOMENTUM, 0.0f);
+}
+
+static void test_adam_matches_formula(void **state)
+{
+    (void)state;
+    check_stateful(WM_OPT_ADAM, 0.02f);
+    check_stateful(WM_OPT_ADAM, 0.0f);
+}
 
 static void test_sd_weight_decay(void **state)
 {
@@ -311,13 +323,13 @@ static void test_direct_step_matches_grad_apply(void **state)
     wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
     const char *names[] = {"point", "circle", "torus", "circle"};
     for (int t = 0; t < 4; t++)
-        for (int kd = 0; kd < 3; kd++) {
+        for (int kd = 0; kd < 6; kd++) {     /* each kind without, then with weight decay */
             fixture a, c;
             setup(&a, names[t], 4);
             setup(&c, names[t], 4);
             wm_optimizer *oa, *oc;
-            wm_opt_config cfg = wm_opt_default(kinds[kd]);
-            cfg.weight_decay = 0.01f;
+            wm_opt_config cfg = wm_opt_default(kinds[kd % 3]);
+            cfg.weight_decay = kd < 3 ? 0.0f : 0.01f;
             WM_OK_OR_FAIL(wm_optimizer_create(&oa, a.net, &cfg));
             WM_OK_OR_FAIL(wm_optimizer_create(&oc, c.net, &cfg));
             if (t == 3)                         /* the last case: every batch shares a context */
@@ -351,7 +363,8 @@ static void test_direct_step_matches_grad_apply(void **state)
             const float *pa = wm_net_params(a.net, &len), *pc = wm_net_params(c.net, NULL);
             for (size_t j = 0; j < len; j++)
                 if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
-                    fail_msg("%s kind %d param %zu: rank-1 %.9g vs grad+apply %.9g", names[t], kinds[kd], j,
+                    fail_msg("%s kind %d wd %g param %zu: rank-1 %.9g vs grad+apply %.9g", names[t], kinds[kd % 3],
+                             cfg.weight_decay, j,
                              pa[j], pc[j]);
             wm_optimizer_free(oa), wm_optimizer_free(oc);
             teardown(&a), teardown(&c);
@@ -406,6 +419,54 @@ static void test_direct_step_blocks(void **state)
     wm_manifold_free(m);
 }
 
+/* One sample's step reads each layer's input gradient through the stacked
+ * transposed product, a one-row sgemm or sgemv by row length (src/blas.c):
+ * layers of 64, 48 and 32 (whole 16-float vectors) and 40 and 24 (not),
+ * against wm_grad + wm_apply, which use full GEMMs. */
+static void test_one_sample_step_at_every_row_length(void **state)
+{
+    (void)state;
+    int widths[][3] = {{64, 48, 32}, {40, 24, 64}};
+    const char *names[] = {"point", "circle"};
+    float x[3 * 64], s[3];
+    int32_t labels[3] = {0, 2, 1};
+    uint64_t st = 7;
+    tu_fill(x, 3 * 64, -1, 1, &st);
+    s[0] = 0.1f, s[1] = 0.45f, s[2] = 0.8f;
+    for (int w = 0; w < 2; w++)
+        for (int t = 0; t < 2; t++) {
+            wm_manifold *m = tu_manifold(names[t]);
+            wm_net *net[2];
+            wm_optimizer *opt[2];
+            wm_opt_config cfg = wm_opt_default(WM_OPT_MOMENTUM);
+            for (int j = 0; j < 2; j++) {
+                WM_OK_OR_FAIL(wm_net_create(&net[j], m, widths[w][0], WM_COND_MANIFOLD));
+                WM_OK_OR_FAIL(wm_net_dense(net[j], widths[w][1], WM_ACT_TANH));
+                WM_OK_OR_FAIL(wm_net_dense(net[j], widths[w][2], WM_ACT_RELU));
+                WM_OK_OR_FAIL(wm_net_dense(net[j], 3, WM_ACT_NONE));
+                WM_OK_OR_FAIL(wm_net_init(net[j], 5));
+                WM_OK_OR_FAIL(wm_optimizer_create(&opt[j], net[j], &cfg));
+            }
+            for (int step = 0; step < 3; step++) {
+                wm_batch b = {1, x + step * widths[w][0], t ? s + step : NULL, labels + step, NULL};
+                float la, lc;
+                WM_OK_OR_FAIL(wm_step(opt[0], &b, &la));
+                WM_OK_OR_FAIL(wm_grad(opt[1], &b, &lc));
+                WM_OK_OR_FAIL(wm_apply(opt[1]));
+                assert_true(fabs(la - lc) <= 1e-6 * (1 + fabs(lc)));
+            }
+            size_t len;
+            const float *pa = wm_net_params(net[0], &len), *pc = wm_net_params(net[1], NULL);
+            for (size_t j = 0; j < len; j++)
+                if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
+                    fail_msg("%s widths %d-%d-%d param %zu: step %.9g vs grad+apply %.9g", names[t],
+                             widths[w][0], widths[w][1], widths[w][2], j, pa[j], pc[j]);
+            for (int j = 0; j < 2; j++)
+                wm_optimizer_free(opt[j]), wm_net_free(net[j]);
+            wm_manifold_free(m);
+        }
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -427,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_step_equals_grad_then_apply),
         cmocka_unit_test(test_direct_step_matches_grad_apply),
         cmocka_unit_test(test_direct_step_blocks),
+        cmocka_unit_test(test_one_sample_step_at_every_row_length),
         cmocka_unit_test(test_defaults),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
