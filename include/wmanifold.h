@@ -328,7 +328,8 @@ WM_API wm_status wm_net_control_point(const wm_net *net, int layer, int k, float
 WM_API wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b);
 
 /** Read-only view of all parameters in the internal orthonormal coordinates,
- * the layout of wm_grad_buffer; *len receives the count. NULL before init. */
+ * the layout of wm_grad_buffer; *len receives the count. NULL before init.
+ * The array starts on a 64-byte boundary (as does wm_grad_buffer's). */
 WM_API const float *wm_net_params(const wm_net *net, size_t *len);
 
 /** Overwrite all parameters (len must equal wm_net_n_params) with q, in the

@@ -7,6 +7,7 @@
 #include "activation.h"
 #include "dense.h"
 #include "error.h"
+#include "memory.h"
 #include "net.h"
 #include "rng.h"
 
@@ -242,7 +243,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         return wmi_fail(WM_ESTATE, "wm_net_init: softmax cross-entropy needs at least 2 outputs, the last layer has %d",
                        net->layers[net->n_layers - 1].out);
     double *q0 = malloc(sizeof(double) * (size_t)net->Kp);
-    float *params = net->initialised ? net->params : malloc(sizeof(float) * net->n_params);
+    float *params = net->initialised ? net->params : wmi_alloc_floats(net->n_params, 0);
     if (!q0 || !params) {
         free(q0);
         if (params != net->params)

@@ -26,6 +26,7 @@
 
 #include "blas.h"
 #include "error.h"
+#include "memory.h"
 #include "loss.h"
 #include "optim.h"
 #include "simd.h"
@@ -80,11 +81,11 @@ wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_conf
     wm_optimizer *o = calloc(1, sizeof *o);
     size_t n = net->n_params;
     if (o) {
-        o->grad = calloc(n, sizeof(float));
+        o->grad = wmi_alloc_floats(n, 1);
         if (cfg->kind != WM_OPT_SD)
-            o->m1 = calloc(n, sizeof(float));
+            o->m1 = wmi_alloc_floats(n, 1);
         if (cfg->kind == WM_OPT_ADAM)
-            o->m2 = calloc(n, sizeof(float));
+            o->m2 = wmi_alloc_floats(n, 1);
     }
     if (!o || !o->grad || (cfg->kind != WM_OPT_SD && !o->m1) || (cfg->kind == WM_OPT_ADAM && !o->m2)) {
         wm_optimizer_free(o);

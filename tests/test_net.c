@@ -123,6 +123,25 @@ static void test_one_sample_at_every_row_length(void **state)
                                           widths[w][2]);
 }
 
+/* The parameters, the gradient and the moments are streamed in whole
+ * vectors: on malloc's 16-byte boundary every AVX-512 access split two
+ * cache lines (src/memory.h). */
+static void test_parameters_are_cache_line_aligned(void **state)
+{
+    (void)state;
+    const char *names[] = {"point", "line", "circle", "torus"};
+    for (int i = 0; i < 4; i++) {
+        wm_net *net = make_net(names[i], WM_COND_MANIFOLD, 5, 1, 0);
+        wm_optimizer *opt;
+        wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+        WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+        assert_int_equal((uintptr_t)wm_net_params(net, NULL) % 64, 0);
+        assert_int_equal((uintptr_t)wm_grad_buffer(opt, NULL) % 64, 0);
+        wm_optimizer_free(opt);
+        wm_net_free(net);
+    }
+}
+
 static void test_shared_context_batch_equals_mixed_path(void **state)
 {
     (void)state;
@@ -357,6 +376,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decomposition_matches_materialised_weights),
         cmocka_unit_test(test_one_sample_at_every_row_length),
+        cmocka_unit_test(test_parameters_are_cache_line_aligned),
         cmocka_unit_test(test_shared_context_batch_equals_mixed_path),
         cmocka_unit_test(test_init_starts_as_a_point),
         cmocka_unit_test(test_control_point_semantics),
