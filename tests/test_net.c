@@ -65,7 +65,7 @@ static void forward_materialised(const wm_net *net, const float *x, const float 
 }
 
 static void check_decomposition_sized(const char *mname, wm_conditioning cond, int n, int IN,
-                                      int h1, int h2)
+                                      int h1, int h2, int shared)
 {
     wm_net *net = make_net_sized(mname, cond, IN, h1, h2, 17, 1);
     const wm_manifold *m = wm_net_manifold(net);
@@ -75,6 +75,8 @@ static void check_decomposition_sized(const char *mname, wm_conditioning cond, i
     uint64_t st = 5;
     tu_fill(x, (size_t)n * IN, -1, 1, &st);
     tu_contexts(m, s, n, &st);
+    for (int i = 1; shared && i < n; i++)
+        memcpy(s + i * dim, s, sizeof(float) * dim);
     WM_OK_OR_FAIL(wm_infer(net, x, s, n, out));
     double err = 0, mag = 0;
     for (int i = 0; i < n; i++) {
@@ -86,14 +88,15 @@ static void check_decomposition_sized(const char *mname, wm_conditioning cond, i
         }
     }
     if (!(err < 1e-5 * (1 + mag)))
-        fail_msg("%s n=%d: batched vs materialised max diff %.3g (outputs up to %.3g)", mname, n, err, mag);
+        fail_msg("%s n=%d in=%d shared=%d: batched vs materialised max diff %.3g (outputs up to %.3g)", mname,
+                 n, IN, shared, err, mag);
     free(x), free(s), free(out);
     wm_net_free(net);
 }
 
 static void check_decomposition(const char *mname, wm_conditioning cond, int n)
 {
-    check_decomposition_sized(mname, cond, n, 6, 16, 8);
+    check_decomposition_sized(mname, cond, n, 6, 16, 8, 0);
 }
 
 static void test_decomposition_matches_materialised_weights(void **state)
@@ -108,19 +111,24 @@ static void test_decomposition_matches_materialised_weights(void **state)
         check_decomposition("circle", WM_COND_CONCAT, sizes[j]);
 }
 
-/* One sample's products run as a one-row sgemm or as sgemv depending on the
- * row length and the BLAS (src/blas.c): rows of 16, 40 (not whole vectors),
- * 32, 48 and 64 floats take both kinds where OpenBLAS has its small kernels. */
-static void test_one_sample_at_every_row_length(void **state)
+/* The forward products take different routes by shape (src/blas.c,
+ * src/dense.c): one sample as a one-row sgemm or as sgemv by row length
+ * (rows of 16, 40, 32, 48, 64 floats); 2-64 samples with rows of 128 or more
+ * inputs as the transposed product W X^T, then a transposing combine; more
+ * samples, or shorter rows, as X W^T. Every route against the materialised
+ * weights, with mixed and with shared contexts. */
+static void test_forward_at_every_shape(void **state)
 {
     (void)state;
     const char *names[] = {"point", "line", "circle"};
-    int widths[][3] = {{64, 48, 32}, {40, 16, 64}, {32, 64, 48}};
+    int widths[][3] = {{64, 48, 32}, {40, 16, 64}, {32, 64, 48}, {128, 130, 64}, {200, 128, 40}};
+    int sizes[] = {1, 2, 17, 64, 65};
     for (int i = 0; i < 3; i++)
-        for (int w = 0; w < 3; w++)
-            for (int n = 1; n <= 2; n++)
-                check_decomposition_sized(names[i], WM_COND_MANIFOLD, n, widths[w][0], widths[w][1],
-                                          widths[w][2]);
+        for (int w = 0; w < 5; w++)
+            for (int n = 0; n < 5; n++)
+                for (int sh = 0; sh < 2; sh++)
+                    check_decomposition_sized(names[i], WM_COND_MANIFOLD, sizes[n], widths[w][0],
+                                              widths[w][1], widths[w][2], sh);
 }
 
 /* The parameters, the gradient and the moments are streamed in whole
@@ -375,7 +383,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decomposition_matches_materialised_weights),
-        cmocka_unit_test(test_one_sample_at_every_row_length),
+        cmocka_unit_test(test_forward_at_every_shape),
         cmocka_unit_test(test_parameters_are_cache_line_aligned),
         cmocka_unit_test(test_shared_context_batch_equals_mixed_path),
         cmocka_unit_test(test_init_starts_as_a_point),
