@@ -18,18 +18,20 @@ typedef struct {
     wm_loss loss;
     int shared;                   /* all samples share one context */
     int n;                        /* batch size */
+    int in, h1, h2;               /* layer widths (0: 3, 5, 4) */
+    int stride;                   /* check every stride-th parameter (0: all) */
 } grad_case;
 
 static void check_case(const grad_case *gc)
 {
-    enum { IN = 3 };
+    const int IN = gc->in ? gc->in : 3, stride = gc->stride ? gc->stride : 1;
     wm_manifold *m = tu_manifold(gc->manifold);
     wm_net *net;
     wm_optimizer *opt;
     int n_out = gc->loss == WM_LOSS_SOFTMAX_CE ? 3 : 2, n = gc->n;
     WM_OK_OR_FAIL(wm_net_create(&net, m, IN, gc->cond));
-    WM_OK_OR_FAIL(wm_net_dense(net, 5, gc->act));
-    WM_OK_OR_FAIL(wm_net_dense(net, 4, gc->act));
+    WM_OK_OR_FAIL(wm_net_dense(net, gc->h1 ? gc->h1 : 5, gc->act));
+    WM_OK_OR_FAIL(wm_net_dense(net, gc->h2 ? gc->h2 : 4, gc->act));
     WM_OK_OR_FAIL(wm_net_dense(net, n_out, gc->loss == WM_LOSS_MSE ? gc->act : WM_ACT_NONE));
     WM_OK_OR_FAIL(wm_net_set_loss(net, gc->loss));
     WM_OK_OR_FAIL(wm_net_init(net, 5));
@@ -42,7 +44,7 @@ static void check_case(const grad_case *gc)
     WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
 
     int dim = wm_manifold_dim(m);
-    float x[64 * IN], s[64 * 4], targets[64 * 3];
+    float *x = malloc(sizeof(float) * 64 * IN), s[64 * 4], targets[64 * 3];
     int32_t labels[64];
     tu_fill(x, (size_t)n * IN, -1, 1, &st);
     tu_contexts(m, s, n, &st);
@@ -85,7 +87,7 @@ static void check_case(const grad_case *gc)
             size_t len = part ? (size_t)ref.out[l] : wn;
             double *P = part ? ref.B[l] : ref.P[l];
             for (int k = 0; k < K; k++)
-                for (size_t j = 0; j < len; j++) {
+                for (size_t j = (size_t)k % stride; j < len; j += stride) {
                     double lib = 0;
                     for (int i = 0; i <= k; i++)
                         lib += L[k * K + i] * gq[off + (size_t)i * len + j];
@@ -111,7 +113,7 @@ static void check_case(const grad_case *gc)
     wm_optimizer_free(opt);
     wm_net_free(net);
     wm_manifold_free(m);
-    free(q);
+    free(q), free(x);
 }
 
 static void run_manifold(const char *name)
@@ -125,12 +127,28 @@ static void run_manifold(const char *name)
         for (int a = 0; a < 4; a++)
             for (int l = 0; l < 2; l++)
                 for (int sh = 0; sh < 2; sh++) {
-                    grad_case gc = {name, conds[c], acts[a], losses[l], sh, sh ? 5 : 7};
+                    grad_case gc = {name, conds[c], acts[a], losses[l], sh, sh ? 5 : 7, 0, 0, 0, 0};
                     check_case(&gc);
                 }
     }
-    grad_case single = {name, WM_COND_MANIFOLD, WM_ACT_TANH, WM_LOSS_MSE, 0, 1};
+    grad_case single = {name, WM_COND_MANIFOLD, WM_ACT_TANH, WM_LOSS_MSE, 0, 1, 0, 0, 0, 0};
     check_case(&single);                         /* batch of one */
+}
+
+/* Layers wide enough that the products run in blocks (src/blas.c: a thin
+ * batch of 40 samples against 160- and 130-wide layers), checked on every
+ * 1013th parameter of each basis point (about 120): relu and tanh, mixed and
+ * shared contexts, a line and a circle. */
+static void test_grad_wide_layers(void **st)
+{
+    (void)st;
+    const char *names[] = {"line", "circle"};
+    for (int i = 0; i < 2; i++)
+        for (int sh = 0; sh < 2; sh++) {
+            grad_case gc = {names[i], WM_COND_MANIFOLD, sh ? WM_ACT_TANH : WM_ACT_RELU, WM_LOSS_SOFTMAX_CE,
+                            sh, 40, 160, 130, 100, 1013};
+            check_case(&gc);
+        }
 }
 
 static void test_grad_point(void **s) { (void)s; run_manifold("point"); }
@@ -143,6 +161,7 @@ static void test_grad_bspline(void **s) { (void)s; run_manifold("bspline"); }
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grad_wide_layers),
         cmocka_unit_test(test_grad_point),    cmocka_unit_test(test_grad_line),
         cmocka_unit_test(test_grad_circle),   cmocka_unit_test(test_grad_torus),
         cmocka_unit_test(test_grad_cylinder), cmocka_unit_test(test_grad_bspline),
