@@ -100,8 +100,12 @@ static void col2im_add(const wm_layer *ly, const float *dcols, float *dx)
                         continue;
                     float *dst = plane + iy * ly->in_w + (lo * s - ly->pad + kx);
                     const float *src = row + oy * ly->out_w;
-                    for (int ox = lo; ox < hi; ox++)
-                        dst[(ox - lo) * s] += src[ox];
+                    if (s == 1)                   /* contiguous: vectorises */
+                        for (int ox = lo; ox < hi; ox++)
+                            dst[ox - lo] += src[ox];
+                    else
+                        for (int ox = lo; ox < hi; ox++)
+                            dst[(ox - lo) * s] += src[ox];
                 }
             }
 }
