@@ -170,6 +170,12 @@ static const arch NET_C[] = {
     {L_CONV, 3, 3, 1, 1, WM_ACT_TANH}, {L_AVG, 0, 2, 0, 0, WM_ACT_NONE},
     {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
 };
+/* Two stride-1 3x3 convs in a row: the first one's gradient comes through
+ * the second's overlapping windows (col2im must add, not overwrite). */
+static const arch NET_D[] = {
+    {L_CONV, 3, 3, 1, 1, WM_ACT_TANH}, {L_CONV, 2, 3, 1, 0, WM_ACT_RELU},
+    {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
 
 static void check_gradient_of(const arch *A, int na, const char *mname, wm_conditioning cond,
                               wm_conv_strategy strategy, int shared)
@@ -250,6 +256,8 @@ static void test_conv_gradients(void **state)
     for (int sh = 0; sh < 2; sh++) {
         check_gradient_of(NET_B, 4, "circle", WM_COND_MANIFOLD, WM_CONV_AUTO, sh);
         check_gradient_of(NET_C, 3, "line", WM_COND_MANIFOLD, WM_CONV_AUTO, sh);
+        check_gradient_of(NET_D, 3, "circle", WM_COND_MANIFOLD, WM_CONV_STACKED, sh);
+        check_gradient_of(NET_D, 3, "circle", WM_COND_MANIFOLD, WM_CONV_MATERIALISED, sh);
     }
 }
 
