@@ -312,6 +312,27 @@ static void test_step_equals_grad_then_apply(void **state)
     teardown(&a), teardown(&c);
 }
 
+/* One wm_step on opt[0] and wm_grad + wm_apply on opt[1], with the same batch:
+ * the losses must agree to rounding. */
+static void step_and_grad_apply(wm_optimizer *opt[2], const wm_batch *b)
+{
+    float la, lc;
+    WM_OK_OR_FAIL(wm_step(opt[0], b, &la));
+    WM_OK_OR_FAIL(wm_grad(opt[1], b, &lc));
+    WM_OK_OR_FAIL(wm_apply(opt[1]));
+    assert_true(fabs(la - lc) <= 1e-6 * (1 + fabs(lc)));
+}
+
+/* The two nets' parameters agree to float rounding; `what` names the case. */
+static void assert_params_close(const wm_net *a, const wm_net *c, const char *what)
+{
+    size_t len;
+    const float *pa = wm_net_params(a, &len), *pc = wm_net_params(c, NULL);
+    for (size_t j = 0; j < len; j++)
+        if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
+            fail_msg("%s param %zu: wm_step %.9g vs grad+apply %.9g", what, j, pa[j], pc[j]);
+}
+
 /* wm_step on a dense net applies the gradient as it forms it (one sample:
  * rank-1, a few: a block at a time, many at one context: one dW for all
  * basis points), never storing it whole; it must move the
@@ -346,6 +367,7 @@ static void test_direct_step_matches_grad_apply(void **state)
                 memcpy(sb + i * dim, a.s + (i % N) * dim, sizeof(float) * dim);
                 lb[i] = a.labels[i % N];
             }
+            wm_optimizer *opt[2] = {oa, oc};
             for (int step = 0; step < 8; step++) {
                 /* batches of 1, 2 and 3 samples (rank-1 and blocked direct
                  * updates), then two of BIG */
@@ -353,19 +375,11 @@ static void test_direct_step_matches_grad_apply(void **state)
                 wm_batch ba = {nb, a.x + at * IN, a.s + at * dim, a.labels + at, NULL};
                 if (nb == BIG)
                     ba.x = xb, ba.s = sb, ba.labels = lb;
-                float la, lc;
-                WM_OK_OR_FAIL(wm_step(oa, &ba, &la));
-                WM_OK_OR_FAIL(wm_grad(oc, &ba, &lc));
-                WM_OK_OR_FAIL(wm_apply(oc));
-                assert_true(fabs(la - lc) <= 1e-6 * (1 + fabs(lc)));   /* same to rounding */
+                step_and_grad_apply(opt, &ba);
             }
-            size_t len;
-            const float *pa = wm_net_params(a.net, &len), *pc = wm_net_params(c.net, NULL);
-            for (size_t j = 0; j < len; j++)
-                if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
-                    fail_msg("%s kind %d wd %g param %zu: rank-1 %.9g vs grad+apply %.9g", names[t], kinds[kd % 3],
-                             cfg.weight_decay, j,
-                             pa[j], pc[j]);
+            char what[96];
+            snprintf(what, sizeof what, "%s kind %d wd %g", names[t], kinds[kd % 3], cfg.weight_decay);
+            assert_params_close(a.net, c.net, what);
             wm_optimizer_free(oa), wm_optimizer_free(oc);
             teardown(&a), teardown(&c);
         }
@@ -400,19 +414,11 @@ static void test_direct_step_blocks(void **state)
             WM_OK_OR_FAIL(wm_optimizer_create(&opt[j], net[j], &cfg));
         }
         wm_batch b = {nb, x, s, labels, NULL};
-        for (int step = 0; step < 3; step++) {
-            float la, lc;
-            WM_OK_OR_FAIL(wm_step(opt[0], &b, &la));
-            WM_OK_OR_FAIL(wm_grad(opt[1], &b, &lc));
-            WM_OK_OR_FAIL(wm_apply(opt[1]));
-            assert_true(fabs(la - lc) <= 1e-6 * (1 + fabs(lc)));
-        }
-        size_t len;
-        const float *pa = wm_net_params(net[0], &len), *pc = wm_net_params(net[1], NULL);
-        for (size_t j = 0; j < len; j++)
-            if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
-                fail_msg("case %d (batch %d) param %zu: direct %.9g vs grad+apply %.9g", c, nb, j, pa[j],
-                         pc[j]);
+        for (int step = 0; step < 3; step++)
+            step_and_grad_apply(opt, &b);
+        char what[64];
+        snprintf(what, sizeof what, "case %d (batch %d)", c, nb);
+        assert_params_close(net[0], net[1], what);
         for (int j = 0; j < 2; j++)
             wm_optimizer_free(opt[j]), wm_net_free(net[j]);
     }
@@ -449,18 +455,12 @@ static void test_one_sample_step_at_every_row_length(void **state)
             }
             for (int step = 0; step < 3; step++) {
                 wm_batch b = {1, x + step * widths[w][0], t ? s + step : NULL, labels + step, NULL};
-                float la, lc;
-                WM_OK_OR_FAIL(wm_step(opt[0], &b, &la));
-                WM_OK_OR_FAIL(wm_grad(opt[1], &b, &lc));
-                WM_OK_OR_FAIL(wm_apply(opt[1]));
-                assert_true(fabs(la - lc) <= 1e-6 * (1 + fabs(lc)));
+                step_and_grad_apply(opt, &b);
             }
-            size_t len;
-            const float *pa = wm_net_params(net[0], &len), *pc = wm_net_params(net[1], NULL);
-            for (size_t j = 0; j < len; j++)
-                if (fabs(pa[j] - pc[j]) > 1e-6 * (1 + fabs(pc[j])))
-                    fail_msg("%s widths %d-%d-%d param %zu: step %.9g vs grad+apply %.9g", names[t],
-                             widths[w][0], widths[w][1], widths[w][2], j, pa[j], pc[j]);
+            char what[64];
+            snprintf(what, sizeof what, "%s widths %d-%d-%d", names[t], widths[w][0], widths[w][1],
+                     widths[w][2]);
+            assert_params_close(net[0], net[1], what);
             for (int j = 0; j < 2; j++)
                 wm_optimizer_free(opt[j]), wm_net_free(net[j]);
             wm_manifold_free(m);
