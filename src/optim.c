@@ -26,8 +26,8 @@
 
 #include "blas.h"
 #include "error.h"
-#include "memory.h"
 #include "loss.h"
+#include "memory.h"
 #include "optim.h"
 #include "simd.h"
 
