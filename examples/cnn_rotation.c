@@ -118,28 +118,6 @@ static void describe(const char *name, const int *conv, int n_conv, const int *d
     printf("dense %d\n", EX_N_CLASSES);
 }
 
-static int parse_list(const char *text, int *w, int *n, int max)
-{
-    int count = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 4096 || count == max)
-            return -1;
-        w[count++] = (int)v;
-        if (*end == ',')
-            end++;
-        else if (*end != '\0')
-            return -1;
-        p = end;
-    }
-    if (count == 0)
-        return -1;
-    *n = count;
-    return 0;
-}
-
 static const char *strategy_name(wm_conv_strategy s)
 {
     return s == WM_CONV_STACKED ? "stacked" : s == WM_CONV_MATERIALISED ? "materialised" : "auto";
@@ -317,12 +295,12 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if ((r = ex_flag(argc, argv, &i, "--conv", &v)) != 0) {
-            if (r < 0 || parse_list(v, a.conv, &a.n_conv, MAX_CONV)) {
+            if (r < 0 || ex_parse_widths(v, a.conv, &a.n_conv, MAX_CONV, 4096)) {
                 fprintf(stderr, "error: --conv wants 1..%d widths, e.g. 8,16\n", MAX_CONV);
                 return 2;
             }
         } else if ((r = ex_flag(argc, argv, &i, "--concat-conv", &v)) != 0) {
-            if (r < 0 || parse_list(v, a.cconv, &a.n_cconv, MAX_CONV)) {
+            if (r < 0 || ex_parse_widths(v, a.cconv, &a.n_cconv, MAX_CONV, 4096)) {
                 fprintf(stderr, "error: --concat-conv wants 1..%d widths, e.g. 8,16\n",
                         MAX_CONV);
                 return 2;

@@ -127,14 +127,14 @@ int ex_parse_pair(const char *text, float *a, float *b)
     return 0;
 }
 
-static int parse_widths(const char *text, int *w, int *n)
+int ex_parse_widths(const char *text, int *w, int *n, int max_count, int max_value)
 {
     int count = 0;
     const char *p = text;
     while (*p) {
         char *end;
         long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 100000 || count == EX_MAX_LAYERS - 1)
+        if (end == p || v < 1 || v > max_value || count == max_count)
             return -1;
         w[count++] = (int)v;
         if (*end == ',')
@@ -194,10 +194,10 @@ int ex_opts_parse(ex_opts *o, int argc, char **argv, int *i)
         if (r < 0 || ex_parse_int(v, &o->n_test) || o->n_test < 1)
             goto bad;
     } else if (FLAG("--hidden")) {
-        if (r < 0 || parse_widths(v, o->hidden, &o->n_hidden))
+        if (r < 0 || ex_parse_widths(v, o->hidden, &o->n_hidden, EX_MAX_LAYERS - 1, 100000))
             goto bad;
     } else if (FLAG("--concat-hidden")) {
-        if (r < 0 || parse_widths(v, o->concat_hidden, &o->n_concat_hidden))
+        if (r < 0 || ex_parse_widths(v, o->concat_hidden, &o->n_concat_hidden, EX_MAX_LAYERS - 1, 100000))
             goto bad;
     } else if (!strcmp(argv[*i], "--no-plot")) {
         o->no_plot = 1;

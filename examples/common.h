@@ -46,6 +46,10 @@ void ex_opts_default(ex_opts *o);
 /* The help text for the flags ex_opts_parse understands. */
 void ex_opts_help(FILE *f, const ex_opts *defaults);
 
+/* A comma-separated list of 1 to max_count integers in 1..max_value into w
+ * and *n; 0, or -1 for anything else. */
+int ex_parse_widths(const char *text, int *w, int *n, int max_count, int max_value);
+
 /* If argv[*i] is a common flag, consume it (and its value, advancing *i) and
  * return 1; return 0 if it is not one of ours, -1 (message printed) if its
  * value is bad. Flags take "--name value" or "--name=value". */
