@@ -294,8 +294,11 @@ WM_API wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int 
  * softmax CE). Samples may have different contexts. n = 0 does nothing.
  * Thread-safe on one net. Uses per-thread scratch that grows to the largest
  * chunk seen and is released at thread exit: no allocation in steady state.
+ * Any n up to INT_MAX works (batches run in chunks). out must not overlap x
+ * or s (later chunks' inputs would be overwritten): an overlap is WM_EINVAL.
  * Returns WM_OK, WM_EINVAL (NULL, n < 0, NaN/Inf input or context, context
- * out of domain), WM_ESTATE (not initialised), WM_ENOMEM. */
+ * out of domain, out overlapping x or s), WM_ESTATE (not initialised),
+ * WM_ENOMEM. */
 WM_API wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out);
 
 /** wm_infer with caller-owned workspace (no allocation at all, ever).
@@ -446,7 +449,8 @@ WM_API uint64_t wm_optimizer_steps(const wm_optimizer *opt);
 /** Mean loss and accuracy (fraction of samples whose argmax output equals the
  * label, or under MSE the target's argmax) over a batch; either output may be
  * NULL. Thread-safe on one net (per-thread scratch, like wm_infer).
- * Returns as wm_step (never WM_ENUMERIC for a finite net and batch). */
+ * Returns as wm_step; WM_ENUMERIC when the loss is not finite (activations
+ * that overflow float), with *loss and *accuracy untouched. */
 WM_API wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, float *accuracy);
 
 /** Checkpoints: save the optimizer's net together with the optimizer's settings

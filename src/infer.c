@@ -32,7 +32,7 @@ size_t wm_infer_workspace_size(const wm_net *net, int n)
 }
 
 /* Each chunk: encode, forward, then hand the outputs to `sink`. */
-typedef void (*chunk_sink)(const float *y, int row0, int rows, int m, void *ctx);
+typedef void (*chunk_sink)(const float *y, size_t row0, int rows, int m, void *ctx);
 
 static wm_status run_chunks(const wm_net *net, const float *x, const float *s, int n, void *ws,
                             size_t ws_bytes, chunk_sink sink, void *ctx)
@@ -48,20 +48,28 @@ static wm_status run_chunks(const wm_net *net, const float *x, const float *s, i
     wm_status st = n > rows ? wmi_pass_check(net, x, s, n) : WM_OK;   /* all or nothing */
     if (st != WM_OK)
         return st;
-    for (int r0 = 0; r0 < n; r0 += rows) {
-        int r = n - r0 < rows ? n - r0 : rows;
+    /* r0 steps in int64: n within a chunk of INT_MAX would wrap r0 += rows */
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+        int r = n - r0 < rows ? (int)(n - r0) : rows;
         st = wmi_pass_encode(net, &p, x + (size_t)r0 * net->n_inputs,
-                             s ? s + (size_t)r0 * dim : NULL, r, r0);
+                             s ? s + (size_t)r0 * dim : NULL, r, (int)r0);
         if (st != WM_OK)
             return st;
-        sink(wmi_pass_forward(net, &p, r), r0, r, m, ctx);
+        sink(wmi_pass_forward(net, &p, r), (size_t)r0, r, m, ctx);
     }
     return WM_OK;
 }
 
-static void copy_out(const float *y, int row0, int rows, int m, void *ctx)
+static void copy_out(const float *y, size_t row0, int rows, int m, void *ctx)
 {
-    memcpy((float *)ctx + (size_t)row0 * m, y, sizeof(float) * (size_t)rows * m);
+    memcpy((float *)ctx + row0 * m, y, sizeof(float) * (size_t)rows * m);
+}
+
+/* Whether [a, a + an floats) and [b, b + bn floats) share a byte. */
+static int overlaps(const float *a, size_t an, const float *b, size_t bn)
+{
+    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    return a && b && an && bn && a0 < b0 + bn * sizeof(float) && b0 < a0 + an * sizeof(float);
 }
 
 static wm_status check_infer_args(const wm_net *net, const float *x, const float *s, int n,
@@ -77,6 +85,13 @@ static wm_status check_infer_args(const wm_net *net, const float *x, const float
     if (n > 0 && !s && net->m->dim > 0)
         return wmi_fail(WM_EINVAL, "%s: s is NULL but the manifold has %d context coordinates", fn,
                        net->m->dim);
+    /* outputs are written a chunk at a time while later inputs are still to
+     * be read, so an out that overlaps x or s would corrupt them */
+    size_t N = (size_t)n, n_out = (size_t)net->layers[net->n_layers - 1].out;
+    if (overlaps(out, N * n_out, x, N * (size_t)net->n_inputs) ||
+        overlaps(out, N * n_out, s, N * (size_t)net->m->dim))
+        return wmi_fail(WM_EINVAL, "%s: out overlaps %s; it must be a separate array", fn,
+                       overlaps(out, N * n_out, x, N * (size_t)net->n_inputs) ? "x" : "s");
     return WM_OK;
 }
 
@@ -110,12 +125,12 @@ typedef struct {
     long correct;
 } eval_acc;
 
-static void accumulate_eval(const float *y, int row0, int rows, int m, void *ctx)
+static void accumulate_eval(const float *y, size_t row0, int rows, int m, void *ctx)
 {
     eval_acc *e = ctx;
     long hits = 0;
     e->loss += wmi_loss(e->net->loss, y, rows, m, e->b->labels ? e->b->labels + row0 : NULL,
-                        e->b->targets ? e->b->targets + (size_t)row0 * m : NULL, NULL, 0.0f, &hits);
+                        e->b->targets ? e->b->targets + row0 * m : NULL, NULL, 0.0f, &hits);
     e->correct += hits;
 }
 
@@ -149,6 +164,9 @@ wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, flo
     st = run_chunks(net, batch->x, batch->s, batch->n, ws, bytes, accumulate_eval, &e);
     if (st != WM_OK)
         return st;
+    if (!isfinite(e.loss) || !isfinite((float)(e.loss / batch->n)))
+        return wmi_fail(WM_ENUMERIC, "wm_evaluate: the loss is not finite (%g): the activations "
+                                    "overflowed", e.loss / batch->n);
     if (loss)
         *loss = (float)(e.loss / batch->n);
     if (accuracy)

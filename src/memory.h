@@ -12,6 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Sizes that saturate at SIZE_MAX instead of wrapping: a workspace whose size
+ * overflows becomes a request no allocator grants (WM_ENOMEM), never a small
+ * block that later code overruns. */
+static inline size_t wmi_mul_sat(size_t a, size_t b)
+{
+    return a != 0 && b > SIZE_MAX / a ? SIZE_MAX : a * b;
+}
+static inline size_t wmi_add_sat(size_t a, size_t b) { return b > SIZE_MAX - a ? SIZE_MAX : a + b; }
+
 /* n floats, 64-byte aligned, zeroed if asked; NULL when out of memory.
  * Released with free(). */
 static inline float *wmi_alloc_floats(size_t n, int zeroed)

@@ -12,6 +12,12 @@
 #include "rng.h"
 
 #define MAX_PARAMS ((size_t)1 << 31)     /* 8 GiB of floats: beyond is a mistake */
+/* Every per-sample size (a layer's inputs, outputs, matrix columns; the first
+ * layer's input with a concat net's feature planes) fits this, so every
+ * product the passes form in int (a row index times a width, Kp x rows) stays
+ * far from INT_MAX. Sizes are computed in 64 bits and checked against it
+ * before anything changes. */
+#define MAX_FEATURES ((int64_t)1 << 24)
 
 wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond)
 {
@@ -54,8 +60,24 @@ static wm_status check_add(const wm_net *net, const char *fn)
 }
 
 /* The first layer decides how a concat net's features enter: as values after
- * the inputs (dense), or as constant planes (conv, pool). */
-static void settle_first_input(wm_net *net, int spatial)
+ * the inputs (dense), or as constant planes (conv, pool). The check is pure
+ * (the adders call it with their other checks); append commits. */
+static wm_status check_first_input(const wm_net *net, int spatial, const char *fn)
+{
+    if (net->n_layers > 0)
+        return WM_OK;
+    int image_concat = spatial && net->n_feat > 0;
+    int64_t in0 = (int64_t)net->n_inputs +
+                  (int64_t)net->n_feat * (image_concat ? (int64_t)net->input_h * net->input_w : 1);
+    if (in0 > MAX_FEATURES)
+        return wmi_fail(WM_EINVAL, "%s: the first layer's input would have %lld values per sample "
+                                  "(%d inputs + %d context features%s); at most %lld", fn,
+                       (long long)in0, net->n_inputs, net->n_feat,
+                       image_concat ? " as constant planes" : "", (long long)MAX_FEATURES);
+    return WM_OK;
+}
+
+static void commit_first_input(wm_net *net, int spatial)
 {
     if (net->n_layers > 0)
         return;
@@ -67,11 +89,15 @@ static void settle_first_input(wm_net *net, int spatial)
 
 /* Append ly (kind, out, rows, cols, shapes, act filled in), placing its
  * parameter blocks; fails without changing the net if too large. */
-static wm_status append(wm_net *net, wm_layer *ly, const char *fn)
+static wm_status append(wm_net *net, wm_layer *ly, int spatial, const char *fn)
 {
+    if (ly->out < 1 || ly->out > MAX_FEATURES || ly->cols > MAX_FEATURES)
+        return wmi_fail(WM_EINVAL, "%s: the layer would have %d outputs and %d columns per sample; "
+                                  "each must be in 1..%lld", fn, ly->out, ly->cols, (long long)MAX_FEATURES);
     size_t add = (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1);
     if (add > MAX_PARAMS - net->n_params)
         return wmi_fail(WM_EINVAL, "%s: the net would exceed %zu parameters", fn, MAX_PARAMS);
+    commit_first_input(net, spatial);
     ly->in = net->n_layers ? net->layers[net->n_layers - 1].out : wmi_net_in0(net);
     ly->w_off = net->n_params;
     ly->b_off = net->n_params + (size_t)net->Kp * ly->rows * ly->cols;
@@ -98,14 +124,15 @@ wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
         return wmi_fail(WM_EINVAL, "wm_net_dense: n_outputs = %d must be in 1..%d", n_outputs, 1 << 24);
     if (!wmi_act_valid((int)act))
         return wmi_fail(WM_EINVAL, "wm_net_dense: activation %d is not a wm_activation", (int)act);
-    settle_first_input(net, 0);
+    if ((st = check_first_input(net, 0, __func__)) != WM_OK)
+        return st;
     wm_layer ly;
     memset(&ly, 0, sizeof ly);
     ly.kind = WM_LAYER_DENSE;
     ly.out = ly.rows = n_outputs;
-    ly.cols = net->n_layers ? net->layers[net->n_layers - 1].out : wmi_net_in0(net);
+    ly.cols = net->n_layers ? net->layers[net->n_layers - 1].out : net->n_inputs + net->n_feat;
     ly.act = act;
-    return append(net, &ly, __func__);
+    return append(net, &ly, 0, __func__);
 }
 
 wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
@@ -149,24 +176,37 @@ wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, i
                        out_channels, kernel, stride, pad);
     if (!wmi_act_valid((int)act))
         return wmi_fail(WM_EINVAL, "wm_net_conv2d: activation %d is not a wm_activation", (int)act);
-    settle_first_input(net, 1);
-    int oh = (net->shape_h + 2 * pad - kernel) / stride + 1, ow = (net->shape_w + 2 * pad - kernel) / stride + 1;
-    if (net->shape_h + 2 * pad < kernel || net->shape_w + 2 * pad < kernel)
+    /* the shape the layer would see (a concat net's first conv also reads
+     * the feature planes), all in 64 bits: in_c * k * k overflows int */
+    int in_c = net->shape_c;
+    if (net->n_layers == 0 && net->n_feat > 0)
+        in_c = net->input_c + net->n_feat;
+    int64_t oh = ((int64_t)net->shape_h + 2 * pad - kernel) / stride + 1;
+    int64_t ow = ((int64_t)net->shape_w + 2 * pad - kernel) / stride + 1;
+    int64_t cols = (int64_t)in_c * kernel * kernel;
+    if ((int64_t)net->shape_h + 2 * pad < kernel || (int64_t)net->shape_w + 2 * pad < kernel)
         return wmi_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
                        kernel, kernel, net->shape_h, net->shape_w, pad);
-    if ((double)out_channels * oh * ow > (double)(1 << 24))   /* double: no overflow */
-        return wmi_fail(WM_EINVAL, "wm_net_conv2d: output of %d x %d x %d is too large", out_channels, oh, ow);
+    if ((int64_t)out_channels * oh * ow > MAX_FEATURES)
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: an output of %d x %lld x %lld values is too large (at most %lld)",
+                       out_channels, (long long)oh, (long long)ow, (long long)MAX_FEATURES);
+    if (cols > MAX_FEATURES)
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: %d input channels x %d x %d kernel = %lld weights per "
+                                  "filter; at most %lld", in_c, kernel, kernel, (long long)cols,
+                       (long long)MAX_FEATURES);
+    if ((st = check_first_input(net, 1, __func__)) != WM_OK)
+        return st;
     wm_layer ly;
     memset(&ly, 0, sizeof ly);
     ly.kind = WM_LAYER_CONV;
-    ly.in_c = net->shape_c, ly.in_h = net->shape_h, ly.in_w = net->shape_w;
-    ly.out_c = out_channels, ly.out_h = oh, ly.out_w = ow;
+    ly.in_c = in_c, ly.in_h = net->shape_h, ly.in_w = net->shape_w;
+    ly.out_c = out_channels, ly.out_h = (int)oh, ly.out_w = (int)ow;
     ly.k = kernel, ly.stride = stride, ly.pad = pad;
     ly.rows = out_channels;
-    ly.cols = ly.in_c * kernel * kernel;
-    ly.out = out_channels * oh * ow;
+    ly.cols = (int)cols;
+    ly.out = out_channels * (int)oh * (int)ow;
     ly.act = act;
-    return append(net, &ly, __func__);
+    return append(net, &ly, 1, __func__);
 }
 
 static wm_status add_pool(wm_net *net, int size, wm_layer_kind kind, const char *fn)
@@ -178,17 +218,18 @@ static wm_status add_pool(wm_net *net, int size, wm_layer_kind kind, const char 
         return wmi_fail(WM_EINVAL, "%s: size = %d must be in 1..%d for a %dx%d input", fn, size,
                        net->shape_h < net->shape_w ? net->shape_h : net->shape_w, net->shape_h,
                        net->shape_w);
-    settle_first_input(net, 1);
+    if ((st = check_first_input(net, 1, fn)) != WM_OK)
+        return st;
     wm_layer ly;
     memset(&ly, 0, sizeof ly);
     ly.kind = kind;
-    ly.in_c = ly.out_c = net->shape_c;
+    ly.in_c = ly.out_c = net->n_layers == 0 && net->n_feat > 0 ? net->input_c + net->n_feat : net->shape_c;
     ly.in_h = net->shape_h, ly.in_w = net->shape_w;
     ly.out_h = net->shape_h / size, ly.out_w = net->shape_w / size;
     ly.k = ly.stride = size;
     ly.out = ly.out_c * ly.out_h * ly.out_w;
     ly.act = WM_ACT_NONE;
-    return append(net, &ly, fn);
+    return append(net, &ly, 1, fn);
 }
 
 wm_status wm_net_maxpool(wm_net *net, int size) { return add_pool(net, size, WM_LAYER_MAXPOOL, __func__); }

@@ -129,10 +129,12 @@ static wm_status reserve(wm_optimizer *o, int n)
     if (n <= o->ws_rows)
         return WM_OK;
     const wm_net *net = o->net;
-    size_t bytes = wmi_pass_bytes(net, n, 1) + sizeof(float) * ((size_t)n * net->max_out + 16) +
-                   sizeof(float) * (block_floats(net) + (size_t)net->Kp * net->max_out + 16);
-    bytes = (bytes + 63) / 64 * 64;
-    void *mem = aligned_alloc(64, bytes);
+    /* saturating sums: a batch too large to address asks for SIZE_MAX bytes */
+    size_t extra = wmi_add_sat(wmi_mul_sat((size_t)n, (size_t)net->max_out) + 16,
+                               block_floats(net) + (size_t)net->Kp * net->max_out + 16);
+    size_t bytes = wmi_add_sat(wmi_pass_bytes(net, n, 1), wmi_mul_sat(extra, sizeof(float)));
+    bytes = bytes > SIZE_MAX - 63 ? SIZE_MAX : (bytes + 63) / 64 * 64;
+    void *mem = bytes == SIZE_MAX ? NULL : aligned_alloc(64, bytes);
     if (!mem)
         return wmi_fail(WM_ENOMEM, "out of memory for a %zu-byte training workspace (batch of %d)",
                        bytes, n);

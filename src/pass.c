@@ -10,12 +10,17 @@
 #include "conv.h"
 #include "dense.h"
 #include "error.h"
+#include "memory.h"
 #include "pass.h"
 #include "simd.h"
 
 #define ALIGN_FLOATS 16           /* 64-byte alignment for every array */
 
-static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+/* Saturating (see memory.h): SIZE_MAX stays SIZE_MAX. */
+static size_t round_up(size_t n)
+{
+    return n > SIZE_MAX - ALIGN_FLOATS ? SIZE_MAX : (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
 
 /* Floats of a layer's materialised W(s) and b(s) (0 for pooling). */
 static size_t wmat_floats(const wm_layer *ly)
@@ -32,7 +37,9 @@ static size_t conv_floats(const wm_net *net)
     return most;
 }
 
-/* Walk the layout, either measuring (mem NULL) or assigning pointers. */
+/* Walk the layout, either measuring (mem NULL) or assigning pointers. Sizes
+ * saturate: an impossible batch measures SIZE_MAX bytes, which no allocation
+ * grants, and is never laid out. */
 static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass *p)
 {
     size_t off = 0, N = (size_t)n;
@@ -40,24 +47,25 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
     do {                                                                         \
         float **s_ = (slot);                                                     \
         if (mem && s_) *s_ = mem + off;                                          \
-        off += round_up(count);                                                  \
+        off = wmi_add_sat(off, round_up(count));                                 \
     } while (0)
-    TAKE(p ? &p->C : NULL, N * (size_t)net->Kp);
+#define MUL wmi_mul_sat
+    TAKE(p ? &p->C : NULL, MUL(N, (size_t)net->Kp));
     if (net->n_feat > 0)
-        TAKE(p ? &p->xin : NULL, N * (size_t)wmi_net_in0(net));
+        TAKE(p ? &p->xin : NULL, MUL(N, (size_t)wmi_net_in0(net)));
     if (training) {
         for (int l = 0; l < net->n_layers; l++)
-            TAKE(p ? &p->act[l] : NULL, N * (size_t)net->layers[l].out);
+            TAKE(p ? &p->act[l] : NULL, MUL(N, (size_t)net->layers[l].out));
         for (int l = 0; l < net->n_layers; l++)
-            TAKE(p ? &p->delta[l] : NULL, N * (size_t)net->layers[l].out);
+            TAKE(p ? &p->delta[l] : NULL, MUL(N, (size_t)net->layers[l].out));
         size_t all = 0;           /* backward needs every layer's materialised W */
         for (int l = 0; l < net->n_layers; l++)
             all += wmat_floats(&net->layers[l]);
         TAKE(p ? &p->wmat : NULL, all);
     } else {
         float *ping = NULL, *pong = NULL;
-        TAKE(&ping, N * (size_t)net->max_out);
-        TAKE(&pong, N * (size_t)net->max_out);
+        TAKE(&ping, MUL(N, (size_t)net->max_out));
+        TAKE(&pong, MUL(N, (size_t)net->max_out));
         if (p && mem)
             for (int l = 0; l < net->n_layers; l++)
                 p->act[l] = l % 2 ? pong : ping;
@@ -66,10 +74,11 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
             most = wmat_floats(&net->layers[l]) > most ? wmat_floats(&net->layers[l]) : most;
         TAKE(p ? &p->wmat : NULL, most);
     }
-    TAKE(p ? &p->z : NULL, N * (size_t)net->Kp * net->max_out);
+    TAKE(p ? &p->z : NULL, MUL(MUL(N, (size_t)net->Kp), (size_t)net->max_out));
     TAKE(p ? &p->conv : NULL, conv_floats(net));
+#undef MUL
 #undef TAKE
-    return off * sizeof(float);
+    return wmi_mul_sat(off, sizeof(float));
 }
 
 size_t wmi_pass_bytes(const wm_net *net, int n, int training)
