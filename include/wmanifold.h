@@ -112,10 +112,11 @@ WM_API wm_status wm_manifold_circle(wm_manifold **out);
 WM_API wm_status wm_manifold_fourier(wm_manifold **out, int harmonics);
 
 /** A uniform B-spline curve with n_control control points of the given degree
- * (1 = piecewise linear, 3 = cubic; at most 31): dim 1. periodic = 0: open, clamped (the
+ * (1 = piecewise linear, 3 = cubic; at most 16: above it the Gram matrix is
+ * too ill-conditioned for the orthonormal basis to hold in float): dim 1. periodic = 0: open, clamped (the
  * curve starts at P_1 and ends at P_n), s in [0,1]. periodic != 0: closed,
- * s wraps. Needs degree >= 1 and n_control >= degree + 1.
- * Returns WM_OK, WM_EINVAL, WM_ENOMEM. */
+ * s wraps. Needs 1 <= degree <= 16 and n_control >= degree + 1.
+ * Returns WM_OK, WM_EINVAL (with the reason), WM_ENOMEM. */
 WM_API wm_status wm_manifold_bspline(wm_manifold **out, int n_control, int degree, int periodic);
 
 /** The product manifold A x B: dim = dim A + dim B, context s = (s_A, s_B),

@@ -13,6 +13,9 @@
 /* Factors of one product, nested or not: without a cap, products of points
  * (K = 1, dim 0) could nest without end, each copy doubling the tree. */
 #define WM_MAX_FACTORS 16
+/* See wm_manifold_bspline: the highest degree whose orthonormal basis is
+ * accurate in float. */
+#define WM_BSPLINE_MAX_DEGREE 16
 
 typedef enum {
     WM_MF_POINT, WM_MF_LINE, WM_MF_FOURIER, WM_MF_BSPLINE, WM_MF_PRODUCT, WM_MF_CUSTOM

@@ -1,4 +1,8 @@
 /* test_manifold.c -- bases and Gram matrices (src/manifold.c, src/bspline.c). */
+#include <pthread.h>
+
+#include "linalg.h"
+#include "manifold.h"
 #include "testutil.h"
 
 static void gram_of(const wm_manifold *m, double *G)
@@ -288,6 +292,240 @@ static void test_bad_arguments(void **state)
     assert_non_null(wm_version());
 }
 
+/* ---- deep products on small thread stacks (musl's default is 128 KiB) ---- */
+
+typedef struct {
+    int depth;        /* lines in the product */
+    int ok;
+    char why[256];
+} deep_job;
+
+/* c(s) of a product of lines: prod_d (s_d if bit d of k is set, else 1 - s_d),
+ * bit 0 being the last factor (the nested order: the first factor is major). */
+static double lines_basis(const float *s, int depth, int k)
+{
+    double v = 1.0;
+    for (int d = 0; d < depth; d++) {
+        int bit = (k >> (depth - 1 - d)) & 1;
+        v *= bit ? s[d] : 1.0 - s[d];
+    }
+    return v;
+}
+
+static void *deep_product_job(void *arg)
+{
+    deep_job *j = arg;
+    wm_manifold *line = NULL, *m = NULL, *left = NULL;
+    j->ok = 0;
+    if (wm_manifold_line(&line) != WM_OK)
+        return NULL;
+    /* left-nested (((L x L) x L) ...) */
+    wm_manifold_line(&left);
+    for (int d = 1; d < j->depth; d++) {
+        wm_manifold *next;
+        if (wm_manifold_product(&next, left, line) != WM_OK) {
+            snprintf(j->why, sizeof j->why, "product: %s", wm_last_error());
+            return NULL;
+        }
+        wm_manifold_free(left);
+        left = next;
+    }
+    m = left;
+    int K = wm_manifold_n_basis(m);
+    float s[16], *c = malloc(sizeof(float) * (size_t)K);
+    for (int d = 0; d < j->depth; d++)
+        s[d] = 0.05f + 0.09f * d;
+    if (wm_manifold_basis(m, s, c) != WM_OK) {
+        snprintf(j->why, sizeof j->why, "basis: %s", wm_last_error());
+        goto out;
+    }
+    for (int k = 0; k < K; k++)
+        if (fabs(c[k] - lines_basis(s, j->depth, k)) > 1e-6) {
+            snprintf(j->why, sizeof j->why, "c[%d] = %g, want %g", k, c[k], lines_basis(s, j->depth, k));
+            goto out;
+        }
+    /* a manifold net (c_hat) and a concat net (features) on the same stack:
+     * W(s) = sum_k c_k(s) P_k, against the control points */
+    for (int cond = 0; cond < 2; cond++) {
+        wm_net *net = NULL;
+        float w = 0, b = 0, y = 0, x = 1.0f;
+        if (wm_net_create(&net, m, 1, (wm_conditioning)cond) != WM_OK || wm_net_dense(net, 1, WM_ACT_NONE) != WM_OK ||
+            wm_net_set_loss(net, WM_LOSS_MSE) != WM_OK || wm_net_init(net, 7) != WM_OK) {
+            snprintf(j->why, sizeof j->why, "net: %s", wm_last_error());
+            wm_net_free(net);
+            goto out;
+        }
+        if (cond == WM_COND_MANIFOLD) {
+            double want = 0;
+            for (int k = 0; k < K; k++) {
+                float pw[1], pb[1];
+                pw[0] = (float)(0.01 * (k % 7) - 0.02);
+                pb[0] = 0;
+                wm_net_set_control_point(net, 0, k, pw, pb);
+                want += c[k] * pw[0];
+            }
+            wm_net_weights_at(net, 0, s, &w, &b);
+            if (fabs(w - want) > 1e-4) {
+                snprintf(j->why, sizeof j->why, "W(s) = %g, want %g", w, want);
+                wm_net_free(net);
+                goto out;
+            }
+        }
+        if (wm_infer(net, &x, s, 1, &y) != WM_OK || !isfinite(y)) {
+            snprintf(j->why, sizeof j->why, "infer (cond %d): %s", cond, wm_last_error());
+            wm_net_free(net);
+            goto out;
+        }
+        wm_net_free(net);
+    }
+    j->ok = 1;
+out:
+    free(c);
+    wm_manifold_free(m);
+    wm_manifold_free(line);
+    return NULL;
+}
+
+static void test_deep_products_on_small_stacks(void **state)
+{
+    (void)state;
+    for (int depth = 2; depth <= 10; depth += 4) {
+        deep_job job = {depth, 0, ""};
+        pthread_attr_t attr;
+        pthread_t th;
+        pthread_attr_init(&attr);
+        assert_int_equal(pthread_attr_setstacksize(&attr, 128 * 1024), 0);
+        assert_int_equal(pthread_create(&th, &attr, deep_product_job, &job), 0);
+        pthread_join(th, NULL);
+        pthread_attr_destroy(&attr);
+        if (!job.ok)
+            fail_msg("product of %d lines on a 128 KiB stack: %s", depth, job.why);
+    }
+}
+
+/* (A x B) x C and A x (B x C) are the same basis in the same order. */
+static void test_product_nesting_is_associative(void **state)
+{
+    (void)state;
+    wm_manifold *a = tu_manifold("circle"), *b = tu_manifold("line"), *c = tu_manifold("bspline");
+    wm_manifold *ab, *bc, *l, *r;
+    WM_OK_OR_FAIL(wm_manifold_product(&ab, a, b));
+    WM_OK_OR_FAIL(wm_manifold_product(&bc, b, c));
+    WM_OK_OR_FAIL(wm_manifold_product(&l, ab, c));
+    WM_OK_OR_FAIL(wm_manifold_product(&r, a, bc));
+    int K = wm_manifold_n_basis(l);
+    assert_int_equal(K, wm_manifold_n_basis(r));
+    float s[3] = {0.7f, 0.25f, 0.6f}, cl[64], cr[64];
+    WM_OK_OR_FAIL(wm_manifold_basis(l, s, cl));
+    WM_OK_OR_FAIL(wm_manifold_basis(r, s, cr));
+    assert_memory_equal(cl, cr, sizeof(float) * (size_t)K);
+    wm_manifold *ms[] = {a, b, c, ab, bc, l, r};
+    for (int i = 0; i < 7; i++)
+        wm_manifold_free(ms[i]);
+}
+
+/* ---- a periodic custom basis sees s in [0,1), after rounding to float ---- */
+
+typedef struct {
+    float max_seen;
+    int calls;
+} seen;
+
+static void recording_basis(const float *s, float *c, void *user)
+{
+    seen *r = user;
+    r->calls++;
+    if (s[0] > r->max_seen)
+        r->max_seen = s[0];
+    c[0] = 1.0f;
+    c[1] = (float)cos(2 * TU_PI * s[0]);
+}
+
+static void test_periodic_custom_basis_never_sees_one(void **state)
+{
+    (void)state;
+    seen rec = {-1.0f, 0};
+    int periodic = 1;
+    wm_manifold *m;
+    WM_OK_OR_FAIL(wm_manifold_custom(&m, 1, 2, &periodic, recording_basis, &rec));
+    /* each wraps in double to just below 1, which rounds to 1.0f */
+    const float probes[] = {-1e-9f, -1e-12f, -3e-8f, 1.0f - 1e-9f, 2.0f - 1e-9f, -1e-30f, 1.0f, 0.0f};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        float c[2];
+        rec.max_seen = -1.0f;
+        WM_OK_OR_FAIL(wm_manifold_basis(m, &probes[i], c));
+        if (!(rec.max_seen >= 0.0f && rec.max_seen < 1.0f))
+            fail_msg("s = %.9g reached the callback as %.9g", probes[i], rec.max_seen);
+        assert_float_equal(c[1], 1.0f, 1e-5f);     /* all these are s = 0 on the circle */
+    }
+    /* through a net too (the orthonormal basis c_hat) */
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 1, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(net, 2, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_init(net, 1));
+    float x[8] = {1, 1, 1, 1, 1, 1, 1, 1}, y[16];
+    rec.max_seen = -1.0f;
+    WM_OK_OR_FAIL(wm_infer(net, x, probes, 8, y));
+    assert_true(rec.max_seen >= 0.0f && rec.max_seen < 1.0f);
+    wm_net_free(net);
+    wm_manifold_free(m);
+}
+
+/* ---- every allowed B-spline degree works, to float precision ---- */
+
+static void test_bspline_every_allowed_degree(void **state)
+{
+    (void)state;
+    double x[40], w[40];
+    float chat[WM_MAX_BASIS];
+    for (int p = 1; p <= 16; p++)
+        for (int closed = 0; closed < 2; closed++)
+            for (int n = p + 1; n <= p + 40; n++) {
+                wm_manifold *m;
+                wm_status st = wm_manifold_bspline(&m, n, p, closed);
+                if (st != WM_OK)
+                    fail_msg("degree %d, n %d, closed %d: %s", p, n, closed, wm_last_error());
+                if (n % 5 == 0 || n == p + 1) {   /* orthonormality of the float c_hat */
+                    int pieces = closed ? n : n - p, q = p + 1;
+                    double *M = calloc((size_t)n * n, sizeof *M), worst = 0;
+                    wmi_gauss_legendre(q, x, w);
+                    for (int pc = 0; pc < pieces; pc++)
+                        for (int j = 0; j < q; j++) {
+                            double s = (pc + x[j]) / pieces;
+                            wmi_basis_hat(m, &s, chat);
+                            for (int a = 0; a < n; a++)
+                                for (int b = 0; b <= a; b++)
+                                    M[a * n + b] += w[j] / pieces * (double)chat[a] * chat[b];
+                        }
+                    for (int a = 0; a < n; a++)
+                        for (int b = 0; b <= a; b++)
+                            worst = fmax(worst, fabs(M[a * n + b] - (a == b)));
+                    free(M);
+                    if (worst > 1e-6)
+                        fail_msg("degree %d, n %d, closed %d: |int c_hat c_hat^T - I| = %g", p, n, closed, worst);
+                }
+                wm_manifold_free(m);
+            }
+    for (int p = 17; p <= 40; p += 7) {
+        wm_manifold *m = NULL;
+        EXPECT_STATUS(WM_EINVAL, wm_manifold_bspline(&m, p + 5, p, 0));
+        assert_non_null(strstr(wm_last_error(), "ill-conditioned"));
+        assert_null(m);
+    }
+}
+
+/* A context just outside [0,1] is reported with the digits that show it. */
+static void test_out_of_domain_message_shows_the_value(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("line");
+    float s = 1.0000001f, c[2];
+    EXPECT_STATUS(WM_EINVAL, wm_manifold_basis(m, &s, c));
+    if (!strstr(wm_last_error(), "1.00000012"))
+        fail_msg("message does not show the value: %s", wm_last_error());
+    wm_manifold_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +536,11 @@ int main(void)
         cmocka_unit_test(test_product_is_kronecker),
         cmocka_unit_test(test_custom_gram_by_quadrature),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_deep_products_on_small_stacks),
+        cmocka_unit_test(test_product_nesting_is_associative),
+        cmocka_unit_test(test_periodic_custom_basis_never_sees_one),
+        cmocka_unit_test(test_bspline_every_allowed_degree),
+        cmocka_unit_test(test_out_of_domain_message_shows_the_value),
     };
     return cmocka_run_group_tests_name("manifold", tests, NULL, NULL);
 }
