@@ -262,7 +262,9 @@ WM_API wm_status wm_net_set_loss(wm_net *net, wm_loss loss);
  * layers followed by relu or none, Glorot normal for tanh and sigmoid, zero
  * biases, and the manifold starts as a point (the same weights at every s:
  * they sit on the basis's constant direction). Calling it again
- * re-initialises. Returns WM_OK, WM_EINVAL (NULL), WM_ESTATE (no layers, or
+ * re-initialises; an optimizer already on the net notices at its next call
+ * and restarts as a new one would (moments zero, step count 0, any gradient
+ * from wm_grad discarded). Returns WM_OK, WM_EINVAL (NULL), WM_ESTATE (no layers, or
  * softmax CE with a single output), WM_ENOMEM. */
 WM_API wm_status wm_net_init(wm_net *net, uint64_t seed);
 
@@ -358,6 +360,24 @@ WM_API wm_status wm_net_load(wm_net **out, const char *path);
  * callback (see wm_manifold_custom). Returns as wm_net_load. */
 WM_API wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
 
+/** An independent deep copy of net: architecture, manifold (a custom basis
+ * shares the callback and its user pointer), loss, parameters if
+ * initialised, and the conv strategy. Optimizers are not copied. The copy
+ * infers bit-identically to the original. net is only read (safe while
+ * other threads infer on it).
+ * Returns WM_OK, WM_EINVAL (NULL out or net), WM_ENOMEM (*out untouched). */
+WM_API wm_status wm_net_clone(wm_net **out, const wm_net *net);
+
+/** A human-readable table of the net, like a model summary in other
+ * frameworks: the manifold, conditioning and loss, then one row per layer
+ * (kind, input and output shapes, activation, parameter count, whether its
+ * parameters are on the manifold or one point) and the total. Writes at
+ * most len bytes including the terminating NUL and truncates like snprintf
+ * (buf may be NULL when len = 0). Never allocates.
+ * Returns WM_OK (also when truncated), WM_EINVAL (NULL net, or NULL buf with
+ * len > 0). */
+WM_API wm_status wm_net_summary(const wm_net *net, char *buf, size_t len);
+
 /** Release a net. NULL is a no-op. Free its optimizers first or after: they
  * must not be used once the net is freed. */
 WM_API void wm_net_free(wm_net *net);
@@ -446,6 +466,31 @@ WM_API wm_status wm_apply(wm_optimizer *opt);
 
 /** Number of updates applied so far (Adam's t), 0 if opt is NULL. */
 WM_API uint64_t wm_optimizer_steps(const wm_optimizer *opt);
+
+/** Change the learning rate between steps (schedules: warm-up, step decay,
+ * cosine). The optimizer's state is kept: momentum keeps PyTorch's
+ * convention (v = mu v + g, dQ = -lr v), so the new lr applies to the whole
+ * velocity; Adam keeps m, v and t. lr = 0 is allowed (a step then changes
+ * only the moments). Saved by wm_optimizer_save as the checkpoint's lr.
+ * Unused while the config's volume > 0. Not thread-safe against a
+ * concurrent wm_step on the same optimizer.
+ * Returns WM_OK, WM_EINVAL (NULL, lr < 0, NaN or +-Inf: nothing changed). */
+WM_API wm_status wm_optimizer_set_lr(wm_optimizer *opt, float lr);
+
+/** The current learning rate, or NaN if opt is NULL. */
+WM_API float wm_optimizer_lr(const wm_optimizer *opt);
+
+/** Clip the gradient before each update: the Q-gradient g of the batch-mean
+ * loss (weight decay not included) is scaled by min(1, max_norm / |g|_2)
+ * before the optimizer's rule sees it, on every update path (wm_step's
+ * fused and direct paths, wm_apply). With SD and volume = 0 a step's |dQ| is
+ * then at most lr * max_norm. max_norm = 0 turns clipping off (the default).
+ * wm_grad_buffer keeps the unclipped gradient. Clipping needs |g| before any
+ * write, so a wm_step of more than one sample on a dense net forms the whole
+ * gradient (one sample computes |g| from its rank-1 factors). A runtime
+ * setting: not stored in checkpoints.
+ * Returns WM_OK, WM_EINVAL (NULL, max_norm < 0, NaN or Inf: nothing changed). */
+WM_API wm_status wm_optimizer_set_clip_norm(wm_optimizer *opt, float max_norm);
 
 /** Mean loss and accuracy (fraction of samples whose argmax output equals the
  * label, or under MSE the target's argmax) over a batch; either output may be

@@ -314,6 +314,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     free(q0);
     net->params = params;
     net->initialised = 1;
+    net->inits++;
     net->version++;
     return WM_OK;
 }
@@ -484,6 +485,28 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
     if (b)
         set_point_block(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
     net->version++;
+    return WM_OK;
+}
+
+wm_status wm_net_clone(wm_net **out, const wm_net *net)
+{
+    if (!out || !net)
+        return wmi_fail(WM_EINVAL, "wm_net_clone: %s is NULL", !out ? "out" : "net");
+    wm_net *c = malloc(sizeof *c);
+    if (!c)
+        return wmi_fail(WM_ENOMEM, "wm_net_clone: out of memory");
+    *c = *net;                          /* layers are inline; two pointers to copy */
+    c->m = NULL;
+    c->params = NULL;
+    if (wm_manifold_clone(&c->m, net->m) != WM_OK ||
+        (net->initialised && !(c->params = wmi_alloc_floats(net->n_params, 0)))) {
+        wm_manifold_free(c->m);
+        free(c);
+        return wmi_fail(WM_ENOMEM, "wm_net_clone: out of memory for %zu parameters", net->n_params);
+    }
+    if (net->initialised)
+        memcpy(c->params, net->params, sizeof(float) * net->n_params);
+    *out = c;
     return WM_OK;
 }
 

@@ -51,6 +51,7 @@ struct wm_net {
     int shape_c, shape_h, shape_w;/* shape of the next layer's input (c = 0: flat) */
     int image_concat;             /* concat features enter as constant input planes */
     int conv_strategy;            /* wm_conv_strategy */
+    uint64_t inits;               /* wm_net_init calls: optimizers restart their moments */
     uint64_t version;             /* bumped by every write to params, so optimizers know
                                      when their bounds on |Q| are stale */
 };

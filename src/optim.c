@@ -93,6 +93,7 @@ wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_conf
     }
     o->net = net;
     o->cfg = *cfg;
+    o->inits = net->inits;
     *out = o;
     return WM_OK;
 }
@@ -113,6 +114,54 @@ float *wm_grad_buffer(wm_optimizer *o, size_t *len)
 }
 
 uint64_t wm_optimizer_steps(const wm_optimizer *o) { return o ? o->t : 0; }
+
+wm_status wm_optimizer_set_lr(wm_optimizer *o, float lr)
+{
+    if (!o)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_set_lr: optimizer is NULL");
+    if (!(isfinite(lr) && lr >= 0))
+        return wmi_fail(WM_EINVAL, "wm_optimizer_set_lr: lr = %g must be finite and >= 0", lr);
+    o->cfg.lr = lr;
+    return WM_OK;
+}
+
+float wm_optimizer_lr(const wm_optimizer *o) { return o ? o->cfg.lr : NAN; }
+
+wm_status wm_optimizer_set_clip_norm(wm_optimizer *o, float max_norm)
+{
+    if (!o)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_set_clip_norm: optimizer is NULL");
+    if (!(isfinite(max_norm) && max_norm >= 0))
+        return wmi_fail(WM_EINVAL, "wm_optimizer_set_clip_norm: max_norm = %g must be finite and >= 0 "
+                                  "(0 turns clipping off)", max_norm);
+    o->clip = max_norm;
+    return WM_OK;
+}
+
+/* wm_net_init ran again under this optimizer: the moments describe parameters
+ * that no longer exist, so start afresh, as a new optimizer would. */
+static void restart_if_reinitialised(wm_optimizer *o)
+{
+    if (o->inits == o->net->inits)
+        return;
+    size_t n = o->net->n_params;
+    if (o->m1)
+        memset(o->m1, 0, sizeof(float) * n);
+    if (o->m2)
+        memset(o->m2, 0, sizeof(float) * n);
+    o->t = 0;
+    o->has_grad = 0;
+    o->version = 0;                     /* re-measure the maxima */
+    o->inits = o->net->inits;
+}
+
+/* The factor min(1, clip / |g|) for a gradient of squared norm sumsq. */
+static float clip_scale(const wm_optimizer *o, double sumsq)
+{
+    if (o->clip == 0.0f || !(sumsq > (double)o->clip * o->clip))
+        return 1.0f;                    /* NaN norms fall through: the update refuses them */
+    return (float)(o->clip / sqrt(sumsq));
+}
 
 #define DIRECT_MAX_ROWS 32
 
@@ -156,6 +205,7 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     wm_status st = wmi_check_batch(net, b, fn);
     if (st != WM_OK || (st = reserve(o, b->n)) != WM_OK)
         return st;
+    restart_if_reinitialised(o);
     wm_pass p;
     int n = b->n, m = net->layers[net->n_layers - 1].out;
     wmi_pass_layout(net, n, 1, o->ws, &p);
@@ -202,10 +252,12 @@ wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
 typedef struct {
     float mu, b1, b2, eps, wd, bc1, bc2;
     wm_opt_kind kind;
+    float gs;                     /* gradient scale: min(1, clip/|g|), else 1 */
 } step_consts;
 
 static inline float direction(const step_consts *k, float q, float g, float *m1, float *m2)
 {
+    g *= k->gs;
     switch (k->kind) {
     case WM_OPT_SD:
         return g + k->wd * q;
@@ -223,7 +275,7 @@ static inline float direction(const step_consts *k, float q, float g, float *m1,
 static step_consts consts_of(const wm_optimizer *o)
 {
     const wm_opt_config *c = &o->cfg;
-    step_consts k = {c->momentum, c->beta1, c->beta2, c->eps, c->weight_decay, 1.0f, 1.0f, c->kind};
+    step_consts k = {c->momentum, c->beta1, c->beta2, c->eps, c->weight_decay, 1.0f, 1.0f, c->kind, 1.0f};
     if (c->kind == WM_OPT_ADAM) {
         k.bc1 = (float)(1.0 - pow(c->beta1, (double)(o->t + 1)));
         k.bc2 = (float)(1.0 - pow(c->beta2, (double)(o->t + 1)));
@@ -295,28 +347,28 @@ static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb
     float *restrict q = o->net->params, *restrict m1 = o->m1, *restrict m2 = o->m2;
     const float *restrict g = o->grad;
     size_t n = o->net->n_params;
-    float lr = o->cfg.lr, wd = k->wd;
+    float lr = o->cfg.lr, wd = k->wd, gs = k->gs;   /* gs: the clip's scale, usually 1 */
     switch (k->kind) {
     case WM_OPT_SD:
         if (wd == 0.0f)
             for (size_t j = 0; j < n; j++)
-                q[j] -= lr * g[j];
+                q[j] -= lr * (gs * g[j]);
         else
             for (size_t j = 0; j < n; j++)
-                q[j] -= lr * (g[j] + wd * q[j]);
+                q[j] -= lr * (gs * g[j] + wd * q[j]);
         break;
     case WM_OPT_MOMENTUM: {
         float mu = k->mu;
         if (wd == 0.0f) {        /* the common case: two fewer operations a parameter */
             for (size_t j = 0; j < n; j++) {
-                float v = mu * m1[j] + g[j];
+                float v = mu * m1[j] + gs * g[j];
                 m1[j] = v;
                 q[j] -= lr * v;
             }
             break;
         }
         for (size_t j = 0; j < n; j++) {
-            float v = mu * m1[j] + g[j] + wd * q[j];
+            float v = mu * m1[j] + gs * g[j] + wd * q[j];
             float nq = q[j] - lr * v;
             m1[j] = v;
             q[j] = nq;
@@ -326,8 +378,9 @@ static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb
     case WM_OPT_ADAM: {
         float b1 = k->b1, b2 = k->b2, c1 = 1.0f / k->bc1, c2 = 1.0f / k->bc2, eps = k->eps;
         for (size_t j = 0; j < n; j++) {
-            float a = b1 * m1[j] + (1.0f - b1) * g[j];
-            float b = b2 * m2[j] + (1.0f - b2) * g[j] * g[j];
+            float gj = gs * g[j];
+            float a = b1 * m1[j] + (1.0f - b1) * gj;
+            float b = b2 * m2[j] + (1.0f - b2) * gj * gj;
             float nq = q[j] - lr * ((a * c1) / (sqrtf(b * c2) + eps) + wd * q[j]);
             m1[j] = a;
             m2[j] = b;
@@ -412,6 +465,7 @@ static void rank1_rows(const step_consts *k, float lr, float *restrict q, float 
 static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *p, int n,
                           const bounds *nb)
 {
+    const float gs = k->gs;             /* the clip's scale (1 unless n = 1 and clipping) */
     wm_net *net = o->net;
     const int Kp = net->Kp;
     const float lr = o->cfg.lr;
@@ -428,8 +482,8 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
         const int rb = (int)(block_floats(net) / (size_t)in);
         if (n == 1) {                               /* rank 1: g = (c_k delta_r) x */
             for (int kk = 0; kk < Kp; kk++) {
-                UPDATE_ROWS(ly->w_off + (size_t)kk * out * in, out, (size_t)in, p->C[kk], delta, x);
-                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, p->C[kk], delta);
+                UPDATE_ROWS(ly->w_off + (size_t)kk * out * in, out, (size_t)in, gs * p->C[kk], delta, x);
+                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, gs * p->C[kk], delta);
             }
         } else if (plain) {                         /* one W(s): dW = delta^T X, spread by c_hat */
             /* Few rows: form dW a cache-sized block at a time. Many rows: one
@@ -476,6 +530,27 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
 #undef UPDATE
 #undef UPDATE_ROWS
     note_write(o, nb);
+}
+
+/* |g|^2 of a one-sample step without forming g: layer l's gradient for basis
+ * point k is c_k delta_l (x_l, 1) (weights and bias), so
+ * |g|^2 = |c|^2 sum_l |delta_l|^2 (|x_l|^2 + 1). */
+static double rank1_sumsq(const wm_net *net, const wm_pass *p)
+{
+    double cc = 0, total = 0;
+    for (int kk = 0; kk < net->Kp; kk++)
+        cc += (double)p->C[kk] * p->C[kk];
+    for (int l = 0; l < net->n_layers; l++) {
+        const wm_layer *ly = &net->layers[l];
+        const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
+        double dd = 0, xx = 1.0;
+        for (int o2 = 0; o2 < ly->rows; o2++)
+            dd += (double)delta[o2] * delta[o2];
+        for (int j = 0; j < ly->cols; j++)
+            xx += (double)x[j] * x[j];
+        total += dd * xx;
+    }
+    return cc * total;
 }
 
 /* The careful path: pass 1 proves every new value finite and measures the
@@ -527,6 +602,14 @@ static wm_status apply_bounded(wm_optimizer *o, float gmax)
 {
     step_consts k = consts_of(o);
     wm_status st = WM_OK;
+    if (o->clip > 0) {                  /* one more read of the gradient, only when clipping */
+        double sumsq = 0;
+        const float *g = o->grad;
+        for (size_t j = 0; j < o->net->n_params; j++)
+            sumsq += (double)g[j] * g[j];
+        k.gs = clip_scale(o, sumsq);
+        gmax *= k.gs;
+    }
     refresh_maxima(o);
     bounds nb = step_bounds(o, &k, gmax);
     if (o->cfg.volume == 0 && provably_finite(&nb, gmax))
@@ -542,8 +625,10 @@ wm_status wm_apply(wm_optimizer *o)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "wm_apply: optimizer is NULL");
+    restart_if_reinitialised(o);
     if (!o->has_grad)
-        return wmi_fail(WM_ESTATE, "wm_apply: no gradient yet (call wm_grad first)");
+        return wmi_fail(WM_ESTATE, "wm_apply: no gradient to apply (call wm_grad first; wm_step "
+                                  "applies its own, and wm_net_init discards it)");
     /* the caller may have rewritten the buffer: measure it (one read pass) */
     return apply_bounded(o, wmi_max_abs(o->grad, o->net->n_params));
 }
@@ -558,6 +643,8 @@ wm_status wm_apply(wm_optimizer *o)
 static int direct_eligible(const wm_optimizer *o, const wm_pass *p)
 {
     if (o->cfg.volume != 0 || (p->n > DIRECT_MAX_ROWS && !p->shared && o->net->Kp > 1))
+        return 0;
+    if (o->clip > 0 && p->n > 1)        /* the clip needs |g| first: only rank 1 knows it early */
         return 0;
     for (int l = 0; l < o->net->n_layers; l++)
         if (o->net->layers[l].kind != WM_LAYER_DENSE)
@@ -577,6 +664,10 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
     if (direct_eligible(o, &p)) {
         bound = wmi_pass_backward_deltas(o->net, &p, b->n, dy);
         step_consts k = consts_of(o);
+        if (o->clip > 0) {
+            k.gs = clip_scale(o, rank1_sumsq(o->net, &p));
+            bound *= k.gs;
+        }
         refresh_maxima(o);
         bounds nb = step_bounds(o, &k, bound);
         if (provably_finite(&nb, bound)) {
@@ -594,6 +685,7 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
     }
     if (st == WM_OK)
         st = apply_bounded(o, bound);
+    o->has_grad = 0;                    /* applied (or refused): wm_apply needs a new wm_grad */
     if (st == WM_OK && loss)
         *loss = mean;                   /* outputs are written only on success */
     return st;
