@@ -130,7 +130,9 @@ WM_API wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, co
 /** Your own basis. fn(s, c, user) writes the n_basis values c(s) for a context
  * s of dim coordinates, each in [0,1] ([0,1) if periodic); it must be a pure function (it is
  * called from many threads when the net is). periodic[d] != 0 marks coordinate
- * d as periodic (NULL: none periodic). The Gram matrix is computed by
+ * d as periodic (NULL: none periodic). fn must not call wm_infer or
+ * wm_evaluate on its own thread (they would share the caller's scratch:
+ * such a call returns WM_ESTATE). The Gram matrix is computed by
  * composite Gauss-Legendre quadrature (about 2^14 evaluations, so accurate to
  * float rounding for smooth bases; kinks cost accuracy); it must be positive
  * definite (the basis functions linearly independent).
@@ -274,7 +276,8 @@ WM_API int    wm_net_n_inputs(const wm_net *net);
 WM_API int    wm_net_n_outputs(const wm_net *net);
 /** Number of layers, pooling included, or -1 if net is NULL. */
 WM_API int    wm_net_n_layers(const wm_net *net);
-/** Every trainable scalar over all K basis points, or 0 if net is NULL. */
+/** Every trainable scalar over all K basis points, or 0 if net is NULL (a
+ * size_t has no -1; wm_net_n_layers returns -1 for NULL). */
 WM_API size_t wm_net_n_params(const wm_net *net);
 
 /** Context dimension the net expects (its manifold's dim), or -1. */
@@ -291,6 +294,16 @@ WM_API const wm_manifold *wm_net_manifold(const wm_net *net);
  * Any out pointer may be NULL. Returns WM_OK or WM_EINVAL. */
 WM_API wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
                             wm_activation *act);
+
+/** Free this thread's scratch memory now. wm_infer and wm_evaluate keep a
+ * per-thread block sized to the largest batch chunk the thread has run (for
+ * no allocation in steady state) until the thread exits or the library is
+ * unloaded; a long-lived thread that ran one large net can give it back
+ * with this call. The next wm_infer allocates again. Safe to call at any
+ * time; a no-op when the thread has no scratch (or from a basis callback
+ * during a call). Blocks of 1 MiB or more are mapped directly, so they
+ * return to the system. */
+WM_API void wm_scratch_free(void);
 
 /** Run n samples: x is n x n_inputs, s is n x dim contexts (NULL allowed when
  * dim = 0), out receives n x n_outputs (the last layer's outputs: logits for

@@ -112,10 +112,12 @@ wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, flo
     if (st != WM_OK || n == 0)
         return st;
     size_t bytes = wm_infer_workspace_size(net, n);
-    void *ws = wmi_thread_scratch(bytes);
-    if (!ws)
-        return wmi_fail(WM_ENOMEM, "wm_infer: out of memory for %zu bytes of scratch", bytes);
-    return run_chunks(net, x, s, n, ws, bytes, copy_out, out);
+    void *ws;
+    if ((st = wmi_scratch_acquire(bytes, &ws, __func__)) != WM_OK)
+        return st;
+    st = run_chunks(net, x, s, n, ws, bytes, copy_out, out);
+    wmi_scratch_release();
+    return st;
 }
 
 typedef struct {
@@ -157,11 +159,12 @@ wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, flo
     if (st != WM_OK)
         return st;
     size_t bytes = wm_infer_workspace_size(net, batch->n);
-    void *ws = wmi_thread_scratch(bytes);
-    if (!ws)
-        return wmi_fail(WM_ENOMEM, "wm_evaluate: out of memory for %zu bytes of scratch", bytes);
+    void *ws;
+    if ((st = wmi_scratch_acquire(bytes, &ws, __func__)) != WM_OK)
+        return st;
     eval_acc e = {net, batch, 0.0, 0};
     st = run_chunks(net, batch->x, batch->s, batch->n, ws, bytes, accumulate_eval, &e);
+    wmi_scratch_release();
     if (st != WM_OK)
         return st;
     if (!isfinite(e.loss) || !isfinite((float)(e.loss / batch->n)))
