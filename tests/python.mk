@@ -31,7 +31,7 @@ CXX_EX_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wpedantic -Werror -Iinclude $(L
 CPP_SRCS := $(wildcard examples/cpp/*.cpp)
 CPP_BINS := $(patsubst examples/cpp/%.cpp,$(BUILD)/examples/cpp/%,$(CPP_SRCS))
 
-$(BUILD)/examples/cpp/%: examples/cpp/%.cpp $(wildcard examples/cpp/*.hpp) include/wmanifold.h $(STLIB)
+$(BUILD)/examples/cpp/%: examples/cpp/%.cpp include/wmanifold.hpp include/wmanifold.h $(STLIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXX_EX_FLAGS) -o $@ $< $(STLIB) $(LIBS)
 
