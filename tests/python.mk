@@ -18,8 +18,10 @@
 PY_TEST_ENV := CC="$(CC)" WM_TEST_LDFLAGS="$(LDFLAGS_SAN)" MAKE="$(MAKE)" PYTHON="$(PYTHON)"
 ifeq ($(SANITIZE),1)
   # python3 is not instrumented: the ASan runtime has to be loaded first, and
-  # the interpreter's own allocations are not ours to report.
-  PY_TEST_ENV += WM_TEST_PRELOAD="$$($(CC) -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0
+  # the interpreter's own allocations are not ours to report. libstdc++ is
+  # preloaded with it so that ASan's __cxa_throw interceptor finds the real
+  # one (PyTorch throws C++ exceptions; without it ASan aborts a CHECK).
+  PY_TEST_ENV += WM_TEST_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" ASAN_OPTIONS=detect_leaks=0
 endif
 
 test-python: lib

@@ -52,4 +52,4 @@ cd "$root" || exit 1
 env -u WMANIFOLD_LIB PYTHONDONTWRITEBYTECODE=1 WM_TEST_PREFIX="$prefix" \
     LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     ${WM_TEST_PRELOAD:+LD_PRELOAD="$WM_TEST_PRELOAD"} \
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} tests/python
+    "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} tests/python
