@@ -56,6 +56,11 @@ def build(manifold, arch, cond, seed=3):
             net = wm.Net(m, 5, cond)
             net.dense(7, wm.Activation.TANH).dense(6, wm.Activation.RELU)
             net.dense(4, wm.Activation.SIGMOID).dense(3)
+        elif arch == "pool_first":  # a concat net's context channels are pooled too
+            net = wm.Net(m, 3 * 8 * 8, cond)
+            net.input_shape(3, 8, 8).maxpool(2).conv2d(4, 3, stride=1, pad=0,
+                                                       act=wm.Activation.SIGMOID)
+            net.dense(5, wm.Activation.RELU).dense(2)
         else:  # conv and both poolings, then dense
             net = wm.Net(m, 2 * 8 * 8, cond)
             net.input_shape(2, 8, 8).conv2d(4, 3, stride=1, pad=1, act=wm.Activation.RELU)
@@ -104,7 +109,7 @@ MANIFOLDS = ["point", "line", "circle", "fourier3", "bspline", "bspline_closed",
 
 @pytest.mark.parametrize("cond", [wm.Conditioning.MANIFOLD, wm.Conditioning.CONCAT],
                          ids=["manifold", "concat"])
-@pytest.mark.parametrize("arch", ["dense", "conv"])
+@pytest.mark.parametrize("arch", ["dense", "conv", "pool_first"])
 @pytest.mark.parametrize("manifold", MANIFOLDS)
 def test_same_outputs_as_the_library(manifold, arch, cond):
     rng = np.random.default_rng(hash((manifold, arch, int(cond))) % 2**32)
