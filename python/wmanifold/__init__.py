@@ -56,9 +56,9 @@ import ctypes
 import enum
 import errno as _errno
 import os
+import tempfile
 import weakref
 from collections import namedtuple
-import tempfile
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -73,7 +73,7 @@ __all__ = [
     "status_str", "last_error", "version", "opt_default", "lib_path", "SONAME",
 ]
 
-#: the version of this package (the library's is version())
+#: the version of this package (the library's is version()); pyproject.toml reads it
 __version__ = "0.1.0"
 #: the shared library this binding was written for (its ABI major version)
 SONAME = "libwmanifold.so.0"
