@@ -6,9 +6,16 @@
 #   make test-hpp      build tests/cpp/test_hpp.cpp (-std=c++17 -Werror) and run it;
 #                      check that the header wraps every C call that creates a handle
 
-.PHONY: test-hpp
+.PHONY: test-hpp cxx-deps
 
-examples: $(patsubst examples/cpp/%.cpp,$(BUILD)/examples/cpp/%,$(wildcard examples/cpp/*.cpp))
+CPP_EXAMPLE_BINS := $(patsubst examples/cpp/%.cpp,$(BUILD)/examples/cpp/%,$(wildcard examples/cpp/*.cpp))
+# The C++ compiler is a package of its own on Debian (g++): install it, or say
+# how, before building (as the C side's `deps` does for its packages).
+cxx-deps:
+	$(if $(filter g++ c++,$(CXX)),@.ci/ensure-deps g++)
+$(CPP_EXAMPLE_BINS) $(BUILD)/tests/cpp/test_hpp: | cxx-deps
+
+examples: $(CPP_EXAMPLE_BINS)
 
 HPP_CXXFLAGS := -std=c++17 -O1 -g -Wall -Wextra -Wpedantic -Wshadow -Werror -Iinclude $(LDFLAGS_SAN)
 
