@@ -8,7 +8,9 @@
 #     python3 -m venv --system-site-packages --without-pip (pip is Debian's);
 #  3. make install-python PYTHON=$venv/bin/python: pip install
 #     --no-build-isolation --no-index, offline;
-#  4. pytest tests/python with that interpreter, the installed library found by
+#  4. make install-python PREFIX=$tmp/prefix (no venv) installs an importable
+#     package under the prefix, and make uninstall-python removes it;
+#  5. pytest tests/python with the venv's interpreter, the installed library found by
 #     its soname through LD_LIBRARY_PATH=$tmp/prefix/lib, WMANIFOLD_LIB unset,
 #     and WM_TEST_PREFIX naming the prefix.
 # Environment: MAKE, PYTHON (default /usr/bin/python3), WM_TEST_PRELOAD (an
@@ -46,6 +48,19 @@ fi
 step "python3 -m venv" "$PYTHON" -m venv --system-site-packages --without-pip "$venv"
 step "make install-python into the venv" \
     "$MAKE" -C "$root" --no-print-directory install-python PYTHON="$venv/bin/python"
+
+# Outside a venv, make install-python puts the package under PREFIX's site
+# directory (importable with the library from the same prefix), and
+# make uninstall-python takes it away again.
+site=$("$PYTHON" -c 'import sys; print("lib/python%d.%d/dist-packages" % sys.version_info[:2])')
+step "make install-python PREFIX=$prefix" \
+    "$MAKE" -C "$root" --no-print-directory install-python PREFIX="$prefix"
+step "the package under $prefix/$site imports and loads $prefix/lib/$soname" \
+    env -u WMANIFOLD_LIB PYTHONPATH="$prefix/$site" LD_LIBRARY_PATH="$prefix/lib" "$PYTHON" -c \
+    "import os, sys, wmanifold as wm; sys.exit(0 if wm.__file__.startswith('$prefix/') and os.path.realpath(wm.lib_path) == os.path.realpath('$prefix/lib/$soname') else 'loaded %s from %s' % (wm.lib_path, wm.__file__))"
+step "make uninstall-python PREFIX=$prefix" \
+    "$MAKE" -C "$root" --no-print-directory uninstall-python PREFIX="$prefix"
+step "make uninstall-python removes the package" test -z "$(ls -A "$prefix/$site")"
 
 cd "$root" || exit 1
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
