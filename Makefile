@@ -151,7 +151,7 @@ $(BUILD)/tests:
 
 # Fragments append their own runners to TEST_EXTRA.
 TEST_EXTRA :=
--include $(sort $(wildcard examples/*.mk tests/*.mk docs/*.mk))
+-include $(sort $(wildcard examples/*.mk tests/*.mk docs/*.mk python/*.mk))
 
 test: deps
 	@$(MAKE) --no-print-directory test-c $(TEST_EXTRA)
@@ -180,7 +180,7 @@ TEST_EXTRA += test-docs
 # ---- install ------------------------------------------------------------------
 install: lib
 	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 644 include/wmanifold.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/wmanifold.h include/wmanifold.hpp $(DESTDIR)$(INCDIR)/
 	install -m 755 lib/libwmanifold.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libwmanifold.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libwmanifold.so
@@ -188,7 +188,7 @@ install: lib
 	$(PC_WRITE) > $(DESTDIR)$(LIBDIR)/pkgconfig/wmanifold.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(INCDIR)/wmanifold.h $(DESTDIR)$(LIBDIR)/libwmanifold.* \
+	rm -f $(DESTDIR)$(INCDIR)/wmanifold.h $(DESTDIR)$(INCDIR)/wmanifold.hpp $(DESTDIR)$(LIBDIR)/libwmanifold.* \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/wmanifold.pc
 
 clean:

@@ -36,7 +36,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL SANITIZE VARIANT
 app=$tmp/app
 mkdir -p "$app"
 cp "$root/examples/tutorial/01_point.c" "$app/app.c"
-cp "$root/examples/cpp/train.cpp" "$root/examples/cpp/wmanifold.hpp" "$app/"
+cp "$root/examples/cpp/train.cpp" "$app/"  # wmanifold.hpp: the installed one
 
 # pc_flags VAR...: pkg-config arguments; when the installed .pc names the
 # wrong directories, override them so the remaining steps still test the
@@ -56,13 +56,13 @@ ver() { sed -n "s/^#define[[:space:]]*WM_VERSION_$1[[:space:]]*\([0-9][0-9]*\).*
 major=$(ver MAJOR)
 full=$major.$(ver MINOR).$(ver PATCH)
 missing=""
-for f in include/wmanifold.h lib/libwmanifold.so.$full lib/libwmanifold.a lib/pkgconfig/wmanifold.pc; do
+for f in include/wmanifold.h include/wmanifold.hpp lib/libwmanifold.so.$full lib/libwmanifold.a lib/pkgconfig/wmanifold.pc; do
     [ -f "$prefix/$f" ] || missing="$missing $f"
 done
 [ "$(readlink "$prefix/lib/libwmanifold.so.$major")" = "libwmanifold.so.$full" ] || missing="$missing lib/libwmanifold.so.$major->so.$full"
 [ "$(readlink "$prefix/lib/libwmanifold.so")" = "libwmanifold.so.$major" ] || missing="$missing lib/libwmanifold.so->so.$major"
 if [ -z "$missing" ]; then
-    ok "installed header, libwmanifold.so chain, libwmanifold.a, wmanifold.pc"
+    ok "installed headers, libwmanifold.so chain, libwmanifold.a, wmanifold.pc"
 else
     bad "missing or wrong in $prefix:$missing"
 fi

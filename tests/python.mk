@@ -2,7 +2,7 @@
 # tutorial's programs, the installed library, and the exported ABI.
 # Included by the top-level Makefile, which runs $(TEST_EXTRA) after the C tests.
 #
-#   make test-python     pytest tests/python (the ctypes binding, bit for bit vs C)
+#   make test-python     pytest tests/python against the installed library and package
 #   make test-cpp        build examples/cpp with -std=c++17 -Werror, run them
 #   make test-tutorial   build and run examples/tutorial, check docs/tutorial.md
 #   make test-install    make install into a temp prefix and DESTDIR, build outside
@@ -11,25 +11,29 @@
 .PHONY: test-python test-cpp test-tutorial test-install test-abi
 
 # ---- Python ---------------------------------------------------------------------
-# The binding loads exactly the library this build made; the bit-for-bit
-# test compiles its C reference against that same file.
-PY_TEST_ENV := PYTHONDONTWRITEBYTECODE=1 WMANIFOLD_LIB=$(abspath $(SHLIB)) CC="$(CC)" WM_TEST_LDFLAGS="$(LDFLAGS_SAN)"
+# Against what a user installs: tests/python/run_installed.sh puts the library
+# (make install) and the package (make install-python, into a venv) in a
+# temporary prefix and runs pytest there; the package finds the library by its
+# soname. The bit-for-bit test compiles its C reference against that same file.
+PY_TEST_ENV := CC="$(CC)" WM_TEST_LDFLAGS="$(LDFLAGS_SAN)" MAKE="$(MAKE)" PYTHON="$(PYTHON)"
 ifeq ($(SANITIZE),1)
   # python3 is not instrumented: the ASan runtime has to be loaded first, and
-  # the interpreter's own allocations are not ours to report.
-  PY_TEST_ENV += LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0
+  # the interpreter's own allocations are not ours to report. libstdc++ is
+  # preloaded with it so that ASan's __cxa_throw interceptor finds the real
+  # one (PyTorch throws C++ exceptions; without it ASan aborts a CHECK).
+  PY_TEST_ENV += WM_TEST_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" ASAN_OPTIONS=detect_leaks=0
 endif
 
 test-python: lib
-	@.ci/ensure-deps python3-numpy python3-pytest
-	$(PY_TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider tests/python
+	@.ci/ensure-deps python3-numpy python3-pytest $(PYTHON_DEBS)
+	@$(PY_TEST_ENV) sh tests/python/run_installed.sh $(abspath $(SHLIB))
 
 # ---- C++ ------------------------------------------------------------------------
 CXX_EX_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wpedantic -Werror -Iinclude $(LDFLAGS_SAN)
 CPP_SRCS := $(wildcard examples/cpp/*.cpp)
 CPP_BINS := $(patsubst examples/cpp/%.cpp,$(BUILD)/examples/cpp/%,$(CPP_SRCS))
 
-$(BUILD)/examples/cpp/%: examples/cpp/%.cpp $(wildcard examples/cpp/*.hpp) include/wmanifold.h $(STLIB)
+$(BUILD)/examples/cpp/%: examples/cpp/%.cpp include/wmanifold.hpp include/wmanifold.h $(STLIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXX_EX_FLAGS) -o $@ $< $(STLIB) $(LIBS)
 

@@ -1,5 +1,6 @@
 // train.cpp -- libwmanifold from C++17: a circle-manifold classifier of
-// rotated points, with RAII handles (wmanifold.hpp) and exceptions.
+// rotated points, with RAII handles (wmanifold.hpp, installed beside
+// wmanifold.h) and exceptions that name the failing call.
 //
 // The task: two Gaussian blobs at (-1, 0) and (+1, 0), the whole picture
 // rotated by the angle 2 pi s. Which blob a point belongs to depends on s, so
@@ -106,8 +107,8 @@ int main(int argc, char **argv) {
         // The net keeps its own copy of the manifold, so m can go right away.
         wm::Net net;
         {
-            auto m = wm::make(wm_manifold_circle);
-            net = wm::make(wm_net_create, m.get(), 2, WM_COND_MANIFOLD);
+            auto m = wm::manifold_circle();
+            net = wm::net_create(m.get(), 2, WM_COND_MANIFOLD);
         }
         wm::check(wm_net_dense(net.get(), 16, WM_ACT_TANH), "wm_net_dense");
         wm::check(wm_net_dense(net.get(), 2, WM_ACT_NONE), "wm_net_dense");
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
 
         wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
         cfg.lr = 0.02f;
-        auto opt = wm::make(wm_optimizer_create, net.get(), &cfg);  // after net: freed first
+        auto opt = wm::optimizer_create(net.get(), cfg);  // after net: freed first
 
         const Data test = rotated_points(1000, rng);
         const wm_batch test_batch = batch_of(test);

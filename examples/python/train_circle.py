@@ -10,6 +10,9 @@ phases it never saw. The same architecture with s appended to the input
 (the concatenation baseline, arXiv 2505.22994) is trained alongside.
 
     /usr/bin/python3 examples/python/train_circle.py --steps 2000
+
+It uses the installed package (pip install --no-build-isolation ./python, or
+make install-python), else the checkout's python/ with the library in lib/.
 """
 
 import argparse
@@ -18,8 +21,12 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wmanifold as wm  # noqa: E402
+try:
+    import wmanifold as wm  # the installed package (pip install ./python)
+except ImportError:  # run from a checkout: the package in python/, the library in lib/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "python"))
+    import wmanifold as wm  # noqa: E402
 
 
 def batch(rng, n, s_lo, s_hi):

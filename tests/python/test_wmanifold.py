@@ -1,15 +1,25 @@
-"""Tests of the Python binding examples/python/wmanifold.py.
+"""Tests of the Python package wmanifold (python/wmanifold).
 
-Run: /usr/bin/python3 -m pytest -q tests/python   (make test-python)
+Run: make test-python. It installs the library (make install) and the package
+(pip install --no-build-isolation) into a temporary prefix and virtual
+environment and runs these tests there (tests/python/run_installed.sh), so
+they test what a user installs: the installed package, which finds the
+installed library by its soname. WM_TEST_PREFIX names that prefix.
 
-The library comes from WMANIFOLD_LIB, else the build tree's lib/. The C side
-of the bit-for-bit test (tests/python/c_reference.c) is compiled here against
-that same library file, with $CC (default cc) and $WM_TEST_LDFLAGS (set by
-tests/python.mk, e.g. the sanitizer flags).
+By hand, against a build tree: PYTHONPATH=python /usr/bin/python3 -m pytest
+tests/python (the package then uses the checkout's lib/).
+
+The C side of the bit-for-bit test (tests/python/c_reference.c) is compiled
+here against the same library file Python loaded, with $CC (default cc) and
+$WM_TEST_LDFLAGS (e.g. the sanitizer flags).
 """
 
 import ctypes
+import ctypes.util
+import enum
+import errno
 import gc
+import pickle
 import os
 import re
 import shlex
@@ -22,11 +32,13 @@ import numpy as np
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
+#: the prefix make install put the library and header in (set by run_installed.sh)
+PREFIX = os.environ.get("WM_TEST_PREFIX")
 
 import wmanifold as wm  # noqa: E402
 
-HEADER = os.path.join(ROOT, "include", "wmanifold.h")
+INCLUDE = os.path.join(PREFIX, "include") if PREFIX else os.path.join(ROOT, "include")
+HEADER = os.path.join(INCLUDE, "wmanifold.h")
 
 
 # --------------------------------------------------------------------------
@@ -116,14 +128,22 @@ def rotated_points(n, rng):
     return rot.astype(np.float32), s, y
 
 
+#: the built-in exception each status is also an instance of
+BUILTIN_FOR = {wm.Status.EINVAL: ValueError, wm.Status.ENOMEM: MemoryError,
+               wm.Status.EIO: OSError, wm.Status.EFORMAT: ValueError,
+               wm.Status.ENUMERIC: FloatingPointError, wm.Status.ESTATE: RuntimeError}
+
+
 def expect_error(status, fn, *args, **kw):
     with pytest.raises(wm.WmError) as info:
         fn(*args, **kw)
     e = info.value
     assert e.status == status, (e.status, e.message)
+    assert isinstance(e, BUILTIN_FOR[status]), type(e).__mro__
     assert e.message, "library gave no message"
     assert e.message == wm.last_error()
     assert e.message in str(e)
+    assert e.call and e.call.startswith("wm_") and e.call in wm._PROTOTYPES, e.call
     return e
 
 
@@ -156,24 +176,52 @@ def test_struct_layout_and_enums_match_c(c_reference):
     assert py == c
 
 
+def _import_in_child(env, code="import wmanifold; print(wmanifold.lib_path)"):
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, cwd="/")
+
+
 def test_library_lookup_order(tmp_path):
-    # WMANIFOLD_LIB wins; a wrong one fails loudly instead of falling back.
-    code = "import wmanifold; print(wmanifold.lib_path)"
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "examples", "python"))
-    env["WMANIFOLD_LIB"] = wm.lib_path
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "WMANIFOLD_LIB"}
+    # WMANIFOLD_LIB wins; a wrong one fails loudly, naming it, instead of falling back.
+    env["WMANIFOLD_LIB"] = os.path.realpath(wm.lib_path)
+    r = _import_in_child(env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == wm.lib_path
+    assert r.stdout.strip() == os.path.realpath(wm.lib_path)
     env["WMANIFOLD_LIB"] = str(tmp_path / "nonexistent.so")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert r.returncode != 0 and "OSError" in r.stderr
-    # Without it, the build tree's lib/ next to the file is used.
+    r = _import_in_child(env)
+    assert r.returncode != 0 and "OSError" in r.stderr and "nonexistent.so" in r.stderr
     del env["WMANIFOLD_LIB"]
-    local = os.path.join(ROOT, "lib", "libwmanifold.so")
-    if os.path.exists(local):
-        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == local
+    if PREFIX is None:
+        pytest.skip("the installed-library checks need WM_TEST_PREFIX (make test-python)")
+    # Installed: the package finds the installed library by its soname, on the
+    # loader's path (here LD_LIBRARY_PATH, as for any prefix outside ld.so.conf).
+    installed = os.path.join(PREFIX, "lib", wm.SONAME)
+    env["LD_LIBRARY_PATH"] = os.path.join(PREFIX, "lib")
+    r = _import_in_child(env)
+    assert r.returncode == 0, r.stderr
+    assert os.path.realpath(r.stdout.strip()) == os.path.realpath(installed)
+    # Without it on the loader's path, the error says what to do.
+    env.pop("LD_LIBRARY_PATH")
+    if ctypes.util.find_library("wmanifold") is None:
+        r = _import_in_child(env)
+        assert r.returncode != 0
+        assert wm.SONAME in r.stderr and "LD_LIBRARY_PATH" in r.stderr and "WMANIFOLD_LIB" in r.stderr
+
+
+def test_installed_package_is_tested():
+    if PREFIX is None:
+        pytest.skip("only under make test-python (WM_TEST_PREFIX)")
+    # The package imported is the installed one, not the checkout's python/,
+    # and the library is the installed file, not the build tree's.
+    assert not os.path.realpath(wm.__file__).startswith(ROOT + os.sep), wm.__file__
+    assert os.path.realpath(wm.lib_path) == os.path.realpath(
+        os.path.join(PREFIX, "lib", wm.SONAME))
+    from importlib import metadata
+    assert metadata.version("wmanifold") == wm.__version__ == wm.version()
+    assert any(r.split(";")[0].strip().startswith("numpy") for r in metadata.requires("wmanifold"))
+    pkg = os.path.dirname(wm.__file__)
+    assert os.path.isfile(os.path.join(pkg, "py.typed"))
 
 
 # --------------------------------------------------------------------------
@@ -194,9 +242,154 @@ def test_status_strings():
 def test_error_becomes_exception_with_message():
     e = expect_error(wm.Status.EINVAL, wm.Manifold.fourier, 0)
     assert isinstance(e.status, wm.Status)
+    assert isinstance(e, wm.InvalidArgumentError) and isinstance(e, ValueError)
+    assert e.call == "wm_manifold_fourier"
     assert str(e).startswith("EINVAL")
     e2 = expect_error(wm.Status.EINVAL, wm.Manifold.bspline, 2, 3)  # n_control < degree + 1
     assert e2.message == wm.last_error()
+
+
+@pytest.mark.parametrize("status, cls, builtin", [
+    (wm.Status.EINVAL, wm.InvalidArgumentError, ValueError),
+    (wm.Status.ENOMEM, wm.OutOfMemoryError, MemoryError),
+    (wm.Status.EIO, wm.FileError, OSError),
+    (wm.Status.EFORMAT, wm.FormatError, ValueError),
+    (wm.Status.ENUMERIC, wm.NumericError, FloatingPointError),
+    (wm.Status.ESTATE, wm.StateError, RuntimeError),
+])
+def test_each_status_is_its_python_exception(status, cls, builtin):
+    # Every status maps to its class (the library has no hook to fail an
+    # allocation on demand, so ENOMEM's mapping is checked here directly).
+    e = wm._error(status, "words", "wm_net_init")
+    assert type(e) is cls and isinstance(e, builtin) and isinstance(e, wm.WmError)
+    assert (e.status, e.message, e.call) == (status, "words", "wm_net_init")
+    assert str(e) == f"{status.name}: words"
+    again = pickle.loads(pickle.dumps(e))      # e.g. across multiprocessing
+    assert type(again) is cls and str(again) == str(e) and again.call == e.call
+    future = wm._error(99, "from a newer library")
+    assert type(future) is wm.WmError and future.status == 99
+
+
+def test_file_errors_are_the_builtin_oserrors(tmp_path):
+    missing = tmp_path / "missing.wm"
+    with pytest.raises(FileNotFoundError) as info:
+        wm.Net.load(missing)
+    e = info.value
+    assert isinstance(e, wm.FileError) and e.status == wm.Status.EIO
+    assert e.errno == errno.ENOENT and e.filename == str(missing) and e.call == "wm_net_load"
+    assert e.message in str(e) and "missing.wm" in str(e)
+    with pytest.raises(FileNotFoundError):
+        wm.Net.load_custom(missing, lambda s: [1.0 - s[0], s[0]], 1, 2)
+    with pytest.raises(FileNotFoundError):
+        wm.Optimizer.load(missing)
+    with pytest.raises(IsADirectoryError) as info:
+        wm.Net.load(tmp_path)
+    assert info.value.errno == errno.EISDIR and isinstance(info.value, wm.FileError)
+    with circle_net() as net:
+        with pytest.raises(FileNotFoundError) as info:     # no such directory
+            net.save(tmp_path / "no" / "such" / "dir.wm")
+        assert info.value.call == "wm_net_save"
+        with wm.Optimizer(net) as opt, pytest.raises(FileNotFoundError):
+            opt.save(tmp_path / "no" / "ckpt.wm")
+        if os.geteuid() != 0:  # root may write anywhere
+            ro = tmp_path / "ro"
+            ro.mkdir(mode=0o500)
+            with pytest.raises(PermissionError):
+                net.save(ro / "x.wm")
+    junk = tmp_path / "junk.wm"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(wm.FormatError) as info:
+        wm.Net.load(junk)
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, OSError)
+
+
+def test_diverging_step_raises_numeric_error():
+    with circle_net(loss=wm.Loss.MSE) as net, wm.Optimizer(net, lr=1e30) as opt:
+        x = np.full((4, 2), 1e18, np.float32)
+        before = net.params()
+        with pytest.raises(wm.NumericError) as info:
+            for _ in range(3):
+                opt.step(x, np.zeros(4), targets=np.full((4, 2), 1e18, np.float32))
+        assert isinstance(info.value, FloatingPointError) and info.value.call == "wm_step"
+        assert np.isfinite(net.params()).all()
+        del before
+
+
+def test_repr_says_what_a_handle_is(tmp_path):
+    with wm.Manifold.circle() as c, wm.Manifold.line() as line:
+        assert repr(c) == "<wmanifold.Manifold circle: dim 1 periodic, K 3>"
+        assert repr(wm.Manifold.point()) == "<wmanifold.Manifold point: no context, K 1>"
+        assert repr(wm.Manifold.bspline(5, 2)) == "<wmanifold.Manifold bspline(5, 2): dim 1, K 5>"
+        with wm.Manifold.product(c, line) as cyl:
+            assert repr(cyl) == ("<wmanifold.Manifold product(circle, line): "
+                                 "dim 2 (periodic: yes, no), K 6>")
+            net = wm.Net(cyl, 2).dense(8, wm.Activation.TANH).dense(3)
+    assert repr(net) == ("<wmanifold.Net 2 -> dense(8, tanh) -> dense(3), on product(circle, "
+                         "line): dim 2 (periodic: yes, no), K 6, manifold conditioning, "
+                         "softmax CE, not initialised>")
+    net.init(3)
+    assert repr(net).endswith(f", {net.n_params} params>")
+    assert repr(net.manifold).startswith("<wmanifold.Manifold product(circle, line)")
+    net.save(tmp_path / "n.wm")
+    with wm.Net.load(tmp_path / "n.wm") as loaded:     # the kinds come from the file
+        assert repr(loaded) == repr(net)
+    with wm.Optimizer(net, kind=wm.OptKind.ADAM, lr=0.01) as opt:
+        assert repr(opt) == f"<wmanifold.Optimizer ADAM lr=0.01, 0 steps, for {net!r}>"
+    net.close()
+    assert repr(net) == "<wmanifold.Net closed>"
+
+
+def test_net_is_callable():
+    with circle_net() as net:
+        x = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
+        s = np.linspace(0, 1, 5, dtype=np.float32)
+        assert np.array_equal(net(x, s), net.infer(x, s))
+        out = np.empty((5, 2), np.float32)
+        assert net(x, s, out=out) is out
+
+
+def test_architecture_is_the_librarys_account():
+    with wm.Manifold.bspline(6, 3, periodic=True) as m, wm.Net(m, 16) as net:
+        net.input_shape(1, 4, 4).conv2d(3, 3, stride=1, pad=1, act=wm.Activation.RELU)
+        net.maxpool(2).dense(2)
+        tracked = net.architecture()                       # before init: as built
+        net.init(1)
+        from_file = net.architecture()                     # after: read back from a save
+        assert tracked == from_file
+        assert from_file["manifold"] == {"kind": "bspline", "dim": 1, "K": 6, "periodic": [True],
+                                         "n_control": 6, "degree": 3, "closed": True}
+        assert [layer["kind"] for layer in from_file["layers"]] == ["conv2d", "maxpool", "dense"]
+        assert from_file["input_shape"] == (1, 4, 4)
+
+
+def test_public_api_has_docstrings_and_type_hints():
+    import inspect
+    import typing
+    missing_doc, missing_hints = [], []
+    for name in wm.__all__:
+        obj = getattr(wm, name)
+        if inspect.isclass(obj) and not issubclass(
+                obj, (enum.Enum, ctypes.Structure, ctypes._CFuncPtr)):
+            members = [(f"{name}.{k}", v) for k, v in vars(obj).items()
+                       if not k.startswith("_") or k in ("__init__", "__call__")]
+        elif inspect.isfunction(obj):
+            members = [(name, obj)]
+        else:
+            continue
+        if not obj.__doc__:
+            missing_doc.append(name)
+        for qual, member in members:
+            fn = member.__func__ if isinstance(member, (classmethod, staticmethod)) else (
+                member.fget if isinstance(member, property) else member)
+            if not inspect.isfunction(fn):
+                continue
+            if not fn.__doc__ and fn.__name__ != "__init__":
+                missing_doc.append(qual)
+            hints = typing.get_type_hints(fn)              # also: every annotation resolves
+            if "return" not in hints:
+                missing_hints.append(qual)
+    assert not missing_doc, missing_doc
+    assert not missing_hints, missing_hints
 
 
 # --------------------------------------------------------------------------
@@ -844,7 +1037,7 @@ def c_reference(tmp_path_factory):
     lib = os.path.realpath(wm.lib_path)
     exe = str(tmp_path_factory.mktemp("cref") / "c_reference")
     cmd = ([os.environ.get("CC", "cc"), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
-            "-I", os.path.join(ROOT, "include"), "-o", exe,
+            "-I", INCLUDE, "-o", exe,
             os.path.join(ROOT, "tests", "python", "c_reference.c"), lib,
             "-Wl,-rpath," + os.path.dirname(lib)]
            + shlex.split(os.environ.get("WM_TEST_LDFLAGS", "")))

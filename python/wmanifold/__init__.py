@@ -1,4 +1,4 @@
-"""wmanifold -- a ctypes binding of libwmanifold (include/wmanifold.h).
+"""wmanifold -- Python bindings of libwmanifold (ctypes over include/wmanifold.h).
 
 Neural networks whose weights live on a manifold over a task context s:
 W(s) = sum_k c_k(s) P_k (Benjamin et al. 2025, arXiv 2505.22994).
@@ -11,15 +11,27 @@ Every function of the C API is reachable from here:
         net.init(seed=1)
         with wm.Optimizer(net, kind=wm.OptKind.ADAM, lr=1e-2) as opt:
             loss = opt.step(x, s, labels=y)        # x (n,2) s (n,) y (n,)
-        logits = net.infer(x, s)                   # (n, 2) float32
+        logits = net(x, s)                         # (n, 2) float32 (= net.infer)
 
 Conventions:
   * Arrays go in and come out as numpy arrays, float32 (labels int32),
     C-contiguous. An input that already has that layout is passed to C as is,
     without a copy; anything else is converted once (np.ascontiguousarray).
-  * A failing C call raises WmError, whose .status is the wm_status and whose
-    message is wm_last_error()'s text. Arrays of the wrong shape are caught
-    before C sees them (C trusts the sizes) and raise ValueError.
+  * A failing C call raises a subclass of WmError, whose .status is the
+    wm_status, .message wm_last_error()'s text and .call the C function. Each
+    is also the built-in exception a Python programmer expects:
+        WM_EINVAL   InvalidArgumentError  (a ValueError)
+        WM_EFORMAT  FormatError           (a ValueError: not a model file)
+        WM_ENOMEM   OutOfMemoryError      (a MemoryError)
+        WM_EIO      FileError             (an OSError; a missing file is also a
+                                           FileNotFoundError, a refused one a
+                                           PermissionError, a directory an
+                                           IsADirectoryError, with .errno and
+                                           .filename set)
+        WM_ENUMERIC NumericError          (a FloatingPointError)
+        WM_ESTATE   StateError            (a RuntimeError)
+    Arrays of the wrong shape are caught before C sees them (C trusts the
+    sizes) and raise a plain ValueError.
   * Handles (Manifold, Net, Optimizer) are freed deterministically by close()
     or a `with` block; garbage collection is only the fallback. An Optimizer
     keeps its Net alive; closing a Net first closes its optimizers, because
@@ -27,27 +39,47 @@ Conventions:
   * Views returned with copy=False (params, grad_buffer) point into C memory
     and are only valid while their handle is open.
 
-The shared library is found through the WMANIFOLD_LIB environment variable,
-else ../../lib/libwmanifold.so next to this file (the build tree), else the
-system search path (ctypes.util.find_library("wmanifold")).
+The shared library is found, in this order, through the WMANIFOLD_LIB
+environment variable (a path); when this package is imported from a source
+checkout (python/ next to include/wmanifold.h), the checkout's
+lib/libwmanifold.so.0; else the installed library by its soname,
+libwmanifold.so.0, on the dynamic loader's path (ld.so.cache after
+`make install` and ldconfig, or LD_LIBRARY_PATH for another prefix).
+
+The optional module wmanifold.torch turns a trained net into a
+torch.nn.Module (import it explicitly; it needs PyTorch).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import enum
+import errno as _errno
 import os
+import tempfile
 import weakref
 from collections import namedtuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _format
+
 __all__ = [
-    "Status", "Activation", "Loss", "Conditioning", "ConvStrategy", "OptKind", "WmError",
+    "Status", "Activation", "Loss", "Conditioning", "ConvStrategy", "OptKind",
+    "WmError", "InvalidArgumentError", "OutOfMemoryError", "FileError", "FormatError",
+    "NumericError", "StateError",
     "OptConfig", "Batch", "BASIS_FN", "LayerInfo", "Manifold", "Net", "Optimizer",
-    "status_str", "last_error", "version", "opt_default", "lib_path",
+    "status_str", "last_error", "version", "opt_default", "lib_path", "SONAME",
 ]
+
+#: the version of this package (the library's is version()); pyproject.toml reads it
+__version__ = "0.1.0"
+#: the shared library this binding was written for (its ABI major version)
+SONAME = "libwmanifold.so.0"
+
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+ArrayLike = Any  # anything np.asarray accepts
 
 # --------------------------------------------------------------------------
 # Enums (values fixed by the C header)
@@ -94,17 +126,124 @@ class OptKind(enum.IntEnum):
 
 
 class WmError(Exception):
-    """A libwmanifold call failed: .status (Status) and .message (wm_last_error)."""
+    """A libwmanifold call failed.
 
-    def __init__(self, status, message):
+    .status is the Status (an int if newer than this binding), .message the
+    library's wm_last_error() text and .call the C function that failed (or
+    None). Each status raises its own subclass, which is also the matching
+    built-in exception (see the module's docstring); catch WmError for all."""
+
+    def __init__(self, status: Union[Status, int], message: str = "",
+                 call: Optional[str] = None) -> None:
         try:
             status = Status(status)
         except ValueError:  # a status newer than this binding: keep the number
             pass
         self.status = status
         self.message = message
-        name = status.name if isinstance(status, Status) else str(status)
-        super().__init__(f"{name}: {message}" if message else name)
+        self.call = call
+        self._init_base()
+
+    def _text(self) -> str:
+        name = self.status.name if isinstance(self.status, Status) else str(self.status)
+        return f"{name}: {self.message}" if self.message else name
+
+    def _init_base(self) -> None:
+        super().__init__(self._text())
+
+    def __str__(self) -> str:
+        return self._text()
+
+    def __reduce__(self):
+        return (_error, (int(self.status), self.message, self.call,
+                         getattr(self, "filename", None)))
+
+
+class InvalidArgumentError(WmError, ValueError):
+    """WM_EINVAL: an argument is invalid (NULL, out of range, NaN/Inf input)."""
+
+
+class OutOfMemoryError(WmError, MemoryError):
+    """WM_ENOMEM: an allocation failed."""
+
+
+class FormatError(WmError, ValueError):
+    """WM_EFORMAT: a file is not a valid model file (truncated, corrupt, foreign)."""
+
+
+class NumericError(WmError, FloatingPointError):
+    """WM_ENUMERIC: the computation turned non-finite (diverging loss or update)."""
+
+
+class StateError(WmError, RuntimeError):
+    """WM_ESTATE: the call is not allowed in the object's current state."""
+
+
+class FileError(WmError, OSError):
+    """WM_EIO: a file could not be opened, read or written. .errno and
+    .filename are set when known; a missing file raises the subclass that is
+    also a FileNotFoundError (PermissionError, IsADirectoryError, ... alike)."""
+
+    def __init__(self, status: Union[Status, int], message: str = "",
+                 call: Optional[str] = None, errno: Optional[int] = None,
+                 filename: Optional[str] = None) -> None:
+        self._errno, self._filename = errno, filename
+        super().__init__(status, message, call)
+
+    def _init_base(self) -> None:
+        if self._errno is not None:
+            OSError.__init__(self, self._errno, self._text(), self._filename)
+        else:
+            OSError.__init__(self, self._text())
+            self.filename = self._filename
+
+
+def _file_error(name: str, builtin: type) -> type:
+    """A FileError that is also the specific built-in OSError `builtin`."""
+    return type(name, (FileError, builtin), {
+        "__doc__": f"WM_EIO that is also a {builtin.__name__}.", "__module__": __name__,
+        "__qualname__": name})
+
+
+_FileNotFound = _file_error("_FileNotFound", FileNotFoundError)
+_FilePermission = _file_error("_FilePermission", PermissionError)
+_FileIsADirectory = _file_error("_FileIsADirectory", IsADirectoryError)
+_FileNotADirectory = _file_error("_FileNotADirectory", NotADirectoryError)
+_FILE_ERRORS = {_errno.ENOENT: _FileNotFound, _errno.EACCES: _FilePermission,
+                _errno.EPERM: _FilePermission, _errno.EISDIR: _FileIsADirectory,
+                _errno.ENOTDIR: _FileNotADirectory}
+
+_ERRORS = {Status.EINVAL: InvalidArgumentError, Status.ENOMEM: OutOfMemoryError,
+           Status.EIO: FileError, Status.EFORMAT: FormatError,
+           Status.ENUMERIC: NumericError, Status.ESTATE: StateError}
+
+
+def _io_errno(message: str, path: Optional[str]) -> Optional[int]:
+    """The errno behind a WM_EIO message: the library appends strerror()'s
+    text (the same libc's); failing that, a path that does not exist."""
+    for code in _FILE_ERRORS:
+        if message.endswith(": " + os.strerror(code)):
+            return code
+    if path is not None:
+        if not os.path.lexists(path):
+            return _errno.ENOENT
+        if os.path.isdir(path):
+            return _errno.EISDIR
+    return None
+
+
+def _error(status: int, message: str, call: Optional[str] = None,
+           path: Optional[str] = None) -> WmError:
+    """The exception for a failed call: the subclass its status maps to."""
+    try:
+        cls = _ERRORS.get(Status(status), WmError)
+    except ValueError:
+        cls = WmError
+    if cls is FileError:
+        code = _io_errno(message, path)
+        cls = _FILE_ERRORS.get(code, FileError)
+        return cls(status, message, call, errno=code, filename=path)
+    return cls(status, message, call)
 
 
 # --------------------------------------------------------------------------
@@ -138,7 +277,7 @@ class OptConfig(ctypes.Structure):
         ("weight_decay", ctypes.c_float),
     ]
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name, _ in self._fields_}
 
     def __repr__(self):
@@ -237,44 +376,84 @@ _PROTOTYPES = {
 }
 
 
-def _find_library():
+def _source_tree_library() -> Optional[str]:
+    """lib/libwmanifold.so.0 of the checkout this package sits in, if it is
+    imported from a source checkout (python/ beside include/wmanifold.h) and
+    the library has been built; None for an installed package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.normpath(os.path.join(here, "..", ".."))
+    if not (os.path.isfile(os.path.join(here, "..", "pyproject.toml"))
+            and os.path.isfile(os.path.join(root, "include", "wmanifold.h"))):
+        return None
+    local = os.path.join(root, "lib", SONAME)
+    return local if os.path.exists(local) else None
+
+
+def _find_library() -> str:
+    """What to dlopen: WMANIFOLD_LIB, the source checkout's build, or the soname."""
     env = os.environ.get("WMANIFOLD_LIB")
     if env:
         return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    local = os.path.normpath(os.path.join(here, "..", "..", "lib", "libwmanifold.so"))
-    if os.path.exists(local):
-        return local
-    found = ctypes.util.find_library("wmanifold")
-    if found:
-        return found
-    raise OSError("libwmanifold not found: build it (make) or set WMANIFOLD_LIB "
-                  "to the path of libwmanifold.so")
+    return _source_tree_library() or SONAME
 
 
-def _load(path):
-    lib = ctypes.CDLL(path)
-    for name, (restype, argtypes) in _PROTOTYPES.items():
-        fn = getattr(lib, name)  # AttributeError here means an ABI mismatch
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _loaded_from(lib: ctypes.CDLL, name: str) -> str:
+    """The file the dynamic loader opened for lib (dladdr), else name."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        info = _DlInfo()
+        if dladdr(ctypes.cast(lib.wm_version, ctypes.c_void_p), ctypes.byref(info)) \
+                and info.dli_fname:
+            return os.fsdecode(info.dli_fname)
+    except (AttributeError, OSError):  # no dladdr (not glibc): keep the name
+        pass
+    return name
+
+
+def _load(name: str) -> Tuple[ctypes.CDLL, str]:
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as e:
+        if name != SONAME:
+            raise OSError(f"WMANIFOLD_LIB={name}: cannot load it: {e}") from None
+        raise OSError(
+            f"{SONAME} not found on the dynamic loader's path ({e}). Install the "
+            "library (make install; as root into /usr/local it runs ldconfig), or "
+            "for another prefix set LD_LIBRARY_PATH=PREFIX/lib, or set "
+            "WMANIFOLD_LIB to the library's path") from None
+    for fn_name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(lib, fn_name)  # AttributeError here means an ABI mismatch
         fn.restype = restype
         fn.argtypes = argtypes
-    return lib
+    return lib, _loaded_from(lib, name)
 
 
-#: the path the library was loaded from
-lib_path = _find_library()
 # Every call goes through this module global (not a captured function), so a
 # test can swap in a recording proxy.
-_lib = _load(lib_path)
+_lib, lib_path = _load(_find_library())
+#: lib_path: the file the library was loaded from
 
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
 
 
-def _check(status):
+def _check(status: int, call: Optional[str] = None, path: Optional[str] = None) -> None:
+    """Raise the exception for status (nothing for WM_OK); call names the C
+    function, path the file a file function was given."""
     if status != Status.OK:
-        raise WmError(status, _lib.wm_last_error().decode("utf-8", "replace"))
+        raise _error(status, _lib.wm_last_error().decode("utf-8", "replace"), call, path)
+
+
+def _call(fn_name: str, *args: Any) -> None:
+    """Call the C function fn_name(*args) and raise if it fails."""
+    _check(getattr(_lib, fn_name)(*args), fn_name)
 
 
 def _ptr(arr, ctype=_c_float_p):
@@ -308,7 +487,7 @@ def _out_array(out, dtype, shape, what):
 def _view(ptr, n, owner, copy, writeable):
     """numpy array over n floats of C memory; the view keeps owner referenced."""
     if not ptr:
-        raise WmError(Status.ESTATE, "no buffer (net not initialised?)")
+        raise StateError(Status.ESTATE, "no buffer (net not initialised?)")
     buf = (ctypes.c_float * n).from_address(ctypes.addressof(ptr.contents))
     if copy:
         return np.array(buf, dtype=np.float32, copy=True)
@@ -350,10 +529,11 @@ def _basis_callback(fn, dim, n_basis):
     return BASIS_FN(trampoline), errors
 
 
-def _check_cb(status, errors):
+def _check_cb(status: int, errors: list, call: Optional[str] = None,
+              path: Optional[str] = None) -> None:
     """_check, chaining the basis callback's exception if it raised one."""
     try:
-        _check(status)
+        _check(status, call, path)
     except WmError as e:
         if errors:
             raise e from errors[0]
@@ -362,9 +542,10 @@ def _check_cb(status, errors):
         raise errors[0]
 
 
-def _create(fn_name, *args):
+def _create(fn_name: str, *args: Any, path: Optional[str] = None) -> int:
+    """Call a constructor fn_name(&out, *args); the new handle's address."""
     out = ctypes.c_void_p()
-    _check(getattr(_lib, fn_name)(ctypes.byref(out), *args))
+    _check(getattr(_lib, fn_name)(ctypes.byref(out), *args), fn_name, path)
     return out.value
 
 # --------------------------------------------------------------------------
@@ -372,22 +553,22 @@ def _create(fn_name, *args):
 # --------------------------------------------------------------------------
 
 
-def status_str(status):
+def status_str(status: Union[Status, int]) -> str:
     """wm_status_str: a short constant description of a status."""
     return _lib.wm_status_str(int(status)).decode()
 
 
-def last_error():
+def last_error() -> str:
     """wm_last_error: this thread's most recent failure, in words."""
     return _lib.wm_last_error().decode("utf-8", "replace")
 
 
-def version():
+def version() -> str:
     """wm_version: "MAJOR.MINOR.PATCH"."""
     return _lib.wm_version().decode()
 
 
-def opt_default(kind=OptKind.SD):
+def opt_default(kind: OptKind = OptKind.SD) -> OptConfig:
     """wm_opt_default: the default OptConfig for an optimizer kind."""
     return _lib.wm_opt_default(int(kind))
 
@@ -420,10 +601,11 @@ class _Handle:
         return self._ptr
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """Whether close() has released the handle."""
         return self._ptr is None
 
-    def close(self):
+    def close(self) -> None:
         """Release the C handle now (idempotent). Dependents close first."""
         for child in list(self._children):
             child.close()
@@ -448,39 +630,69 @@ class _Handle:
         return f"<wmanifold.{type(self).__name__} {state}>"
 
 
+def _spec(kind: str, dim: int, k: int, periodic: Sequence[bool], **fields: Any) -> Dict[str, Any]:
+    """A manifold description in the model file's terms (see _format)."""
+    return dict(kind=kind, dim=dim, K=k, periodic=list(periodic), **fields)
+
+
 class Manifold(_Handle):
     """A basis c(s) over a context domain (wm_manifold). Build with the
-    classmethods: point, line, circle, fourier, bspline, product, custom."""
+    classmethods: point, line, circle, fourier, bspline, product, custom.
+
+    .spec describes it (kind and parameters) when known: always for one built
+    here, and for a net's manifold when the net's architecture is known."""
 
     _free_fn = "wm_manifold_free"
+    spec: Optional[Dict[str, Any]] = None
+
+    def __init__(self, ptr: int, owned: bool = True, keep: Sequence[Any] = (),
+                 parent: Optional["_Handle"] = None,
+                 spec: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(ptr, owned=owned, keep=keep, parent=parent)
+        self.spec = spec
 
     @classmethod
-    def point(cls):
-        return cls(_create("wm_manifold_point"))
+    def point(cls) -> "Manifold":
+        """No context: K = 1, a plain network."""
+        return cls(_create("wm_manifold_point"), spec=_spec("point", 0, 1, []))
 
     @classmethod
-    def line(cls):
-        return cls(_create("wm_manifold_line"))
+    def line(cls) -> "Manifold":
+        """s in [0, 1], c(s) = (1 - s, s): W(0) = P_1, W(1) = P_2."""
+        return cls(_create("wm_manifold_line"), spec=_spec("line", 1, 2, [False]))
 
     @classmethod
-    def circle(cls):
-        return cls(_create("wm_manifold_circle"))
+    def circle(cls) -> "Manifold":
+        """Periodic s, c(s) = (1, cos 2 pi s, sin 2 pi s); fourier(1)."""
+        return cls(_create("wm_manifold_circle"),
+                   spec=_spec("fourier", 1, 3, [True], harmonics=1))
 
     @classmethod
-    def fourier(cls, harmonics):
-        return cls(_create("wm_manifold_fourier", int(harmonics)))
+    def fourier(cls, harmonics: int) -> "Manifold":
+        """A closed curve with `harmonics` harmonics: K = 2 harmonics + 1."""
+        h = int(harmonics)
+        return cls(_create("wm_manifold_fourier", h),
+                   spec=_spec("fourier", 1, 2 * h + 1, [True], harmonics=h))
 
     @classmethod
-    def bspline(cls, n_control, degree, periodic=False):
-        return cls(_create("wm_manifold_bspline", int(n_control), int(degree), int(bool(periodic))))
+    def bspline(cls, n_control: int, degree: int, periodic: bool = False) -> "Manifold":
+        """A uniform B-spline curve: open and clamped, or closed (periodic)."""
+        n, d, closed = int(n_control), int(degree), bool(periodic)
+        return cls(_create("wm_manifold_bspline", n, d, int(closed)),
+                   spec=_spec("bspline", 1, n, [closed], n_control=n, degree=d, closed=closed))
 
     @classmethod
-    def product(cls, a, b):
+    def product(cls, a: "Manifold", b: "Manifold") -> "Manifold":
         """A x B (torus = circle x circle); the result owns copies of a and b."""
-        return cls(_create("wm_manifold_product", a._p, b._p), keep=a._keep + b._keep)
+        m = cls(_create("wm_manifold_product", a._p, b._p), keep=a._keep + b._keep)
+        if a.spec is not None and b.spec is not None:
+            m.spec = _spec("product", a.spec["dim"] + b.spec["dim"], a.spec["K"] * b.spec["K"],
+                           a.spec["periodic"] + b.spec["periodic"], a=a.spec, b=b.spec)
+        return m
 
     @classmethod
-    def custom(cls, fn, dim, n_basis, periodic=None, user=None):
+    def custom(cls, fn: Callable[[np.ndarray], ArrayLike], dim: int, n_basis: int,
+               periodic: Optional[Sequence[bool]] = None, user: Any = None) -> "Manifold":
         """Your own basis: fn(s) gets a float32 array of dim context coordinates
         and returns n_basis values. fn may also be a ctypes wm_basis_fn (then
         `user` is its void* argument). periodic: dim flags, or None."""
@@ -492,7 +704,7 @@ class Manifold(_Handle):
         st = _lib.wm_manifold_custom(ctypes.byref(out), int(dim), int(n_basis),
                                      _ptr(per, _c_int_p), cb, user)
         if st != Status.OK:
-            _check_cb(st, errors)
+            _check_cb(st, errors, "wm_manifold_custom")
         m = cls(out.value, keep=(cb,))
         try:
             _check_cb(Status.OK, errors)
@@ -500,133 +712,237 @@ class Manifold(_Handle):
             m.close()
             raise
         m._cb_errors = errors
+        m.spec = _spec("custom", int(dim), int(n_basis),
+                       [bool(p) for p in periodic] if periodic is not None else [False] * int(dim))
         return m
 
-    def clone(self):
-        return Manifold(_create("wm_manifold_clone", self._p), keep=self._keep)
+    def clone(self) -> "Manifold":
+        """An independent copy."""
+        return Manifold(_create("wm_manifold_clone", self._p), keep=self._keep, spec=self.spec)
 
     @property
-    def dim(self):
+    def dim(self) -> int:
+        """Context coordinates (0 for a point)."""
         return _lib.wm_manifold_dim(self._p)
 
     @property
-    def n_basis(self):
+    def n_basis(self) -> int:
+        """Basis functions K."""
         return _lib.wm_manifold_n_basis(self._p)
 
-    def periodic(self, d):
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<wmanifold.Manifold closed>"
+        dim = self.dim
+        per = [self.periodic(d) for d in range(dim)]
+        ctx = "no context" if dim == 0 else (
+            f"dim {dim}" + (" periodic" if all(per) else "" if not any(per) else
+                            " (periodic: " + ", ".join("yes" if p else "no" for p in per) + ")"))
+        name = _format.describe_manifold(self.spec) + ": " if self.spec else ""
+        return f"<wmanifold.Manifold {name}{ctx}, K {self.n_basis}>"
+
+    def periodic(self, d: int) -> bool:
+        """Whether context coordinate d wraps (s and s + 1 are the same point)."""
         r = _lib.wm_manifold_periodic(self._p, int(d))
         if r < 0:
             raise ValueError(f"context coordinate {d} out of range for dim {self.dim}")
         return bool(r)
 
-    def _context(self, s):
+    def _context(self, s: Optional[ArrayLike]) -> Optional[np.ndarray]:
         dim = self.dim
         if dim == 0 and s is None:
             return None
         return _as_array(s, np.float32, (dim,), "context s")
 
-    def basis(self, s=None):
+    def basis(self, s: Optional[ArrayLike] = None) -> np.ndarray:
         """The paper's c(s) at one context: (K,) float32."""
         s = self._context(s)
         c = np.empty(self.n_basis, dtype=np.float32)
-        _check(_lib.wm_manifold_basis(self._p, _ptr(s), _ptr(c)))
+        _call("wm_manifold_basis", self._p, _ptr(s), _ptr(c))
         return c
 
-    def gram(self):
+    def gram(self) -> np.ndarray:
         """The Gram matrix G, (K, K) float64."""
         k = self.n_basis
         g = np.empty((k, k), dtype=np.float64)
-        _check(_lib.wm_manifold_gram(self._p, _ptr(g, _c_double_p)))
+        _call("wm_manifold_gram", self._p, _ptr(g, _c_double_p))
         return g
 
 
 class Net(_Handle):
     """A network on a manifold (wm_net). Net(manifold, n_inputs, cond), then
-    .dense(...) layers, optionally .set_loss(...), then .init(seed)."""
+    .dense(...) layers, optionally .set_loss(...), then .init(seed).
+
+    net(x, s) runs it (the same as net.infer(x, s))."""
 
     _free_fn = "wm_net_free"
+    _arch: Optional[Dict[str, Any]] = None
 
-    def __init__(self, manifold, n_inputs, cond=Conditioning.MANIFOLD):
+    def __init__(self, manifold: Manifold, n_inputs: int,
+                 cond: Conditioning = Conditioning.MANIFOLD) -> None:
         ptr = _create("wm_net_create", manifold._p, int(n_inputs), int(cond))
         # The net copies the manifold, callback pointer included: keep it alive.
         super().__init__(ptr, keep=manifold._keep)
+        # What the C API does not report (layer kinds), recorded as it is built.
+        self._arch = {"manifold": manifold.spec, "cond": int(cond), "n_inputs": int(n_inputs),
+                      "input_shape": None, "loss": int(Loss.SOFTMAX_CE), "layers": []}
 
     @classmethod
-    def _wrap(cls, ptr, keep=()):
+    def _wrap(cls, ptr: int, keep: Sequence[Any] = (), path: Optional[PathLike] = None) -> "Net":
         net = cls.__new__(cls)
         _Handle.__init__(net, ptr, keep=keep)
+        if path is not None:  # the file just loaded says what the net is
+            try:
+                with open(path, "rb") as f:
+                    net._arch = _format.parse_header(f.read(), os.fsdecode(path))
+            except (OSError, ValueError):  # only the repr loses detail
+                net._arch = None
         return net
 
+    def _add_layer(self, **layer: Any) -> "Net":
+        if self._arch is not None:
+            self._arch["layers"].append(layer)
+        return self
+
     # ---- building
-    def dense(self, n_outputs, act=Activation.NONE):
-        _check(_lib.wm_net_dense(self._p, int(n_outputs), int(act)))
-        return self
+    def dense(self, n_outputs: int, act: Activation = Activation.NONE) -> "Net":
+        """Append a dense layer act(W(s) x + b(s)); after a conv or pooling
+        layer it flattens its input (CHW)."""
+        _call("wm_net_dense", self._p, int(n_outputs), int(act))
+        return self._add_layer(kind="dense", out=int(n_outputs), act=int(act))
 
-    def input_shape(self, channels, height, width):
+    def input_shape(self, channels: int, height: int, width: int) -> "Net":
         """Rows of x are CHW images; call before the first layer."""
-        _check(_lib.wm_net_input_shape(self._p, int(channels), int(height), int(width)))
+        _call("wm_net_input_shape", self._p, int(channels), int(height), int(width))
+        if self._arch is not None:
+            self._arch["input_shape"] = (int(channels), int(height), int(width))
         return self
 
-    def conv2d(self, out_channels, kernel, stride=1, pad=0, act=Activation.NONE):
+    def conv2d(self, out_channels: int, kernel: int, stride: int = 1, pad: int = 0,
+               act: Activation = Activation.NONE) -> "Net":
         """Append a 2-D convolution (weights on the manifold)."""
-        _check(_lib.wm_net_conv2d(self._p, int(out_channels), int(kernel), int(stride),
-                                  int(pad), int(act)))
-        return self
+        _call("wm_net_conv2d", self._p, int(out_channels), int(kernel), int(stride),
+              int(pad), int(act))
+        return self._add_layer(kind="conv2d", out=int(out_channels), kernel=int(kernel),
+                               stride=int(stride), pad=int(pad), act=int(act))
 
-    def maxpool(self, size):
-        _check(_lib.wm_net_maxpool(self._p, int(size)))
-        return self
+    def maxpool(self, size: int) -> "Net":
+        """Append max pooling over size x size windows, stride size."""
+        _call("wm_net_maxpool", self._p, int(size))
+        return self._add_layer(kind="maxpool", size=int(size))
 
-    def avgpool(self, size):
-        _check(_lib.wm_net_avgpool(self._p, int(size)))
-        return self
+    def avgpool(self, size: int) -> "Net":
+        """Append average pooling over size x size windows, stride size."""
+        _call("wm_net_avgpool", self._p, int(size))
+        return self._add_layer(kind="avgpool", size=int(size))
 
-    def set_conv_strategy(self, strategy):
+    def set_conv_strategy(self, strategy: ConvStrategy) -> "Net":
         """How convolutions run mixed-context batches (ConvStrategy)."""
-        _check(_lib.wm_net_set_conv_strategy(self._p, int(strategy)))
+        _call("wm_net_set_conv_strategy", self._p, int(strategy))
         return self
 
-    def set_loss(self, loss):
-        _check(_lib.wm_net_set_loss(self._p, int(loss)))
+    def set_loss(self, loss: Loss) -> "Net":
+        """The training loss (before init)."""
+        _call("wm_net_set_loss", self._p, int(loss))
+        if self._arch is not None:
+            self._arch["loss"] = int(loss)
         return self
 
-    def init(self, seed=0):
-        _check(_lib.wm_net_init(self._p, int(seed)))
+    def init(self, seed: int = 0) -> "Net":
+        """Allocate and initialise the parameters from seed (re-initialises)."""
+        _call("wm_net_init", self._p, int(seed))
         return self
+
+    @property
+    def initialised(self) -> bool:
+        """Whether init (or a load) has given the net its parameters."""
+        return bool(_lib.wm_net_params(self._p, None))
+
+    def architecture(self) -> Dict[str, Any]:
+        """What the net is, in the model file's terms (docs/model-format.md):
+        a dict with manifold (kind, dim, K, periodic and the kind's fields),
+        cond, n_inputs, input_shape, loss and layers (kind and fields each).
+        An initialised net is read back from what wm_net_save writes, so it
+        is the library's own account."""
+        if self.initialised:
+            with tempfile.TemporaryDirectory(prefix="wmanifold-") as d:
+                path = os.path.join(d, "net.wm")
+                self.save(path)
+                with open(path, "rb") as f:
+                    return _format.parse_header(f.read(), path)
+        if self._arch is None or self._arch["manifold"] is None:
+            raise StateError(Status.ESTATE, "the architecture of this net is not known "
+                             "before init")
+        return {k: (list(v) if k == "layers" else v) for k, v in self._arch.items()}
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<wmanifold.Net closed>"
+        arch = self._arch
+        if arch is not None:
+            layers = [_format.describe_layer(layer) for layer in arch["layers"]]
+        else:
+            layers = [f"{i.n_out}" + (f" {i.activation.name.lower()}"
+                                      if isinstance(i.activation, Activation) and i.activation
+                                      else "")
+                      for i in (self.layer_info(k) for k in range(self.n_layers))]
+        inputs = str(self.n_inputs)
+        if arch is not None and arch.get("input_shape"):
+            inputs = "x".join(map(str, arch["input_shape"]))
+        man = self.manifold
+        parts = [" -> ".join([inputs] + layers), f"on {man!r}"[:-1].replace("<wmanifold.Manifold ", "")]
+        if arch is not None:
+            parts.append("concat conditioning" if arch["cond"] == Conditioning.CONCAT
+                         else "manifold conditioning")
+            parts.append("MSE" if arch["loss"] == Loss.MSE else "softmax CE")
+        parts.append(f"{self.n_params} params" if self.initialised else "not initialised")
+        return "<wmanifold.Net " + ", ".join(parts) + ">"
+
+    def __call__(self, x: ArrayLike, s: Optional[ArrayLike] = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
+        """net(x, s): the outputs (n, n_outputs), as infer."""
+        return self.infer(x, s, out)
 
     # ---- sizes
     @property
-    def n_inputs(self):
+    def n_inputs(self) -> int:
+        """Features per sample."""
         return _lib.wm_net_n_inputs(self._p)
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
+        """The last layer's width."""
         return _lib.wm_net_n_outputs(self._p)
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
+        """Layers, pooling included."""
         return _lib.wm_net_n_layers(self._p)
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
+        """Every trainable scalar over all K basis points."""
         return _lib.wm_net_n_params(self._p)
 
     @property
-    def context_dim(self):
+    def context_dim(self) -> int:
+        """Context coordinates the net expects (its manifold's dim)."""
         return _lib.wm_net_context_dim(self._p)
 
     @property
-    def manifold(self):
+    def manifold(self) -> Manifold:
         """The net's own manifold, borrowed: closed when the net closes."""
         ptr = _lib.wm_net_manifold(self._p)
         if not ptr:
-            raise WmError(Status.EINVAL, "net has no manifold")
-        return Manifold(ptr, owned=False, keep=self._keep, parent=self)
+            raise InvalidArgumentError(Status.EINVAL, "net has no manifold")
+        return Manifold(ptr, owned=False, keep=self._keep, parent=self,
+                        spec=None if self._arch is None else self._arch["manifold"])
 
-    def layer_info(self, layer):
+    def layer_info(self, layer: int) -> LayerInfo:
+        """Sizes and activation of layer `layer` (see wm_net_layer_info)."""
         n_in, n_out, act = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-        _check(_lib.wm_net_layer_info(self._p, int(layer), ctypes.byref(n_in),
-                                      ctypes.byref(n_out), ctypes.byref(act)))
+        _call("wm_net_layer_info", self._p, int(layer), ctypes.byref(n_in),
+                                      ctypes.byref(n_out), ctypes.byref(act))
         try:
             a = Activation(act.value)
         except ValueError:
@@ -663,21 +979,23 @@ class Net(_Handle):
         return batch, (x, s, lab, tgt)  # the arrays must outlive the C call
 
     # ---- inference
-    def infer(self, x, s=None, out=None):
+    def infer(self, x: ArrayLike, s: Optional[ArrayLike] = None,
+              out: Optional[np.ndarray] = None) -> np.ndarray:
         """Outputs (n, n_outputs) float32 for inputs x (n, n_inputs) at
         contexts s (n, dim), (n,) for dim 1, or one context for all."""
         x = self._inputs(x)
         n = x.shape[0]
         s = self._contexts(s, n)
         out = _out_array(out, np.float32, (n, self.n_outputs), "out")
-        _check(_lib.wm_infer(self._p, _ptr(x), _ptr(s), n, _ptr(out)))
+        _call("wm_infer", self._p, _ptr(x), _ptr(s), n, _ptr(out))
         return out
 
-    def infer_workspace_size(self, n):
+    def infer_workspace_size(self, n: int) -> int:
         """Bytes of workspace infer_ws needs for batches of up to n samples."""
         return _lib.wm_infer_workspace_size(self._p, int(n))
 
-    def infer_ws(self, x, s=None, ws=None, out=None):
+    def infer_ws(self, x: ArrayLike, s: Optional[ArrayLike] = None, ws: Any = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
         """infer with caller-owned workspace `ws` (a writeable buffer, e.g. a
         uint8 array of infer_workspace_size(n) bytes; None: allocate one)."""
         x = self._inputs(x)
@@ -689,84 +1007,93 @@ class Net(_Handle):
         wsa = np.frombuffer(ws, dtype=np.uint8) if not isinstance(ws, np.ndarray) else ws
         if not wsa.flags.c_contiguous or not wsa.flags.writeable:
             raise ValueError("ws: needs a writeable contiguous buffer")
-        _check(_lib.wm_infer_ws(self._p, _ptr(x), _ptr(s), n, _ptr(out),
-                                ctypes.c_void_p(wsa.ctypes.data), wsa.nbytes))
+        _call("wm_infer_ws", self._p, _ptr(x), _ptr(s), n, _ptr(out),
+                                ctypes.c_void_p(wsa.ctypes.data), wsa.nbytes)
         return out
 
-    def evaluate(self, x, s=None, labels=None, targets=None):
+    def evaluate(self, x: ArrayLike, s: Optional[ArrayLike] = None,
+                 labels: Optional[ArrayLike] = None,
+                 targets: Optional[ArrayLike] = None) -> Tuple[float, float]:
         """(mean loss, accuracy) over a batch."""
         batch, _keep = self._batch(x, s, labels, targets)
         loss, acc = ctypes.c_float(), ctypes.c_float()
-        _check(_lib.wm_evaluate(self._p, ctypes.byref(batch), ctypes.byref(loss),
-                                ctypes.byref(acc)))
+        _call("wm_evaluate", self._p, ctypes.byref(batch), ctypes.byref(loss),
+                                ctypes.byref(acc))
         return loss.value, acc.value
 
-    def infer_context(self, x, labels=None):
+    def infer_context(self, x: ArrayLike, labels: Optional[ArrayLike] = None) -> np.ndarray:
         """The context (dim,) float32 that best explains inputs x sharing one
         unknown context: by the labels' loss, or by prediction entropy."""
         x = self._inputs(x)
         n = x.shape[0]
         lab = None if labels is None else _as_array(labels, np.int32, (n,), "labels")
         s_out = np.zeros(max(self.context_dim, 1), dtype=np.float32)
-        _check(_lib.wm_infer_context(self._p, _ptr(x), _ptr(lab, _c_int32_p), n, _ptr(s_out)))
+        _call("wm_infer_context", self._p, _ptr(x), _ptr(lab, _c_int32_p), n, _ptr(s_out))
         return s_out[:self.context_dim]
 
     # ---- parameters
-    def weights_at(self, layer, s=None):
+    def weights_at(self, layer: int,
+                   s: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(w (n_out, n_in), b (n_out,)) of the plain layer at context s."""
         info = self.layer_info(layer)
         if s is not None:
             s = _as_array(s, np.float32, (self.context_dim,), "context s")
         w = np.empty((info.n_out, info.n_in), dtype=np.float32)
         b = np.empty(info.n_out, dtype=np.float32)
-        _check(_lib.wm_net_weights_at(self._p, int(layer), _ptr(s), _ptr(w), _ptr(b)))
+        _call("wm_net_weights_at", self._p, int(layer), _ptr(s), _ptr(w), _ptr(b))
         return w, b
 
-    def control_point(self, layer, k):
+    def control_point(self, layer: int, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """(w, b) of control point P_k of a layer, paper coordinates."""
         info = self.layer_info(layer)
         w = np.empty((info.n_out, info.n_in), dtype=np.float32)
         b = np.empty(info.n_out, dtype=np.float32)
-        _check(_lib.wm_net_control_point(self._p, int(layer), int(k), _ptr(w), _ptr(b)))
+        _call("wm_net_control_point", self._p, int(layer), int(k), _ptr(w), _ptr(b))
         return w, b
 
-    def set_control_point(self, layer, k, w=None, b=None):
+    def set_control_point(self, layer: int, k: int, w: Optional[ArrayLike] = None,
+                          b: Optional[ArrayLike] = None) -> None:
         """Overwrite control point P_k (None keeps that part)."""
         info = self.layer_info(layer)
         w = None if w is None else _as_array(w, np.float32, (info.n_out, info.n_in), "w")
         b = None if b is None else _as_array(b, np.float32, (info.n_out,), "b")
-        _check(_lib.wm_net_set_control_point(self._p, int(layer), int(k), _ptr(w), _ptr(b)))
+        _call("wm_net_set_control_point", self._p, int(layer), int(k), _ptr(w), _ptr(b))
 
-    def params(self, copy=True):
+    def params(self, copy: bool = True) -> np.ndarray:
         """All parameters in the internal orthonormal coordinates Q (the
         grad_buffer layout). copy=False: a read-only view into the net."""
         n = ctypes.c_size_t()
         ptr = _lib.wm_net_params(self._p, ctypes.byref(n))
         return _view(ptr, n.value, self, copy, writeable=False)
 
-    def set_params(self, q):
+    def set_params(self, q: ArrayLike) -> None:
         """Overwrite all parameters with q, in the params() layout (Q)."""
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1)
-        _check(_lib.wm_net_set_params(self._p, _ptr(q), q.size))  # C checks the length
+        _call("wm_net_set_params", self._p, _ptr(q), q.size)  # C checks the length
 
     # ---- files
-    def save(self, path):
-        _check(_lib.wm_net_save(self._p, os.fsencode(path)))
+    def save(self, path: PathLike) -> None:
+        """Write the model to path, atomically (docs/model-format.md)."""
+        _check(_lib.wm_net_save(self._p, os.fsencode(path)), "wm_net_save", os.fsdecode(path))
 
     @classmethod
-    def load(cls, path):
-        return cls._wrap(_create("wm_net_load", os.fsencode(path)))
+    def load(cls, path: PathLike) -> "Net":
+        """A net saved by save(); FileNotFoundError if path does not exist,
+        FormatError if it is not a model file."""
+        return cls._wrap(_create("wm_net_load", os.fsencode(path), path=os.fsdecode(path)),
+                         path=path)
 
     @classmethod
-    def load_custom(cls, path, fn, dim=None, n_basis=None, user=None):
+    def load_custom(cls, path: PathLike, fn: Any, dim: Optional[int] = None,
+                    n_basis: Optional[int] = None, user: Any = None) -> "Net":
         """Load a net saved on a custom manifold, giving its basis again
         (a Python fn needs dim and n_basis, as for Manifold.custom)."""
         cb, errors = _basis_callback(fn, dim, n_basis)
         out = ctypes.c_void_p()
         st = _lib.wm_net_load_custom(ctypes.byref(out), os.fsencode(path), cb, user)
         if st != Status.OK:
-            _check_cb(st, errors)
-        net = cls._wrap(out.value, keep=(cb,))
+            _check_cb(st, errors, "wm_net_load_custom", os.fsdecode(path))
+        net = cls._wrap(out.value, keep=(cb,), path=path)
         try:
             _check_cb(Status.OK, errors)
         except BaseException:
@@ -781,7 +1108,8 @@ class Optimizer(_Handle):
 
     _free_fn = "wm_optimizer_free"
 
-    def __init__(self, net, config=None, kind=None, **fields):
+    def __init__(self, net: Net, config: Optional[OptConfig] = None,
+                 kind: Optional[OptKind] = None, **fields: float) -> None:
         if config is None:
             config = opt_default(OptKind.SD if kind is None else kind)
         else:
@@ -799,42 +1127,64 @@ class Optimizer(_Handle):
         self.net = net
         self.config = config
 
-    def step(self, x, s=None, labels=None, targets=None):
+    def step(self, x: ArrayLike, s: Optional[ArrayLike] = None,
+             labels: Optional[ArrayLike] = None, targets: Optional[ArrayLike] = None) -> float:
         """One training step; returns the batch's mean loss before it."""
         batch, _keep = self.net._batch(x, s, labels, targets)
         loss = ctypes.c_float()
-        _check(_lib.wm_step(self._p, ctypes.byref(batch), ctypes.byref(loss)))
+        _call("wm_step", self._p, ctypes.byref(batch), ctypes.byref(loss))
         return loss.value
 
-    def grad(self, x, s=None, labels=None, targets=None):
+    def grad(self, x: ArrayLike, s: Optional[ArrayLike] = None,
+             labels: Optional[ArrayLike] = None, targets: Optional[ArrayLike] = None) -> float:
         """Gradient into grad_buffer() without changing the net; returns the loss."""
         batch, _keep = self.net._batch(x, s, labels, targets)
         loss = ctypes.c_float()
-        _check(_lib.wm_grad(self._p, ctypes.byref(batch), ctypes.byref(loss)))
+        _call("wm_grad", self._p, ctypes.byref(batch), ctypes.byref(loss))
         return loss.value
 
-    def grad_buffer(self, copy=False):
+    def grad_buffer(self, copy: bool = False) -> np.ndarray:
         """The gradient buffer (n_params,) float32 in Q coordinates. Default:
         a writeable view, so it can be averaged in place before apply()."""
         n = ctypes.c_size_t()
         ptr = _lib.wm_grad_buffer(self._p, ctypes.byref(n))
         return _view(ptr, n.value, self, copy, writeable=True)
 
-    def apply(self):
+    def apply(self) -> None:
         """Apply one update from the gradient buffer."""
-        _check(_lib.wm_apply(self._p))
+        _call("wm_apply", self._p)
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<wmanifold.Optimizer closed>"
+        if self.config is None:
+            cfg = "loaded settings"
+        else:
+            c = self.config
+            try:
+                kind = OptKind(c.kind).name
+            except ValueError:
+                kind = str(c.kind)
+            cfg = kind + (f" volume={c.volume:g}" if c.volume > 0 else f" lr={c.lr:g}")
+            if c.kind == OptKind.MOMENTUM:
+                cfg += f" momentum={c.momentum:g}"
+            if c.weight_decay:
+                cfg += f" weight_decay={c.weight_decay:g}"
+        return f"<wmanifold.Optimizer {cfg}, {self.steps} steps, for {self.net!r}>"
 
     @property
-    def steps(self):
+    def steps(self) -> int:
         """Updates applied so far."""
         return _lib.wm_optimizer_steps(self._p)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Checkpoint: the net with this optimizer's settings and state."""
-        _check(_lib.wm_optimizer_save(self._p, os.fsencode(path)))
+        _check(_lib.wm_optimizer_save(self._p, os.fsencode(path)), "wm_optimizer_save",
+               os.fsdecode(path))
 
     @classmethod
-    def load(cls, path, fn=None, dim=None, n_basis=None, user=None):
+    def load(cls, path: PathLike, fn: Any = None, dim: Optional[int] = None,
+             n_basis: Optional[int] = None, user: Any = None) -> "Optimizer":
         """Resume a checkpoint: a new Optimizer whose .net is a new Net. A net on
         a custom manifold needs its basis again (as Net.load_custom)."""
         # BASIS_FN() is a NULL function pointer: ctypes refuses None here.
@@ -843,8 +1193,8 @@ class Optimizer(_Handle):
         st = _lib.wm_optimizer_load(ctypes.byref(opt_out), ctypes.byref(net_out),
                                     os.fsencode(path), cb, user)
         if st != Status.OK:
-            _check_cb(st, errors)
-        net = Net._wrap(net_out.value, keep=() if fn is None else (cb,))
+            _check_cb(st, errors, "wm_optimizer_load", os.fsdecode(path))
+        net = Net._wrap(net_out.value, keep=() if fn is None else (cb,), path=path)
         opt = cls.__new__(cls)
         _Handle.__init__(opt, opt_out.value, keep=net._keep, parent=net)
         opt.net = net

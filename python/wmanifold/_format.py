@@ -1,0 +1,130 @@
+"""Reading the architecture from a model file's header (docs/model-format.md).
+
+The C API describes a net only by sizes (wm_net_layer_info); the kinds of its
+layers and manifold are in the file wm_net_save writes. wmanifold.torch and
+Net's repr use this reader; it does not check the CRC or the parameters (the
+library does, when it loads the file).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict, List, Tuple
+
+MAGIC = b"WMNF"
+VERSIONS = (1,)
+
+ACTIVATIONS = ("none", "relu", "tanh", "sigmoid")
+LAYER_KINDS = ("dense", "conv2d", "maxpool", "avgpool")
+MANIFOLD_KINDS = ("point", "line", "fourier", "bspline", "product", "custom")
+
+
+class _Reader:
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.pos, self.what = data, 0, what
+
+    def u32(self) -> int:
+        if self.pos + 4 > len(self.data):
+            raise ValueError(f"{self.what}: the model header is truncated")
+        (v,) = struct.unpack_from("<I", self.data, self.pos)
+        self.pos += 4
+        return v
+
+
+def _manifold(r: _Reader, depth: int = 0) -> Dict[str, Any]:
+    if depth > 32:
+        raise ValueError(f"{r.what}: products nest too deeply")
+    kind = r.u32()
+    if kind >= len(MANIFOLD_KINDS):
+        raise ValueError(f"{r.what}: unknown manifold kind {kind}")
+    m: Dict[str, Any] = {"kind": MANIFOLD_KINDS[kind], "dim": r.u32(), "K": r.u32()}
+    if m["dim"] > 16:
+        raise ValueError(f"{r.what}: manifold dim {m['dim']} out of range")
+    m["periodic"] = [bool(r.u32()) for _ in range(m["dim"])]
+    if m["kind"] == "fourier":
+        m["harmonics"] = r.u32()
+    elif m["kind"] == "bspline":
+        m["n_control"], m["degree"], m["closed"] = r.u32(), r.u32(), bool(r.u32())
+    elif m["kind"] == "product":
+        m["a"] = _manifold(r, depth + 1)
+        m["b"] = _manifold(r, depth + 1)
+    return m
+
+
+def parse_header(data: bytes, what: str = "model file") -> Dict[str, Any]:
+    """The architecture in a model file's bytes: a dict with manifold (kind,
+    dim, K, periodic and the kind's fields; products: a and b), cond (0
+    manifold, 1 concat), n_inputs, input_shape ((c, h, w) or None), loss
+    (0 softmax CE, 1 MSE) and layers (dicts with kind and its fields).
+    Raises ValueError on a file it cannot read."""
+    if data[:4] != MAGIC:
+        raise ValueError(f"{what}: not a libwmanifold model file")
+    r = _Reader(data, what)
+    r.pos = 4
+    version = r.u32()
+    if version not in VERSIONS:
+        raise ValueError(f"{what}: model format version {version}; this binding reads "
+                         f"version {', '.join(map(str, VERSIONS))}")
+    header_bytes = r.u32()
+    end = r.pos + header_bytes
+    if end > len(data):
+        raise ValueError(f"{what}: the model header is truncated")
+    r.data = data[:end]
+    arch: Dict[str, Any] = {"manifold": _manifold(r), "cond": r.u32(), "n_inputs": r.u32()}
+    shape = (r.u32(), r.u32(), r.u32())
+    arch["input_shape"] = None if shape == (0, 0, 0) else shape
+    arch["loss"] = r.u32()
+    layers: List[Dict[str, Any]] = []
+    for _ in range(r.u32()):
+        kind = r.u32()
+        if kind >= len(LAYER_KINDS):
+            raise ValueError(f"{what}: unknown layer kind {kind}")
+        layer: Dict[str, Any] = {"kind": LAYER_KINDS[kind]}
+        if layer["kind"] == "dense":
+            layer["out"], layer["act"] = r.u32(), r.u32()
+        elif layer["kind"] == "conv2d":
+            layer["out"], layer["kernel"], layer["stride"], layer["pad"], layer["act"] = (
+                r.u32() for _ in range(5))
+        else:
+            layer["size"] = r.u32()
+        layers.append(layer)
+    arch["layers"] = layers
+    return arch
+
+
+def describe_manifold(m: Dict[str, Any]) -> str:
+    """A short name: point, line, circle, fourier(2), bspline(6, 3),
+    bspline(6, 3, periodic), product(circle, circle), custom(dim 2, K 5)."""
+    kind = m["kind"]
+    if kind == "fourier":
+        return "circle" if m["harmonics"] == 1 else f"fourier({m['harmonics']})"
+    if kind == "bspline":
+        return f"bspline({m['n_control']}, {m['degree']}{', periodic' if m['closed'] else ''})"
+    if kind == "product":
+        return f"product({describe_manifold(m['a'])}, {describe_manifold(m['b'])})"
+    if kind == "custom":
+        return f"custom(dim {m['dim']}, K {m['K']})"
+    return kind
+
+
+def describe_layer(layer: Dict[str, Any]) -> str:
+    """dense(16, tanh), conv2d(8, 3, stride=1, pad=1, relu), maxpool(2)."""
+    kind = layer["kind"]
+    act = layer.get("act")
+    act_s = "" if not act else f", {ACTIVATIONS[act] if act < len(ACTIVATIONS) else act}"
+    if kind == "dense":
+        return f"dense({layer['out']}{act_s})"
+    if kind == "conv2d":
+        return (f"conv2d({layer['out']}, {layer['kernel']}, stride={layer['stride']}, "
+                f"pad={layer['pad']}{act_s})")
+    return f"{kind}({layer['size']})"
+
+
+def conv_output(shape: Tuple[int, int, int], layer: Dict[str, Any]) -> Tuple[int, int, int]:
+    """The (c, h, w) after a conv or pooling layer (as the library computes it)."""
+    c, h, w = shape
+    if layer["kind"] == "conv2d":
+        k, st, p = layer["kernel"], layer["stride"], layer["pad"]
+        return layer["out"], (h + 2 * p - k) // st + 1, (w + 2 * p - k) // st + 1
+    size = layer["size"]
+    return c, h // size, w // size

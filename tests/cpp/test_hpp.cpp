@@ -1,0 +1,179 @@
+// test_hpp.cpp -- include/wmanifold.hpp: every wrapper of a handle-creating C
+// call owns what it creates, and a failure throws wm::Error naming that call.
+//
+// Prints one line per failed check and "hpp: N passed, M failed"; exits 1 on
+// any failure. Run by `make test-hpp` (part of `make test`).
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "wmanifold.hpp"
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void expect(bool ok, const std::string &what) {
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+        std::printf("FAIL %s\n", what.c_str());
+    }
+}
+
+// f() must throw wm::Error with this status whose call() is `call` and whose
+// message starts with "call: " and carries the library's text.
+void expect_throws(const char *call, wm_status status, const std::function<void()> &f) {
+    try {
+        f();
+        expect(false, std::string(call) + ": no exception");
+    } catch (const wm::Error &e) {
+        const std::string what = e.what();
+        const std::string prefix = std::string(call) + ": ";
+        expect(e.call() == call, std::string(call) + ": call() is '" + e.call() + "'");
+        expect(what.compare(0, prefix.size(), prefix) == 0,
+               std::string(call) + ": message '" + what + "' does not start with '" + prefix + "'");
+        expect(e.status() == status, std::string(call) + ": status " + wm_status_str(e.status()) +
+                                         ", want " + wm_status_str(status));
+        expect(what.find(wm_last_error()) != std::string::npos && *wm_last_error(),
+               std::string(call) + ": message '" + what + "' lacks wm_last_error()");
+    }
+}
+
+void line_basis(const float *s, float *c, void *) {
+    c[0] = 1.0f - s[0];
+    c[1] = s[0];
+}
+
+void bad_basis(const float *, float *c, void *) { c[0] = c[1] = NAN; }
+
+std::string temp_path(const char *name) {
+    const char *dir = std::getenv("TMPDIR");
+    return std::string(dir && *dir ? dir : "/tmp") + "/wm_test_hpp_" + std::to_string(::getpid()) +
+           "_" + name;
+}
+
+}  // namespace
+
+int main() {
+    const std::string missing = temp_path("missing.wm");
+    const std::string model = temp_path("model.wm");
+    const std::string ckpt = temp_path("ckpt.wm");
+
+    // The case: make(wm_net_load, ...) used to throw "create: ...".
+    expect_throws("wm_net_load", WM_EIO, [&] { wm::make(wm_net_load, missing.c_str()); });
+    expect_throws("wm_net_load", WM_EIO, [&] { wm::net_load(missing); });
+
+    // Every named wrapper, failing, names its own call.
+    expect_throws("wm_manifold_fourier", WM_EINVAL, [] { wm::manifold_fourier(0); });
+    expect_throws("wm_manifold_bspline", WM_EINVAL, [] { wm::manifold_bspline(2, 3); });
+    expect_throws("wm_manifold_product", WM_EINVAL, [] { wm::manifold_product(nullptr, nullptr); });
+    expect_throws("wm_manifold_custom", WM_EINVAL, [] { wm::manifold_custom(1, 2, nullptr, bad_basis); });
+    expect_throws("wm_manifold_clone", WM_EINVAL, [] { wm::manifold_clone(nullptr); });
+    expect_throws("wm_net_create", WM_EINVAL, [] { wm::net_create(nullptr, 2); });
+    expect_throws("wm_net_load_custom", WM_EIO, [&] { wm::net_load_custom(missing, line_basis); });
+    expect_throws("wm_optimizer_load", WM_EIO, [&] { wm::optimizer_load(missing); });
+
+    // ... and so does make() with each C constructor.
+    expect_throws("wm_manifold_fourier", WM_EINVAL, [] { wm::make(wm_manifold_fourier, 0); });
+    expect_throws("wm_manifold_bspline", WM_EINVAL, [] { wm::make(wm_manifold_bspline, 2, 3, 0); });
+    expect_throws("wm_manifold_product", WM_EINVAL,
+                  [] { wm::make(wm_manifold_product, nullptr, nullptr); });
+    expect_throws("wm_manifold_custom", WM_EINVAL,
+                  [] { wm::make(wm_manifold_custom, 1, 2, nullptr, bad_basis, nullptr); });
+    expect_throws("wm_manifold_clone", WM_EINVAL, [] { wm::make(wm_manifold_clone, nullptr); });
+    expect_throws("wm_net_create", WM_EINVAL,
+                  [] { wm::make(wm_net_create, nullptr, 2, WM_COND_MANIFOLD); });
+    expect_throws("wm_net_load_custom", WM_EIO,
+                  [&] { wm::make(wm_net_load_custom, missing.c_str(), line_basis, nullptr); });
+
+    // The successful paths own what they create (ASan/valgrind see any leak).
+    try {
+        std::vector<wm::Manifold> ms;
+        ms.push_back(wm::manifold_point());
+        ms.push_back(wm::manifold_line());
+        ms.push_back(wm::manifold_circle());
+        ms.push_back(wm::manifold_fourier(2));
+        ms.push_back(wm::manifold_bspline(5, 3, true));
+        ms.push_back(wm::manifold_product(ms[1].get(), ms[2].get()));
+        ms.push_back(wm::manifold_custom(1, 2, nullptr, line_basis));
+        ms.push_back(wm::manifold_clone(ms[5].get()));
+        ms.push_back(wm::make(wm_manifold_circle));
+        const int dims[] = {0, 1, 1, 1, 1, 2, 1, 2, 1};
+        for (size_t i = 0; i < ms.size(); i++)
+            expect(ms[i] && wm_manifold_dim(ms[i].get()) == dims[i],
+                   "manifold " + std::to_string(i) + " has the wrong dim");
+
+        wm::Net net = wm::net_create(ms[2].get(), 2);
+        wm::check(wm_net_dense(net.get(), 2, WM_ACT_NONE), "wm_net_dense");
+
+        // An optimizer on a net without parameters: the state error names its call.
+        wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+        expect_throws("wm_optimizer_create", WM_ESTATE, [&] { wm::optimizer_create(net.get(), cfg); });
+        expect_throws("wm_optimizer_create", WM_ESTATE,
+                      [&] { wm::make(wm_optimizer_create, net.get(), &cfg); });
+        expect_throws("wm_net_init", WM_ESTATE, [] {
+            auto m = wm::manifold_line();
+            auto empty = wm::net_create(m.get(), 1);
+            wm::check(wm_net_init(empty.get(), 1), "wm_net_init");  // no layers
+        });
+
+        wm::check(wm_net_init(net.get(), 7), "wm_net_init");
+        wm::Optimizer opt = wm::optimizer_create(net.get(), cfg);
+        wm::Optimizer opt2 = wm::make(wm_optimizer_create, net.get(), &cfg);
+        const float x[4] = {1, 0, 0, 1}, s[2] = {0.25f, 0.75f};
+        const int32_t y[2] = {0, 1};
+        wm_batch b{};
+        b.n = 2;
+        b.x = x;
+        b.s = s;
+        b.labels = y;
+        wm::check(wm_step(opt.get(), &b, nullptr), "wm_step");
+        wm::check(wm_net_save(net.get(), model.c_str()), "wm_net_save");
+        wm::check(wm_optimizer_save(opt.get(), ckpt.c_str()), "wm_optimizer_save");
+
+        wm::Net loaded = wm::net_load(model);
+        wm::Net loaded2 = wm::make(wm_net_load, model.c_str());
+        wm::Checkpoint c = wm::optimizer_load(ckpt);
+        expect(loaded && loaded2 && c.net && c.opt, "loading returned empty handles");
+        expect(wm_optimizer_steps(c.opt.get()) == 1, "the checkpoint lost its step count");
+        float a[2], a2[2];
+        wm::check(wm_infer(net.get(), x, s, 1, a), "wm_infer");
+        wm::check(wm_infer(c.net.get(), x, s, 1, a2), "wm_infer");
+        expect(std::memcmp(a, a2, sizeof a) == 0, "the checkpoint's net infers differently");
+
+        // A custom-manifold net round-trips through net_load_custom.
+        wm::Net cnet = wm::net_create(ms[6].get(), 2);
+        wm::check(wm_net_dense(cnet.get(), 2, WM_ACT_NONE), "wm_net_dense");
+        wm::check(wm_net_init(cnet.get(), 3), "wm_net_init");
+        wm::check(wm_net_save(cnet.get(), model.c_str()), "wm_net_save");
+        expect_throws("wm_net_load", WM_EINVAL, [&] { wm::net_load(model); });  // basis needed
+        wm::Net cl = wm::net_load_custom(model, line_basis);
+        wm::Net cl2 = wm::make(wm_net_load_custom, model.c_str(), line_basis, nullptr);
+        wm::Checkpoint none = wm::optimizer_load(ckpt, line_basis);  // fn ignored: not custom
+        expect(cl && cl2 && none.net, "custom loads returned empty handles");
+    } catch (const wm::Error &e) {
+        expect(false, std::string("unexpected wm::Error: ") + e.what());
+    }
+    std::remove(model.c_str());
+    std::remove(ckpt.c_str());
+
+    // check() names what it is given.
+    try {
+        wm::check(WM_EINVAL, "wm_net_dense");
+        expect(false, "check(WM_EINVAL) did not throw");
+    } catch (const wm::Error &e) {
+        expect(e.call() == "wm_net_dense" && std::strncmp(e.what(), "wm_net_dense: ", 14) == 0,
+               std::string("check: ") + e.what());
+    }
+
+    std::printf("hpp: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
