@@ -234,6 +234,12 @@ _PROTOTYPES = {
     "wm_optimizer_load": (_status, [_handle_out, _handle_out, ctypes.c_char_p, BASIS_FN,
                                     ctypes.c_void_p]),
     "wm_optimizer_free": (None, [_handle]),
+    # data-parallel support (declared for completeness; libwmanifold_mpi uses them)
+    "wm_optimizer_state_len": (ctypes.c_size_t, [_handle]),
+    "wm_optimizer_get_state": (_status, [_handle, _c_float_p, ctypes.c_size_t]),
+    "wm_optimizer_set_state": (_status, [_handle, _c_float_p, ctypes.c_size_t, ctypes.c_uint64]),
+    "wm_grad_zero": (_status, [_handle]),
+    "wm_error_set": (_status, [_status, ctypes.c_char_p]),
 }
 
 
@@ -375,6 +381,11 @@ def _create(fn_name, *args):
 def status_str(status):
     """wm_status_str: a short constant description of a status."""
     return _lib.wm_status_str(int(status)).decode()
+
+
+def set_error(status, message):
+    """wm_error_set: record message as this thread's last error."""
+    return Status(_lib.wm_error_set(int(status), message.encode("utf-8")))
 
 
 def last_error():
@@ -823,6 +834,23 @@ class Optimizer(_Handle):
     def apply(self):
         """Apply one update from the gradient buffer."""
         _check(_lib.wm_apply(self._p))
+
+    def grad_zero(self):
+        """Zero the gradient buffer and mark it computed (an empty shard)."""
+        _check(_lib.wm_grad_zero(self._p))
+
+    def state(self):
+        """The moments as one float32 array (SD: empty; momentum: v;
+        Adam: m then v), the layout wm_optimizer_get_state gives."""
+        n = _lib.wm_optimizer_state_len(self._p)
+        out = np.empty(n, dtype=np.float32)
+        _check(_lib.wm_optimizer_get_state(self._p, _ptr(out), n))
+        return out
+
+    def set_state(self, state, steps):
+        """Overwrite the moments (the state() layout) and the step count."""
+        st = np.ascontiguousarray(state, dtype=np.float32).reshape(-1)
+        _check(_lib.wm_optimizer_set_state(self._p, _ptr(st), st.size, int(steps)))
 
     @property
     def steps(self):
