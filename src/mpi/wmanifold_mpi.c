@@ -71,8 +71,7 @@ static agreement agree(wm_status st, double samples, double loss, MPI_Comm comm,
         MPI_Type_free(&rec);
     }
     if (rc != MPI_SUCCESS) {
-        char text[160] = "";
-        wm_error_set(WM_EIO, text);
+        char text[160];
         snprintf(text, sizeof text, "%s: MPI_Allreduce of the ranks' status failed (MPI error %d)",
                  fn, rc);
         wm_error_set(WM_EIO, text);
@@ -100,13 +99,9 @@ static wm_status mpi_fail(int rc, const char *fn, const char *what)
     return wm_error_set(WM_EIO, text);
 }
 
-/* A local failure with a message, before the agreement. */
-static wm_status local_fail(wm_status st, const char *fn, const char *msg)
-{
-    char text[300];
-    snprintf(text, sizeof text, "%s: %s", fn, msg);
-    return wm_error_set(st, text);
-}
+/* A local failure, before the agreement (which adds the function and the
+ * rank to the message). */
+static wm_status local_fail(wm_status st, const char *msg) { return wm_error_set(st, msg); }
 
 /* ---- wm_mpi_step ------------------------------------------------------------- */
 
@@ -117,9 +112,9 @@ wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm, f
     float loss = 0.0f;
     int n = 0;
     if (!opt || !shard)
-        st = local_fail(WM_EINVAL, fn, !opt ? "optimizer is NULL" : "shard is NULL");
+        st = local_fail(WM_EINVAL, !opt ? "optimizer is NULL" : "shard is NULL");
     else if (shard->n < 0)
-        st = local_fail(WM_EINVAL, fn, "shard->n is negative");
+        st = local_fail(WM_EINVAL, "shard->n is negative");
     else if ((n = shard->n) == 0)
         st = wm_grad_zero(opt);         /* no samples: zero weight, still in the sum */
     else
@@ -130,7 +125,7 @@ wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm, f
     if (g.status != WM_OK)
         return g.status;
     if (g.samples < 1)
-        return local_fail(WM_EINVAL, fn, "no rank has any samples (every shard has n = 0)");
+        return wm_error_set(WM_EINVAL, "wm_mpi_step: no rank has any samples (every shard has n = 0)");
 
     /* rank r's shard-mean gradient times n_r / N: the all-reduced sum is the
      * gradient of the global batch-mean loss */
@@ -181,7 +176,7 @@ static uint64_t params_hash(const wm_net *net)
 wm_status wm_mpi_check(const wm_net *net, MPI_Comm comm)
 {
     static const char fn[] = "wm_mpi_check";
-    wm_status st = net ? WM_OK : local_fail(WM_EINVAL, fn, "net is NULL");
+    wm_status st = net ? WM_OK : local_fail(WM_EINVAL, "net is NULL");
     agreement g = agree(st, 0, 0, comm, fn);
     if (g.status != WM_OK)
         return g.status;
@@ -248,16 +243,16 @@ wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_Comm co
     size_t np = 0, ns = wm_optimizer_state_len(opt);
     float *q = NULL, *state = NULL;
     if (!net)
-        st = local_fail(WM_EINVAL, fn, "net is NULL");
+        st = local_fail(WM_EINVAL, "net is NULL");
     else if (root < 0 || root >= size)
-        st = local_fail(WM_EINVAL, fn, "root is not a rank of comm");
+        st = local_fail(WM_EINVAL, "root is not a rank of comm");
     else if (!wm_net_params(net, &np))
-        st = local_fail(WM_ESTATE, fn, "the net is not initialised (call wm_net_init)");
+        st = local_fail(WM_ESTATE, "the net is not initialised (call wm_net_init)");
     else {                              /* buffers, before anything is agreed */
         q = rank != root ? malloc(np * sizeof *q) : NULL;
         state = ns > 0 ? malloc(ns * sizeof *state) : NULL;
         if ((rank != root && !q) || (ns > 0 && !state))
-            st = local_fail(WM_ENOMEM, fn, "out of memory for the broadcast buffers");
+            st = local_fail(WM_ENOMEM, "out of memory for the broadcast buffers");
     }
     agreement g = agree(st, 0, 0, comm, fn);
     if (g.status != WM_OK)
@@ -270,8 +265,8 @@ wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_Comm co
         goto done;
     }
     st = mine == sig[0] ? WM_OK
-                        : local_fail(WM_EINVAL, fn, "its net's architecture or its optimizer's kind "
-                                                    "(or opt NULL) differs from root's");
+                        : local_fail(WM_EINVAL, "its net's architecture or its optimizer's kind "
+                                                "(or opt NULL) differs from root's");
     g = agree(st, 0, 0, comm, fn);
     if (g.status != WM_OK)
         goto done;
