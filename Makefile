@@ -152,6 +152,7 @@ $(BUILD)/tests:
 # Fragments append their own runners to TEST_EXTRA.
 TEST_EXTRA :=
 -include $(sort $(wildcard examples/*.mk tests/*.mk docs/*.mk python/*.mk))
+-include src/mpi/mpi.mk
 
 test: deps
 	@$(MAKE) --no-print-directory test-c $(TEST_EXTRA)

@@ -532,6 +532,43 @@ WM_API wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char 
 WM_API void wm_optimizer_free(wm_optimizer *opt);
 
 /* ------------------------------------------------------------------------ */
+/** Data-parallel support (what libwmanifold_mpi, or your own transport, needs) */
+/* ------------------------------------------------------------------------ */
+
+/** Floats of optimizer state wm_optimizer_get_state writes: 0 for SD; for
+ * momentum the velocity v (wm_net_n_params floats); for Adam the first
+ * moment m then the second moment v (2 x wm_net_n_params). Each block has
+ * the layout of wm_net_params, identical for nets of the same architecture.
+ * 0 if opt is NULL. Thread-safe on a const opt. */
+WM_API size_t wm_optimizer_state_len(const wm_optimizer *opt);
+
+/** Copy the optimizer's moments (see wm_optimizer_state_len for the layout)
+ * into state, len floats (exactly wm_optimizer_state_len; state may be NULL
+ * when that is 0). The step count is wm_optimizer_steps. Together with
+ * wm_net_params they are everything a step reads besides the settings.
+ * Returns WM_OK, WM_EINVAL (NULL, wrong len). */
+WM_API wm_status wm_optimizer_get_state(const wm_optimizer *opt, float *state, size_t len);
+
+/** Overwrite the optimizer's moments with state (layout and len as
+ * wm_optimizer_get_state) and its step count with steps, e.g. to copy
+ * another process's optimizer. The settings are not touched.
+ * Returns WM_OK, WM_EINVAL (NULL, wrong len, NaN/Inf, a negative Adam
+ * second moment): then nothing was changed. */
+WM_API wm_status wm_optimizer_set_state(wm_optimizer *opt, const float *state, size_t len,
+                                        uint64_t steps);
+
+/** Set the gradient buffer to zeros and mark it as computed, as wm_grad of
+ * a batch without samples would: a process with an empty shard of a
+ * data-parallel step contributes zeros to the sum, then calls wm_apply like
+ * the others. Returns WM_OK, WM_EINVAL (NULL). */
+WM_API wm_status wm_grad_zero(wm_optimizer *opt);
+
+/** Record msg as this thread's last error (wm_last_error; truncated to 511
+ * bytes) and return st, so a library built on this one reports failures
+ * the same way. NULL msg records "". Thread-safe (the text is per thread). */
+WM_API wm_status wm_error_set(wm_status st, const char *msg);
+
+/* ------------------------------------------------------------------------ */
 /** Context inference                                                          */
 /* ------------------------------------------------------------------------ */
 

@@ -54,3 +54,9 @@ const char *wm_version(void)
 {
     return WM_STR(WM_VERSION_MAJOR) "." WM_STR(WM_VERSION_MINOR) "." WM_STR(WM_VERSION_PATCH);
 }
+
+wm_status wm_error_set(wm_status st, const char *msg)
+{
+    snprintf(last_error, sizeof last_error, "%s", msg ? msg : "");
+    return st;
+}

@@ -690,3 +690,57 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
         *loss = mean;                   /* outputs are written only on success */
     return st;
 }
+
+/* ---- data-parallel support: the optimizer's state and an empty shard's gradient ---- */
+
+size_t wm_optimizer_state_len(const wm_optimizer *o)
+{
+    if (!o)
+        return 0;
+    return o->net->n_params * (size_t)(o->cfg.kind == WM_OPT_ADAM ? 2 : o->cfg.kind == WM_OPT_MOMENTUM);
+}
+
+wm_status wm_optimizer_get_state(const wm_optimizer *o, float *state, size_t len)
+{
+    size_t want = wm_optimizer_state_len(o), n = o ? o->net->n_params : 0;
+    if (!o || (!state && want > 0))
+        return wmi_fail(WM_EINVAL, "wm_optimizer_get_state: %s is NULL", !o ? "opt" : "state");
+    if (len != want)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_get_state: len = %zu but the state has %zu floats",
+                       len, want);
+    if (o->m1 && want > 0)
+        memcpy(state, o->m1, sizeof(float) * n);
+    if (o->m2 && want > n)
+        memcpy(state + n, o->m2, sizeof(float) * n);
+    return WM_OK;
+}
+
+wm_status wm_optimizer_set_state(wm_optimizer *o, const float *state, size_t len, uint64_t steps)
+{
+    size_t want = wm_optimizer_state_len(o), n = o ? o->net->n_params : 0;
+    if (!o || (!state && want > 0))
+        return wmi_fail(WM_EINVAL, "wm_optimizer_set_state: %s is NULL", !o ? "opt" : "state");
+    if (len != want)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_set_state: len = %zu but the state has %zu floats",
+                       len, want);
+    for (size_t j = 0; j < len; j++)
+        if (!isfinite(state[j]) || (j >= n && state[j] < 0))
+            return wmi_fail(WM_EINVAL, "wm_optimizer_set_state: state[%zu] = %g is %s", j, state[j],
+                           isfinite(state[j]) ? "a negative second moment" : "not finite");
+    if (want > 0)
+        memcpy(o->m1, state, sizeof(float) * n);
+    if (want > n)
+        memcpy(o->m2, state + n, sizeof(float) * n);
+    o->t = steps;
+    o->version = o->net->version;       /* not version + 1: the maxima must be measured again */
+    return WM_OK;
+}
+
+wm_status wm_grad_zero(wm_optimizer *o)
+{
+    if (!o)
+        return wmi_fail(WM_EINVAL, "wm_grad_zero: optimizer is NULL");
+    memset(o->grad, 0, sizeof(float) * o->net->n_params);
+    o->has_grad = 1;
+    return WM_OK;
+}

@@ -477,6 +477,69 @@ static void test_defaults(void **state)
     assert_true(ad.lr == 1e-3f && ad.beta1 == 0.9f && ad.beta2 == 0.999f && ad.eps == 1e-8f);
 }
 
+/* Data-parallel support: another optimizer given this one's parameters
+ * (wm_net_set_params) and state (wm_optimizer_get/set_state) continues
+ * bit for bit as this one does; bad state changes nothing; a fresh
+ * optimizer whose buffer wm_grad_zero cleared may apply (an empty shard). */
+static void test_state_copy_continues_bitwise(void **state)
+{
+    (void)state;
+    wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
+    for (int t = 0; t < 3; t++) {
+        fixture a, c;
+        setup(&a, "circle", 11);
+        setup(&c, "circle", 12);          /* different parameters to start from */
+        wm_optimizer *oa, *oc;
+        wm_opt_config cfg = wm_opt_default(kinds[t]);
+        WM_OK_OR_FAIL(wm_optimizer_create(&oa, a.net, &cfg));
+        WM_OK_OR_FAIL(wm_optimizer_create(&oc, c.net, &cfg));
+        wm_batch b = batch_of(&a);
+        for (int i = 0; i < 3; i++)
+            WM_OK_OR_FAIL(wm_step(oa, &b, NULL));
+        size_t len = wm_optimizer_state_len(oa), np;
+        assert_int_equal(len, a.np * (size_t)t);
+        float *st = malloc((len + 1) * sizeof *st);
+        WM_OK_OR_FAIL(wm_optimizer_get_state(oa, st, len));
+        const float *q = wm_net_params(a.net, &np);
+        WM_OK_OR_FAIL(wm_net_set_params(c.net, q, np));
+        if (len > 0) {                     /* refused whole: the net and state stay */
+            float *snap = tu_snapshot(c.net), keep = st[len - 1];
+            EXPECT_STATUS(WM_EINVAL, wm_optimizer_set_state(oc, st, len + 1, 3));
+            st[len - 1] = t == 2 ? -1.0f : NAN;
+            EXPECT_STATUS(WM_EINVAL, wm_optimizer_set_state(oc, st, len, 3));
+            st[len - 1] = keep;
+            assert_int_equal(wm_optimizer_steps(oc), 0);
+            tu_assert_unchanged(c.net, snap);
+            free(snap);
+        }
+        EXPECT_STATUS(WM_EINVAL, wm_optimizer_get_state(oa, st, len + 1));
+        WM_OK_OR_FAIL(wm_optimizer_set_state(oc, st, len, wm_optimizer_steps(oa)));
+        assert_int_equal(wm_optimizer_steps(oc), 3);
+        for (int i = 0; i < 2; i++) {
+            WM_OK_OR_FAIL(wm_step(oa, &b, NULL));
+            WM_OK_OR_FAIL(wm_step(oc, &b, NULL));
+        }
+        assert_memory_equal(wm_net_params(a.net, NULL), wm_net_params(c.net, NULL), np * sizeof(float));
+        /* an empty shard: zeros, then apply; SD does not move, momentum moves by mu v */
+        wm_optimizer *oz;
+        WM_OK_OR_FAIL(wm_optimizer_create(&oz, c.net, &cfg));
+        EXPECT_STATUS(WM_ESTATE, wm_apply(oz));
+        WM_OK_OR_FAIL(wm_grad_zero(oz));
+        float *snap = tu_snapshot(c.net);
+        WM_OK_OR_FAIL(wm_apply(oz));
+        if (t == 0)
+            tu_assert_unchanged(c.net, snap);
+        free(snap);
+        EXPECT_STATUS(WM_EINVAL, wm_grad_zero(NULL));
+        wm_optimizer_free(oz);
+        free(st);
+        wm_optimizer_free(oa), wm_optimizer_free(oc);
+        teardown(&a), teardown(&c);
+    }
+    assert_int_equal(wm_error_set(WM_ESTATE, "rank 1: x"), WM_ESTATE);
+    assert_string_equal(wm_last_error(), "rank 1: x");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_direct_step_blocks),
         cmocka_unit_test(test_one_sample_step_at_every_row_length),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_state_copy_continues_bitwise),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
 }

@@ -52,6 +52,7 @@ torch.nn.Module (import it explicitly; it needs PyTorch).
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import enum
 import errno as _errno
@@ -373,6 +374,18 @@ _PROTOTYPES = {
     "wm_optimizer_load": (_status, [_handle_out, _handle_out, ctypes.c_char_p, BASIS_FN,
                                     ctypes.c_void_p]),
     "wm_optimizer_free": (None, [_handle]),
+    # data-parallel support (declared for completeness; libwmanifold_mpi uses them)
+    "wm_optimizer_state_len": (ctypes.c_size_t, [_handle]),
+    "wm_optimizer_get_state": (_status, [_handle, _c_float_p, ctypes.c_size_t]),
+    "wm_optimizer_set_state": (_status, [_handle, _c_float_p, ctypes.c_size_t, ctypes.c_uint64]),
+    "wm_grad_zero": (_status, [_handle]),
+    "wm_optimizer_set_lr": (_status, [_handle, ctypes.c_float]),
+    "wm_optimizer_lr": (ctypes.c_float, [_handle]),
+    "wm_optimizer_set_clip_norm": (_status, [_handle, ctypes.c_float]),
+    "wm_net_clone": (_status, [_handle_out, _handle]),
+    "wm_net_summary": (_status, [_handle, ctypes.c_char_p, ctypes.c_size_t]),
+    "wm_scratch_free": (None, []),
+    "wm_error_set": (_status, [_status, ctypes.c_char_p]),
 }
 
 
@@ -558,6 +571,11 @@ def status_str(status: Union[Status, int]) -> str:
     return _lib.wm_status_str(int(status)).decode()
 
 
+def set_error(status: Union[Status, int], message: str) -> Status:
+    """wm_error_set: record message as this thread's last error."""
+    return Status(_lib.wm_error_set(int(status), message.encode("utf-8")))
+
+
 def last_error() -> str:
     """wm_last_error: this thread's most recent failure, in words."""
     return _lib.wm_last_error().decode("utf-8", "replace")
@@ -566,6 +584,12 @@ def last_error() -> str:
 def version() -> str:
     """wm_version: "MAJOR.MINOR.PATCH"."""
     return _lib.wm_version().decode()
+
+
+def scratch_free() -> None:
+    """wm_scratch_free: give back this thread's inference scratch memory now
+    (it is otherwise kept for reuse until the thread exits)."""
+    _lib.wm_scratch_free()
 
 
 def opt_default(kind: OptKind = OptKind.SD) -> OptConfig:
@@ -1072,6 +1096,25 @@ class Net(_Handle):
         _call("wm_net_set_params", self._p, _ptr(q), q.size)  # C checks the length
 
     # ---- files
+    def clone(self) -> "Net":
+        """wm_net_clone: an independent deep copy (architecture, manifold,
+        parameters); the copy infers bit-identically."""
+        net = Net._wrap(_create("wm_net_clone", self._p), keep=self._keep)
+        net._arch = copy.deepcopy(self._arch)
+        return net
+
+    def summary(self) -> str:
+        """wm_net_summary: a table of the layers, shapes, placement and
+        parameter counts."""
+        size = 4096
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            _call("wm_net_summary", self._p, buf, size)
+            text = buf.value.decode("utf-8", "replace")
+            if len(text) < size - 1:
+                return text
+            size *= 4
+
     def save(self, path: PathLike) -> None:
         """Write the model to path, atomically (docs/model-format.md)."""
         _check(_lib.wm_net_save(self._p, os.fsencode(path)), "wm_net_save", os.fsdecode(path))
@@ -1171,6 +1214,38 @@ class Optimizer(_Handle):
             if c.weight_decay:
                 cfg += f" weight_decay={c.weight_decay:g}"
         return f"<wmanifold.Optimizer {cfg}, {self.steps} steps, for {self.net!r}>"
+
+    def grad_zero(self) -> None:
+        """Zero the gradient buffer and mark it computed (an empty shard)."""
+        _call("wm_grad_zero", self._p)
+
+    def state(self) -> np.ndarray:
+        """The moments as one float32 array (SD: empty; momentum: v;
+        Adam: m then v), the layout wm_optimizer_get_state gives."""
+        n = _lib.wm_optimizer_state_len(self._p)
+        out = np.empty(n, dtype=np.float32)
+        _call("wm_optimizer_get_state", self._p, _ptr(out), n)
+        return out
+
+    def set_state(self, state: ArrayLike, steps: int) -> None:
+        """Overwrite the moments (the state() layout) and the step count."""
+        st = np.ascontiguousarray(state, dtype=np.float32).reshape(-1)
+        _call("wm_optimizer_set_state", self._p, _ptr(st), st.size, int(steps))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate (wm_optimizer_lr); assign to change it between
+        steps, e.g. for a schedule (wm_optimizer_set_lr)."""
+        return float(_lib.wm_optimizer_lr(self._p))
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        _call("wm_optimizer_set_lr", self._p, float(value))
+
+    def set_clip_norm(self, max_norm: float) -> None:
+        """wm_optimizer_set_clip_norm: scale each gradient to an L2 norm of at
+        most max_norm before the update (0 turns clipping off)."""
+        _call("wm_optimizer_set_clip_norm", self._p, float(max_norm))
 
     @property
     def steps(self) -> int:

@@ -780,6 +780,29 @@ def test_grad_then_apply_equals_step():
         assert oa.steps == ob.steps == 3
 
 
+def test_optimizer_state_copy_and_empty_shard():
+    rng = np.random.default_rng(6)
+    x, s, y = rotated_points(16, rng)
+    with circle_net(seed=9) as a, circle_net(seed=10) as b, \
+            wm.Optimizer(a, kind=wm.OptKind.ADAM) as oa, wm.Optimizer(b, kind=wm.OptKind.ADAM) as ob:
+        for _ in range(3):
+            oa.step(x, s, labels=y)
+        st = oa.state()
+        assert st.shape == (2 * a.n_params,)
+        b.set_params(a.params())
+        ob.set_state(st, oa.steps)
+        oa.step(x, s, labels=y)
+        ob.step(x, s, labels=y)
+        np.testing.assert_array_equal(a.params(), b.params())
+        ob.grad_zero()
+        ob.apply()
+        assert ob.steps == 5
+        with pytest.raises(wm.WmError):
+            ob.set_state(st[:-1], 0)
+    assert wm.set_error(wm.Status.ESTATE, "from python") == wm.Status.ESTATE
+    assert wm.last_error() == "from python"
+
+
 def test_sd_step_and_volume_budget_in_q_coordinates():
     rng = np.random.default_rng(7)
     x, s, y = rotated_points(16, rng)

@@ -1,0 +1,314 @@
+/*
+ * mpi_rotation.c -- the rotation experiment (rotation.c), data-parallel on MPI.
+ *
+ * An MLP whose weights live on a circle learns rotated Fashion-MNIST, each
+ * image shown at its own angle on the training arc; then it is tested at
+ * every 10 degrees, held-out arc included. Here R ranks train it together
+ * with libwmanifold_mpi:
+ *
+ *   - the training set is cut into R contiguous shards; a rank keeps only
+ *     its own (it reads the file and drops the rest);
+ *   - every epoch has one global order of the whole set (the same seeded
+ *     shuffle on every rank); global minibatch k is positions k*B..k*B+B-1
+ *     of it, and each rank feeds wm_mpi_step the samples of that minibatch
+ *     that lie in its shard (so shard sizes vary from step to step, and a
+ *     rank may have none);
+ *   - a sample's angle is a hash of (seed, epoch, sample), not a draw from a
+ *     sequential generator, so it is the same whatever R is.
+ *
+ * So every R trains on exactly the same global minibatches as one process
+ * (mpirun -np 1, or running the program without mpirun), and the runs differ
+ * only by float summation order (docs/distributed.md gives the bound and
+ * what it means for accuracy after thousands of steps). Testing is sharded
+ * too: each rank scores its slice of the test set, the counts are summed.
+ *
+ *   mpirun -np 2 mpi_rotation --epochs 3 --batch 128
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "wmanifold_mpi.h"
+
+#define TWO_PI 6.283185307179586f
+
+static int rank_, size_;
+
+/* uniform [0,1) from (seed, epoch, sample): splitmix64 of a mix of the three */
+static float ctx_hash(uint64_t seed, int epoch, int sample)
+{
+    ex_rng r;
+    ex_rng_seed(&r, seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)epoch << 40) ^ (uint64_t)sample);
+    return ex_rng_uniform(&r);
+}
+
+static void usage(FILE *f, const ex_opts *d)
+{
+    fprintf(f,
+            "usage: mpirun -np R mpi_rotation [flags]\n"
+            "Rotated Fashion-MNIST on a circle weight manifold, trained data-parallel on R ranks\n"
+            "(libwmanifold_mpi). Any R gives the same global minibatches as one process.\n\n"
+            "  --train-arc A,B     train on angles A..B degrees (default 0,270)\n"
+            "  --step DEG          test every DEG degrees (default 30)\n"
+            "  --bench-allreduce N time N all-reduces of the gradient's size at the end (default 20)\n"
+            "  --save PATH         rank 0 saves the trained net there (wm_net_save)\n"
+            "  (--batch is the global minibatch, split across the ranks)\n");
+    ex_opts_help(f, d);
+}
+
+static int fail(const char *what, wm_status st)
+{
+    fprintf(stderr, "error (rank %d): %s: %s: %s\n", rank_, what, wm_status_str(st), wm_last_error());
+    return 1;
+}
+
+/* Keep samples [lo, hi) of ds, free the rest. */
+static int keep_slice(idx_dataset *ds, int lo, int hi)
+{
+    size_t d = (size_t)ds->rows * ds->cols;
+    memmove(ds->images, ds->images + (size_t)lo * d, (size_t)(hi - lo) * d * sizeof *ds->images);
+    memmove(ds->labels, ds->labels + lo, (size_t)(hi - lo) * sizeof *ds->labels);
+    ds->n = hi - lo;
+    float *im = realloc(ds->images, (size_t)(ds->n > 0 ? ds->n : 1) * d * sizeof *im);
+    if (im)
+        ds->images = im;
+    return 0;
+}
+
+static void shard_range(int n, int r, int R, int *lo, int *hi)
+{
+    *lo = (int)((long long)n * r / R);
+    *hi = (int)((long long)n * (r + 1) / R);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    ex_opts o, defaults;
+    ex_opts_default(&o);
+    o.epochs = 3;
+    o.quiet = 0;
+    defaults = o;
+    float a0 = 0.0f, a1 = 270.0f, step = 30.0f;
+    int bench_reps = 20, rc = 2;
+    const char *save_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int r = ex_opts_parse(&o, argc, argv, &i);
+        if (r < 0)
+            goto finish;
+        if (r > 0)
+            continue;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            if (rank_ == 0)
+                usage(stdout, &defaults);
+            rc = 0;
+            goto finish;
+        } else if ((r = ex_flag(argc, argv, &i, "--train-arc", &v)) != 0) {
+            if (r < 0 || ex_parse_pair(v, &a0, &a1) || !(a1 > a0 && a1 - a0 <= 360.0f)) {
+                fprintf(stderr, "error: --train-arc wants A,B in degrees with A < B <= A + 360\n");
+                goto finish;
+            }
+        } else if ((r = ex_flag(argc, argv, &i, "--step", &v)) != 0) {
+            if (r < 0 || ex_parse_float(v, &step) || !(step >= 1.0f && step <= 180.0f)) {
+                fprintf(stderr, "error: --step wants degrees in [1,180]\n");
+                goto finish;
+            }
+        } else if ((r = ex_flag(argc, argv, &i, "--bench-allreduce", &v)) != 0) {
+            if (r < 0 || ex_parse_int(v, &bench_reps) || bench_reps < 0) {
+                fprintf(stderr, "error: --bench-allreduce wants a count >= 0\n");
+                goto finish;
+            }
+        } else if ((r = ex_flag(argc, argv, &i, "--save", &v)) != 0) {
+            if (r < 0) {
+                fprintf(stderr, "error: --save wants a path\n");
+                goto finish;
+            }
+            save_path = v;
+        } else {
+            fprintf(stderr, "error: unknown flag '%s' (see --help)\n", argv[i]);
+            goto finish;
+        }
+    }
+    rc = 1;
+
+    /* data: every rank reads, keeps its shard of the training and test sets */
+    idx_dataset train, test;
+    if (ex_load_data(&o, &train, &test))
+        goto finish;
+    const int n = train.n, n_test = test.n, d = train.rows * train.cols;
+    int lo, hi, tlo, thi;
+    shard_range(n, rank_, size_, &lo, &hi);
+    shard_range(n_test, rank_, size_, &tlo, &thi);
+    keep_slice(&train, lo, hi);
+    keep_slice(&test, tlo, thi);
+
+    wm_manifold *circle = NULL;
+    wm_net *net = NULL;
+    wm_optimizer *opt = NULL;
+    wm_status st = wm_manifold_circle(&circle);
+    if (st != WM_OK) {
+        fail("wm_manifold_circle", st);
+        goto out;
+    }
+    if (!(net = ex_build_mlp(circle, WM_COND_MANIFOLD, d, o.hidden, o.n_hidden, o.seed)) ||
+        !(opt = ex_make_optimizer(net, &o)))
+        goto out;
+    /* the same seed builds the same net everywhere; broadcasting makes sure */
+    if ((st = wm_mpi_broadcast(net, opt, 0, MPI_COMM_WORLD)) != WM_OK) {
+        fail("wm_mpi_broadcast", st);
+        goto out;
+    }
+    const int B = o.batch;
+    const float arc0 = a0, arclen = a1 - a0;
+    if (rank_ == 0)
+        printf("mpi_rotation: %d rank%s, %d training images (%d..%d on rank 0), global batch %d, "
+               "%d epochs, arc %g..%g deg, %zu parameters (%zu bytes all-reduced per step)\n",
+               size_, size_ > 1 ? "s" : "", n, lo, hi, B, o.epochs, (double)a0, (double)a1,
+               wm_net_n_params(net), 4 * wm_net_n_params(net));
+
+    int *perm = malloc((size_t)n * sizeof *perm);
+    float *xb = malloc((size_t)B * d * sizeof *xb), *sb = malloc((size_t)B * sizeof *sb);
+    int32_t *yb = malloc((size_t)B * sizeof *yb);
+    if (!perm || !xb || !sb || !yb) {
+        fprintf(stderr, "error: out of memory\n");
+        goto out2;
+    }
+    double t_train = 0;
+    long steps_total = 0;
+    for (int ep = 1; ep <= o.epochs; ep++) {
+        ex_rng rng;
+        ex_rng_seed(&rng, o.seed * 7919 + (uint64_t)ep);
+        for (int i = 0; i < n; i++)
+            perm[i] = i;
+        ex_shuffle(perm, n, &rng);           /* the same global order on every rank */
+        double loss_sum = 0, t_ep = 0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        for (int start = 0; start < n; start += B) {
+            int nb = n - start < B ? n - start : B, m = 0;
+            for (int p = start; p < start + nb; p++) {
+                int k = perm[p];
+                if (k < lo || k >= hi)
+                    continue;                /* another rank's sample */
+                float s = ex_wrap360(arc0 + ctx_hash(o.seed, ep, k) * arclen) / 360.0f;
+                sb[m] = s;
+                ex_warp(train.images + (size_t)(k - lo) * d, xb + (size_t)m * d, train.rows,
+                        train.cols, TWO_PI * s, 0.0f, 0.0f);
+                yb[m] = train.labels[k - lo];
+                m++;
+            }
+            wm_batch shard = {m, xb, sb, yb, NULL};
+            float loss;
+            double t0 = ex_now();
+            st = wm_mpi_step(opt, &shard, MPI_COMM_WORLD, &loss);
+            t_ep += ex_now() - t0;
+            if (st != WM_OK) {
+                fail("wm_mpi_step", st);
+                goto out2;
+            }
+            loss_sum += (double)loss * nb;
+            steps_total++;
+        }
+        double t_max;
+        MPI_Reduce(&t_ep, &t_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        t_train += t_max;
+        if (rank_ == 0) {
+            printf("epoch %d/%d  loss %.4f  %.2f s in wm_mpi_step (%.2f ms/step, %.0f samples/s)\n",
+                   ep, o.epochs, loss_sum / n, t_max, 1e3 * t_max / ((n + B - 1) / B), n / t_max);
+            fflush(stdout);
+        }
+    }
+    if ((st = wm_mpi_check(net, MPI_COMM_WORLD)) != WM_OK) {
+        fail("wm_mpi_check", st);
+        goto out2;
+    }
+
+    if (save_path && rank_ == 0 && (st = wm_net_save(net, save_path)) != WM_OK) {
+        fail("wm_net_save", st);
+        goto out2;
+    }
+
+    /* test: each rank its slice of the test set, at every `step` degrees */
+    float *xt = malloc((size_t)(test.n > 0 ? test.n : 1) * d * sizeof *xt);
+    float *st_ = malloc((size_t)(test.n > 0 ? test.n : 1) * sizeof *st_);
+    double arc_acc = 0, held_acc = 0;
+    int n_arc = 0, n_held = 0;
+    if (!xt || !st_) {
+        fprintf(stderr, "error: out of memory\n");
+        free(xt), free(st_);
+        goto out2;
+    }
+    if (rank_ == 0)
+        printf("angle  accuracy\n");
+    for (float deg = 0; deg < 360.0f - 1e-3f; deg += step) {
+        for (int i = 0; i < test.n; i++) {
+            st_[i] = deg / 360.0f;
+            ex_warp(test.images + (size_t)i * d, xt + (size_t)i * d, test.rows, test.cols,
+                    TWO_PI * st_[i], 0.0f, 0.0f);
+        }
+        float acc = 0;
+        wm_batch tb = {test.n, xt, st_, test.labels, NULL};
+        if (test.n > 0 && (st = wm_evaluate(net, &tb, NULL, &acc)) != WM_OK) {
+            fail("wm_evaluate", st);
+            free(xt), free(st_);
+            goto out2;
+        }
+        double correct = (double)acc * test.n, all;
+        MPI_Allreduce(&correct, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        double a = all / n_test;
+        int on_arc = ex_in_arc(ex_wrap360(a0), arclen, deg);
+        if (on_arc)
+            arc_acc += a, n_arc++;
+        else
+            held_acc += a, n_held++;
+        if (rank_ == 0)
+            printf("%5.0f  %.4f%s\n", (double)deg, a, on_arc ? "" : "  (held out)");
+    }
+    free(xt), free(st_);
+    if (rank_ == 0) {
+        printf("mean accuracy: training arc %.4f, held-out arc %.4f\n", n_arc ? arc_acc / n_arc : 0.0,
+               n_held ? held_acc / n_held : 0.0);
+        printf("training: %.2f s in wm_mpi_step over %ld steps (%.3f ms/step) on %d rank%s\n", t_train,
+               steps_total, 1e3 * t_train / steps_total, size_, size_ > 1 ? "s" : "");
+    }
+
+    /* the communication alone: an all-reduce of the gradient's size */
+    if (bench_reps > 0) {
+        size_t len;
+        float *g = wm_grad_buffer(opt, &len);
+        double *t = malloc((size_t)bench_reps * sizeof *t);
+        for (int r = 0; t && r < bench_reps; r++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = ex_now();
+            MPI_Allreduce(MPI_IN_PLACE, g, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            t[r] = ex_now() - t0;
+        }
+        if (t && rank_ == 0) {
+            for (int a = 1; a < bench_reps; a++)          /* insertion sort for the median */
+                for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+                    double x = t[b];
+                    t[b] = t[b - 1], t[b - 1] = x;
+                }
+            printf("MPI_Allreduce of %zu floats (%zu bytes) on %d ranks: median %.3f ms, "
+                   "min %.3f ms, max %.3f ms over %d\n", len, 4 * len, size_, 1e3 * t[bench_reps / 2],
+                   1e3 * t[0], 1e3 * t[bench_reps - 1], bench_reps);
+        }
+        free(t);
+    }
+    rc = 0;
+out2:
+    free(perm), free(xb), free(sb), free(yb);
+out:
+    wm_optimizer_free(opt);
+    wm_net_free(net);
+    wm_manifold_free(circle);
+    idx_free(&train);
+    idx_free(&test);
+finish:
+    MPI_Finalize();
+    return rc;
+}

@@ -1,0 +1,89 @@
+/**
+ * @file wmanifold_mpi.h
+ * @brief libwmanifold_mpi: data-parallel training of libwmanifold nets on MPI.
+ *
+ * Every rank of a communicator holds a net of the same architecture and an
+ * optimizer of the same settings; each feeds its own shard of a global batch
+ * to wm_mpi_step, which all-reduces the gradient (one in-place
+ * MPI_Allreduce of wm_net_n_params floats, weighted by shard sizes) so that
+ * every rank applies the update one process would compute from the whole
+ * batch, to float rounding, and the ranks stay bitwise equal to each other.
+ *
+ *     MPI_Init(&argc, &argv);
+ *     ... build net and opt the same way on every rank ...
+ *     wm_mpi_broadcast(net, opt, 0, MPI_COMM_WORLD);      // start equal
+ *     for (...) wm_mpi_step(opt, &my_shard, MPI_COMM_WORLD, &loss);
+ *     wm_mpi_check(net, MPI_COMM_WORLD);                  // still equal?
+ *     if (rank == 0) wm_optimizer_save(opt, "ckpt.wmn");  // checkpoint
+ *
+ * Link with -lwmanifold_mpi -lwmanifold and your MPI (pkg-config
+ * wmanifold_mpi). The core library knows nothing of MPI.
+ *
+ * Conventions (those of wmanifold.h, plus): every call here is collective:
+ * each rank of comm must make it, in the same order, with the same root.
+ * Errors are collective too: the ranks agree on one status before anything
+ * changes, so every rank returns the same status (the lowest failing rank's)
+ * and wm_last_error() on every rank names that rank and its reason; on
+ * failure no rank has changed its net or optimizer. Calls on one comm must
+ * come from one thread per rank at a time (the MPI thread level
+ * MPI_THREAD_FUNNELED is enough).
+ */
+#ifndef WMANIFOLD_MPI_H
+#define WMANIFOLD_MPI_H
+
+#include <mpi.h>
+
+#include "wmanifold.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Copy rank root's parameters (and, if opt != NULL, its optimizer's
+ * moments and step count) to every other rank of comm, so that training
+ * starts (or resumes from a checkpoint that only root loaded) from the same
+ * point everywhere. net: an initialised net on every rank, all of the same
+ * architecture (layers, sizes, manifold), compared before anything is
+ * copied. opt: NULL on every rank, or on every rank an optimizer on net of
+ * the same kind. The settings (lr, betas, ...) are not copied: create the
+ * optimizers alike. Allocates a buffer of the parameters' size on the
+ * other ranks for the duration of the call.
+ * Returns WM_OK, WM_EINVAL (NULL net, opt NULL on some ranks only, root out
+ * of range, architectures or optimizer kinds that differ between ranks),
+ * WM_ESTATE (a net not initialised), WM_ENOMEM, WM_EIO (an MPI call failed);
+ * the same on every rank. */
+WM_API wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_Comm comm);
+
+/** One data-parallel step: wm_grad on this rank's shard, one in-place
+ * MPI_Allreduce of the gradient weighted by shard sizes (rank r scales its
+ * shard-mean gradient by n_r / N, N = the sum of all n_r, so the sum is the
+ * mean over the global batch), then wm_apply on every rank. The result is,
+ * to float rounding, what wm_step on the concatenation of the shards in
+ * rank order gives one process (docs/distributed.md derives the bound),
+ * and bitwise the same on every rank. Shards may differ in size, and a
+ * rank may pass shard->n = 0 (its arrays may then be NULL): it contributes
+ * no weight and still takes part. loss_out (may be NULL) receives the mean
+ * loss over the global batch, before the update, on every rank.
+ * Costs one extra small MPI_Allreduce (32 bytes: N, the loss and the status)
+ * besides the gradient's 4 x wm_net_n_params bytes.
+ * Returns WM_OK, WM_EINVAL (NULL opt or shard, n < 0, any rank's bad shard
+ * as wm_step judges it, no samples on any rank), WM_ENUMERIC (a non-finite
+ * loss on some rank, or a non-finite update), WM_ENOMEM, WM_EIO (an MPI call
+ * failed); the same on every rank, with nothing changed. */
+WM_API wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm,
+                             float *loss_out);
+
+/** Whether every rank's parameters are bitwise equal to rank 0's: a 64-bit
+ * hash (FNV-1a over the wm_net_params bytes and their count) compared
+ * across ranks; two collectives of a few bytes, one pass over the
+ * parameters. Returns WM_OK if all agree, WM_ESTATE naming the first rank
+ * (lowest number) whose parameters differ from rank 0's, WM_EINVAL (NULL
+ * net on some rank), WM_EIO (an MPI call failed); the same on every rank.
+ * Nets that are not initialised count as 0 parameters. */
+WM_API wm_status wm_mpi_check(const wm_net *net, MPI_Comm comm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WMANIFOLD_MPI_H */

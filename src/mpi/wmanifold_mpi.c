@@ -1,0 +1,296 @@
+/* wmanifold_mpi.c -- data-parallel training on MPI (include/wmanifold_mpi.h).
+ *
+ * Built on the public API of libwmanifold only: the parameters through
+ * wm_net_params / wm_net_set_params, the optimizer's moments through
+ * wm_optimizer_get_state / set_state, the gradient through wm_grad_buffer.
+ *
+ * Collective errors. Every call first validates locally, then the ranks
+ * agree on one outcome with a single MPI_Allreduce of a 4-double record
+ * {samples, samples x loss, key, status} under an operation that sums the
+ * first two and keeps the record of the smallest key (key = the rank if it
+ * failed, else the communicator's size). Nothing changes before that
+ * agreement; on failure the failing rank broadcasts its message so every
+ * rank reports the same words.
+ *
+ * Why the ranks stay bitwise equal: after the gradient all-reduce every rank
+ * holds the same buffer (Open MPI's reductions give every rank the same
+ * bits; wm_mpi_check verifies it), the same parameters and the same optimizer
+ * state, and wm_apply is a deterministic function of those. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wmanifold_mpi.h"
+
+/* The largest count passed to one MPI call (int counts): bigger buffers go
+ * in chunks, so nets beyond 2^31 parameters still work. */
+#define CHUNK ((size_t)1 << 30)
+
+enum { R_SAMPLES, R_LOSS, R_KEY, R_STATUS, R_LEN };
+
+static void agree_op(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    const double *a = in;
+    double *b = inout;
+    for (int i = 0; i < *len; i++, a += R_LEN, b += R_LEN) {
+        b[R_SAMPLES] += a[R_SAMPLES];
+        b[R_LOSS] += a[R_LOSS];
+        if (a[R_KEY] < b[R_KEY])
+            b[R_KEY] = a[R_KEY], b[R_STATUS] = a[R_STATUS];
+    }
+}
+
+typedef struct {
+    double samples, loss;       /* sums over the ranks */
+    int rank;                   /* the lowest failing rank, or -1 */
+    wm_status status;           /* its status (WM_OK if none failed) */
+} agreement;
+
+/* The collective outcome of a local status st (and, for a step, this rank's
+ * sample count and summed loss). On failure every rank gets the failing
+ * rank's message, prefixed with fn and the rank, as its wm_last_error. */
+static agreement agree(wm_status st, double samples, double loss, MPI_Comm comm, const char *fn)
+{
+    agreement g = {0, 0, -1, WM_EIO};
+    int rank, size;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS) {
+        wm_error_set(WM_EIO, "MPI_Comm_rank/size failed: is comm a valid communicator?");
+        return g;
+    }
+    double mine[R_LEN] = {samples, loss, st != WM_OK ? rank : size, (double)st}, all[R_LEN];
+    MPI_Datatype rec;
+    MPI_Op op;
+    int rc = MPI_Type_contiguous(R_LEN, MPI_DOUBLE, &rec);
+    if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&rec)) == MPI_SUCCESS) {
+        if ((rc = MPI_Op_create(agree_op, 1, &op)) == MPI_SUCCESS) {
+            rc = MPI_Allreduce(mine, all, 1, rec, op, comm);
+            MPI_Op_free(&op);
+        }
+        MPI_Type_free(&rec);
+    }
+    if (rc != MPI_SUCCESS) {
+        char text[160];
+        snprintf(text, sizeof text, "%s: MPI_Allreduce of the ranks' status failed (MPI error %d)",
+                 fn, rc);
+        wm_error_set(WM_EIO, text);
+        return g;
+    }
+    g.samples = all[R_SAMPLES], g.loss = all[R_LOSS];
+    g.status = (wm_status)all[R_STATUS];
+    if (g.status == WM_OK)
+        return g;
+    g.rank = (int)all[R_KEY];
+    char msg[512], text[640];
+    snprintf(msg, sizeof msg, "%s", wm_last_error());   /* meaningful on the failing rank */
+    if (MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, g.rank, comm) != MPI_SUCCESS)
+        snprintf(msg, sizeof msg, "(its message could not be broadcast)");
+    msg[sizeof msg - 1] = 0;
+    snprintf(text, sizeof text, "%s: rank %d: %s", fn, g.rank, msg);
+    wm_error_set(g.status, text);
+    return g;
+}
+
+static wm_status mpi_fail(int rc, const char *fn, const char *what)
+{
+    char text[200];
+    snprintf(text, sizeof text, "%s: %s failed (MPI error %d)", fn, what, rc);
+    return wm_error_set(WM_EIO, text);
+}
+
+/* A local failure, before the agreement (which adds the function and the
+ * rank to the message). */
+static wm_status local_fail(wm_status st, const char *msg) { return wm_error_set(st, msg); }
+
+/* ---- wm_mpi_step ------------------------------------------------------------- */
+
+wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm, float *loss_out)
+{
+    static const char fn[] = "wm_mpi_step";
+    wm_status st;
+    float loss = 0.0f;
+    int n = 0;
+    if (!opt || !shard)
+        st = local_fail(WM_EINVAL, !opt ? "optimizer is NULL" : "shard is NULL");
+    else if (shard->n < 0)
+        st = local_fail(WM_EINVAL, "shard->n is negative");
+    else if ((n = shard->n) == 0)
+        st = wm_grad_zero(opt);         /* no samples: zero weight, still in the sum */
+    else
+        st = wm_grad(opt, shard, &loss);  /* changes the buffer only, never the net */
+    if (st != WM_OK)
+        n = 0;
+    agreement g = agree(st, n, (double)n * loss, comm, fn);
+    if (g.status != WM_OK)
+        return g.status;
+    if (g.samples < 1)
+        return wm_error_set(WM_EINVAL, "wm_mpi_step: no rank has any samples (every shard has n = 0)");
+
+    /* rank r's shard-mean gradient times n_r / N: the all-reduced sum is the
+     * gradient of the global batch-mean loss */
+    size_t len;
+    float *grad = wm_grad_buffer(opt, &len);
+    if (n > 0 && (double)n != g.samples) {
+        float w = (float)((double)n / g.samples);
+        for (size_t j = 0; j < len; j++)
+            grad[j] *= w;
+    }
+    for (size_t off = 0; off < len; off += CHUNK) {
+        int cnt = (int)(len - off < CHUNK ? len - off : CHUNK);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, grad + off, cnt, MPI_FLOAT, MPI_SUM, comm);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, fn, "MPI_Allreduce of the gradient");
+    }
+    /* identical buffer, parameters and state on every rank: the same outcome */
+    st = wm_apply(opt);
+    if (st == WM_OK && loss_out)
+        *loss_out = (float)(g.loss / g.samples);
+    return st;
+}
+
+/* ---- wm_mpi_check ------------------------------------------------------------ */
+
+/* FNV-1a, 64 bit, over 32-bit words. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t words)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < words; i++, b += 4) {
+        uint32_t w;
+        memcpy(&w, b, 4);
+        h ^= w;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint64_t params_hash(const wm_net *net)
+{
+    size_t len = 0;
+    const float *q = wm_net_params(net, &len);
+    uint64_t count = len, h = 14695981039346656037ULL;
+    h = fnv1a(h, &count, 2);
+    return q ? fnv1a(h, q, len) : h;
+}
+
+wm_status wm_mpi_check(const wm_net *net, MPI_Comm comm)
+{
+    static const char fn[] = "wm_mpi_check";
+    wm_status st = net ? WM_OK : local_fail(WM_EINVAL, "net is NULL");
+    agreement g = agree(st, 0, 0, comm, fn);
+    if (g.status != WM_OK)
+        return g.status;
+    int rank, size, rc;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    uint64_t mine = params_hash(net), first = mine;
+    if ((rc = MPI_Bcast(&first, 1, MPI_UINT64_T, 0, comm)) != MPI_SUCCESS)
+        return mpi_fail(rc, fn, "MPI_Bcast of rank 0's hash");
+    int key = mine != first ? rank : size, lowest = size;
+    if ((rc = MPI_Allreduce(&key, &lowest, 1, MPI_INT, MPI_MIN, comm)) != MPI_SUCCESS)
+        return mpi_fail(rc, fn, "MPI_Allreduce of the comparison");
+    if (lowest == size)
+        return WM_OK;
+    char text[200];
+    snprintf(text, sizeof text, "%s: rank %d's parameters differ from rank 0's (of %d ranks)", fn,
+             lowest, size);
+    return wm_error_set(WM_ESTATE, text);
+}
+
+/* ---- wm_mpi_broadcast -------------------------------------------------------- */
+
+/* What must match between ranks: the architecture and the optimizer's kind
+ * (through the size of its state). */
+static uint64_t signature(const wm_net *net, const wm_optimizer *opt)
+{
+    const wm_manifold *m = wm_net_manifold(net);
+    int64_t v[8] = {wm_net_n_inputs(net), wm_net_n_outputs(net), wm_net_n_layers(net),
+                    wm_manifold_dim(m), wm_manifold_n_basis(m), (int64_t)wm_net_n_params(net),
+                    opt != NULL, (int64_t)wm_optimizer_state_len(opt)};
+    uint64_t h = fnv1a(14695981039346656037ULL, v, 2 * 8);
+    for (int l = 0; l < wm_net_n_layers(net); l++) {
+        int in = 0, out = 0;
+        wm_activation act = WM_ACT_NONE;
+        wm_net_layer_info(net, l, &in, &out, &act);
+        int32_t w[3] = {in, out, (int32_t)act};
+        h = fnv1a(h, w, 3);
+    }
+    for (int d = 0; d < wm_manifold_dim(m); d++) {
+        int32_t p = wm_manifold_periodic(m, d);
+        h = fnv1a(h, &p, 1);
+    }
+    return h;
+}
+
+/* Broadcast len floats from root in chunks of at most CHUNK. */
+static int bcast_floats(float *p, size_t len, int root, MPI_Comm comm)
+{
+    for (size_t off = 0; off < len; off += CHUNK) {
+        int rc = MPI_Bcast(p + off, (int)(len - off < CHUNK ? len - off : CHUNK), MPI_FLOAT, root, comm);
+        if (rc != MPI_SUCCESS)
+            return rc;
+    }
+    return MPI_SUCCESS;
+}
+
+wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_Comm comm)
+{
+    static const char fn[] = "wm_mpi_broadcast";
+    int rank = 0, size = 0, rc;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    wm_status st = WM_OK;
+    size_t np = 0, ns = wm_optimizer_state_len(opt);
+    float *q = NULL, *state = NULL;
+    if (!net)
+        st = local_fail(WM_EINVAL, "net is NULL");
+    else if (root < 0 || root >= size)
+        st = local_fail(WM_EINVAL, "root is not a rank of comm");
+    else if (!wm_net_params(net, &np))
+        st = local_fail(WM_ESTATE, "the net is not initialised (call wm_net_init)");
+    else {                              /* buffers, before anything is agreed */
+        q = rank != root ? malloc(np * sizeof *q) : NULL;
+        state = ns > 0 ? malloc(ns * sizeof *state) : NULL;
+        if ((rank != root && !q) || (ns > 0 && !state))
+            st = local_fail(WM_ENOMEM, "out of memory for the broadcast buffers");
+    }
+    agreement g = agree(st, 0, 0, comm, fn);
+    if (g.status != WM_OK)
+        goto done;
+
+    /* the same architecture and optimizer kind everywhere, or nothing moves */
+    uint64_t sig[2] = {signature(net, opt), 0}, mine = sig[0];
+    if ((rc = MPI_Bcast(sig, 2, MPI_UINT64_T, root, comm)) != MPI_SUCCESS) {
+        g.status = mpi_fail(rc, fn, "MPI_Bcast of the architecture");
+        goto done;
+    }
+    st = mine == sig[0] ? WM_OK
+                        : local_fail(WM_EINVAL, "its net's architecture or its optimizer's kind "
+                                                "(or opt NULL) differs from root's");
+    g = agree(st, 0, 0, comm, fn);
+    if (g.status != WM_OK)
+        goto done;
+
+    uint64_t steps = wm_optimizer_steps(opt);
+    if (rank == root) {   /* MPI_Bcast only reads the root's buffer */
+        q = (float *)wm_net_params(net, NULL);
+        if (ns > 0)
+            wm_optimizer_get_state(opt, state, ns);   /* two blocks into one buffer */
+    }
+    if ((rc = bcast_floats(q, np, root, comm)) != MPI_SUCCESS ||
+        (ns > 0 && (rc = bcast_floats(state, ns, root, comm)) != MPI_SUCCESS) ||
+        (opt && (rc = MPI_Bcast(&steps, 1, MPI_UINT64_T, root, comm)) != MPI_SUCCESS)) {
+        g.status = mpi_fail(rc, fn, "MPI_Bcast of the parameters");
+        goto done;
+    }
+    if (rank != root) {
+        g.status = wm_net_set_params(net, q, np);   /* root's values are finite: cannot fail */
+        if (g.status == WM_OK && opt)
+            g.status = wm_optimizer_set_state(opt, state, ns, steps);
+    }
+done:
+    if (rank != root)
+        free(q);
+    free(state);
+    return g.status;
+}
