@@ -119,6 +119,25 @@ inline Net net_create(const wm_manifold *m, int n_inputs, wm_conditioning cond =
     check(wm_net_create(&n, m, n_inputs, cond), "wm_net_create");
     return Net(n);
 }
+// An independent deep copy of net (wm_net_clone).
+inline Net net_clone(const wm_net *src) {
+    wm_net *n = nullptr;
+    check(wm_net_clone(&n, src), "wm_net_clone");
+    return Net(n);
+}
+// The net as a readable table (wm_net_summary).
+inline std::string net_summary(const wm_net *net) {
+    std::string text(4096, '\0');
+    for (;;) {
+        check(wm_net_summary(net, &text[0], text.size()), "wm_net_summary");
+        const size_t len = std::char_traits<char>::length(text.c_str());
+        if (len + 1 < text.size()) {
+            text.resize(len);
+            return text;
+        }
+        text.assign(text.size() * 4, '\0');
+    }
+}
 inline Net net_load(const std::string &path) {
     wm_net *n = nullptr;
     check(wm_net_load(&n, path.c_str()), "wm_net_load");
@@ -181,6 +200,7 @@ inline const char *constructor_name(AnyFn f) noexcept {
         {any_fn(&wm_manifold_custom), "wm_manifold_custom"},
         {any_fn(&wm_manifold_clone), "wm_manifold_clone"},
         {any_fn(&wm_net_create), "wm_net_create"},
+        {any_fn(&wm_net_clone), "wm_net_clone"},
         {any_fn(&wm_net_load), "wm_net_load"},
         {any_fn(&wm_net_load_custom), "wm_net_load_custom"},
         {any_fn(&wm_optimizer_create), "wm_optimizer_create"},

@@ -200,11 +200,12 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
         put_u32(w, (uint32_t)c->kind);
         put_f32(w, c->lr), put_f32(w, c->volume), put_f32(w, c->momentum);
         put_f32(w, c->beta1), put_f32(w, c->beta2), put_f32(w, c->eps), put_f32(w, c->weight_decay);
-        put_u64(w, opt->t);
+        int stale = wmi_optimizer_stale(opt);   /* re-initialised: a fresh optimizer */
+        put_u64(w, stale ? 0 : opt->t);
         for (size_t j = 0; opt->m1 && j < net->n_params; j++)
-            put_f32(w, opt->m1[j]);
+            put_f32(w, stale ? 0.0f : opt->m1[j]);
         for (size_t j = 0; opt->m2 && j < net->n_params; j++)
-            put_f32(w, opt->m2[j]);
+            put_f32(w, stale ? 0.0f : opt->m2[j]);
     }
     if (!w->oom)
         put_u32(w, wmi_crc32(0, w->buf, w->len));

@@ -113,7 +113,7 @@ float *wm_grad_buffer(wm_optimizer *o, size_t *len)
     return o ? o->grad : NULL;
 }
 
-uint64_t wm_optimizer_steps(const wm_optimizer *o) { return o ? o->t : 0; }
+uint64_t wm_optimizer_steps(const wm_optimizer *o) { return o && !wmi_optimizer_stale(o) ? o->t : 0; }
 
 wm_status wm_optimizer_set_lr(wm_optimizer *o, float lr)
 {
@@ -139,10 +139,16 @@ wm_status wm_optimizer_set_clip_norm(wm_optimizer *o, float max_norm)
 }
 
 /* wm_net_init ran again under this optimizer: the moments describe parameters
- * that no longer exist, so start afresh, as a new optimizer would. */
+ * that no longer exist, so it starts afresh, as a new optimizer would. The
+ * restart is applied lazily, by the next call that writes the optimizer;
+ * until then every reader (wm_optimizer_steps, wm_optimizer_get_state, a
+ * checkpoint) sees the restarted state, so a call that fails changes
+ * nothing anyone can observe. */
+int wmi_optimizer_stale(const wm_optimizer *o) { return o->inits != o->net->inits; }
+
 static void restart_if_reinitialised(wm_optimizer *o)
 {
-    if (o->inits == o->net->inits)
+    if (!wmi_optimizer_stale(o))
         return;
     size_t n = o->net->n_params;
     if (o->m1)
@@ -625,8 +631,7 @@ wm_status wm_apply(wm_optimizer *o)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "wm_apply: optimizer is NULL");
-    restart_if_reinitialised(o);
-    if (!o->has_grad)
+    if (!o->has_grad || wmi_optimizer_stale(o))
         return wmi_fail(WM_ESTATE, "wm_apply: no gradient to apply (call wm_grad first; wm_step "
                                   "applies its own, and wm_net_init discards it)");
     /* the caller may have rewritten the buffer: measure it (one read pass) */
@@ -708,6 +713,10 @@ wm_status wm_optimizer_get_state(const wm_optimizer *o, float *state, size_t len
     if (len != want)
         return wmi_fail(WM_EINVAL, "wm_optimizer_get_state: len = %zu but the state has %zu floats",
                        len, want);
+    if (want > 0 && wmi_optimizer_stale(o)) {     /* re-initialised: zeros, see above */
+        memset(state, 0, sizeof(float) * want);
+        return WM_OK;
+    }
     if (o->m1 && want > 0)
         memcpy(state, o->m1, sizeof(float) * n);
     if (o->m2 && want > n)
@@ -727,6 +736,7 @@ wm_status wm_optimizer_set_state(wm_optimizer *o, const float *state, size_t len
         if (!isfinite(state[j]) || (j >= n && state[j] < 0))
             return wmi_fail(WM_EINVAL, "wm_optimizer_set_state: state[%zu] = %g is %s", j, state[j],
                            isfinite(state[j]) ? "a negative second moment" : "not finite");
+    restart_if_reinitialised(o);
     if (want > 0)
         memcpy(o->m1, state, sizeof(float) * n);
     if (want > n)
@@ -740,6 +750,7 @@ wm_status wm_grad_zero(wm_optimizer *o)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "wm_grad_zero: optimizer is NULL");
+    restart_if_reinitialised(o);
     memset(o->grad, 0, sizeof(float) * o->net->n_params);
     o->has_grad = 1;
     return WM_OK;

@@ -21,4 +21,8 @@ struct wm_optimizer {
     int ws_rows;
 };
 
+/* Whether wm_net_init ran since the optimizer's moments were started: they
+ * then read as zeros and the step count as 0 (see optim.c). */
+int wmi_optimizer_stale(const wm_optimizer *o);
+
 #endif

@@ -60,15 +60,16 @@ static const char *act_name(wm_activation a)
     return "?";
 }
 
-/* "C x H x W" for image layers, else the flat feature count. */
-static void put_shape(text *t, int c, int h, int w, int flat)
+/* "CxHxW" for image layers, else the flat feature count; `width` pads it
+ * to a column (0: no padding). */
+static void put_shape(text *t, int c, int h, int w, int flat, int width)
 {
     char s[48];
     if (c > 0)
         snprintf(s, sizeof s, "%dx%dx%d", c, h, w);
     else
         snprintf(s, sizeof s, "%d", flat);
-    put(t, "%-14s", s);
+    put(t, "%-*s", width, s);
 }
 
 wm_status wm_net_summary(const wm_net *net, char *buf, size_t len)
@@ -87,9 +88,9 @@ wm_status wm_net_summary(const wm_net *net, char *buf, size_t len)
         net->loss == WM_LOSS_MSE ? "mean squared error" : "softmax cross-entropy",
         net->initialised ? "initialised" : "not initialised");
     put(&t, "input: ");
-    put_shape(&t, net->input_c, net->input_h, net->input_w, net->n_inputs);
+    put_shape(&t, net->input_c, net->input_h, net->input_w, net->n_inputs, 0);
     if (net->n_feat > 0)
-        put(&t, "+ %d context feature%s", net->n_feat, net->n_feat > 1 ? "s" : "");
+        put(&t, " + %d context feature%s", net->n_feat, net->n_feat > 1 ? "s" : "");
     put(&t, "\n%-5s %-22s %-14s %-14s %-8s %12s  %s\n", "layer", "kind", "input", "output", "act",
         "parameters", "placement");
     for (int l = 0; l < net->n_layers; l++) {
@@ -105,13 +106,15 @@ wm_status wm_net_summary(const wm_net *net, char *buf, size_t len)
         }
         put(&t, "%-5d %-22s ", l, kind);
         if (ly->kind == WM_LAYER_DENSE)
-            put_shape(&t, 0, 0, 0, ly->cols);
+            put_shape(&t, 0, 0, 0, ly->cols, 14);
         else
-            put_shape(&t, ly->in_c, ly->in_h, ly->in_w, ly->in);
+            put_shape(&t, ly->in_c, ly->in_h, ly->in_w, ly->in, 14);
+        put(&t, " ");
         if (ly->kind == WM_LAYER_DENSE)
-            put_shape(&t, 0, 0, 0, ly->out);
+            put_shape(&t, 0, 0, 0, ly->out, 14);
         else
-            put_shape(&t, ly->out_c, ly->out_h, ly->out_w, ly->out);
+            put_shape(&t, ly->out_c, ly->out_h, ly->out_w, ly->out, 14);
+        put(&t, " ");
         size_t np = wmi_layer_has_params(ly) ? (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1) : 0;
         const char *where = !wmi_layer_has_params(ly) ? "-"
                             : net->Kp > 1             ? "manifold"

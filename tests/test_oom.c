@@ -380,6 +380,19 @@ static int scenario_body(void)
     }
     STEP(wm_grad(opt, &b, NULL), 0, (void)0);
     STEP(wm_apply(opt), 0, (void)0);
+    /* the training controls: a schedule and a clipped step, a copy, a summary */
+    STEP(wm_optimizer_set_lr(opt, 5e-4f), 0, (void)0);
+    STEP(wm_optimizer_set_clip_norm(opt, 0.5f), 0, (void)0);
+    STEP(wm_step(opt, &b, NULL), 0, (void)0);
+    STEP(wm_optimizer_set_clip_norm(opt, 0.0f), 0, (void)0);
+    wm_net *twin;
+    STEP(wm_net_clone(NEW(twin), net), 0, UNTOUCHED(twin));
+    if (!same_params(twin, wm_net_params(net, NULL), np))
+        return rfail("the clone differs from the net");
+    char table[2048];
+    STEP(wm_net_summary(twin, table, sizeof table), 0, (void)0);
+    wm_net_free(twin);
+    wm_scratch_free();                                 /* the next wm_infer allocates again */
     for (int i = 0; i < BIG * 3; i++)
         y[i] = -7;
     STEP(wm_infer(net, x, s, 5, y), 0,
@@ -429,6 +442,9 @@ static int scenario_body(void)
     STEP(wm_optimizer_create(NEW(kopt), knet, &cfg), 0, UNTOUCHED(kopt));
     wm_batch bk = {N, x, s, NULL, t};
     STEP(wm_step(kopt, &bk, NULL), 0, (void)0);
+    wm_net *ctwin;
+    STEP(wm_net_clone(NEW(ctwin), cnet), 0, UNTOUCHED(ctwin));
+    wm_net_free(ctwin);
     STEP(wm_evaluate(knet, &bk, &loss, NULL), 0, (void)0);
 
     free(snap);

@@ -78,6 +78,9 @@ int main() {
     expect_throws("wm_manifold_custom", WM_EINVAL, [] { wm::manifold_custom(1, 2, nullptr, bad_basis); });
     expect_throws("wm_manifold_clone", WM_EINVAL, [] { wm::manifold_clone(nullptr); });
     expect_throws("wm_net_create", WM_EINVAL, [] { wm::net_create(nullptr, 2); });
+    expect_throws("wm_net_clone", WM_EINVAL, [] { wm::net_clone(nullptr); });
+    expect_throws("wm_net_clone", WM_EINVAL, [] { wm::make(wm_net_clone, nullptr); });
+    expect_throws("wm_net_summary", WM_EINVAL, [] { wm::net_summary(nullptr); });
     expect_throws("wm_net_load_custom", WM_EIO, [&] { wm::net_load_custom(missing, line_basis); });
     expect_throws("wm_optimizer_load", WM_EIO, [&] { wm::optimizer_load(missing); });
 
@@ -141,6 +144,9 @@ int main() {
 
         wm::Net loaded = wm::net_load(model);
         wm::Net loaded2 = wm::make(wm_net_load, model.c_str());
+        wm::Net twin = wm::net_clone(net.get());
+        const std::string table = wm::net_summary(twin.get());
+        expect(table.find("total parameters:") != std::string::npos, "net_summary lacks the total");
         wm::Checkpoint c = wm::optimizer_load(ckpt);
         expect(loaded && loaded2 && c.net && c.opt, "loading returned empty handles");
         expect(wm_optimizer_steps(c.opt.get()) == 1, "the checkpoint lost its step count");

@@ -337,7 +337,7 @@ enum {
     OP_MF_SIMPLE, OP_MF_FOURIER, OP_MF_BSPLINE, OP_MF_PRODUCT, OP_MF_CUSTOM, OP_MF_QUERY,
     OP_NET_CREATE, OP_DENSE, OP_LOSS, OP_INIT, OP_INFER, OP_TRAIN, OP_OPT_CREATE, OP_APPLY,
     OP_WEIGHTS_AT, OP_CONTROL_POINT, OP_SET_PARAMS, OP_QUERIES, OP_FREE, OP_SAVE_LOAD,
-    OP_INPUT_SHAPE, OP_CONV, OP_POOL, OP_CONV_STRATEGY, OP_INFER_CONTEXT, OP_CHECKPOINT, N_OPS
+    OP_INPUT_SHAPE, OP_CONV, OP_POOL, OP_CONV_STRATEGY, OP_INFER_CONTEXT, OP_CHECKPOINT, OP_CONTROLS, N_OPS
 };
 
 static void op_manifold(rd *r, int op, snapshot *sn)
@@ -737,6 +737,51 @@ static void op_queries(rd *r, snapshot *sn)
     FZ_CHECK(strlen(wm_status_str((wm_status)any_int(r))) > 0, "status string");
 }
 
+/* The training controls, a copy and a summary, with any argument. */
+static void op_controls(rd *r, snapshot *sn)
+{
+    int slot = u8(r) % N_NET;
+    wm_optimizer *o = S.opt[slot];
+    wm_net *net = S.net[slot];
+    float v = any_float(r), before = wm_optimizer_lr(o);
+    wm_status st = wm_optimizer_set_lr(o, v);
+    after(sn, st, "wm_optimizer_set_lr", 1);
+    FZ_CHECK((st == WM_OK) == (o && isfinite(v) && v >= 0), "set_lr(%g) -> %d", v, st);
+    if (st == WM_OK)
+        FZ_CHECK(wm_optimizer_lr(o) == v, "lr not set");
+    else
+        FZ_CHECK(o ? wm_optimizer_lr(o) == before : isnan(wm_optimizer_lr(o)), "failed set_lr changed lr");
+    v = any_float(r);
+    st = wm_optimizer_set_clip_norm(o, v);
+    after(sn, st, "wm_optimizer_set_clip_norm", 1);
+    FZ_CHECK((st == WM_OK) == (o && isfinite(v) && v >= 0), "set_clip_norm(%g) -> %d", v, st);
+    /* the summary at any length: snprintf semantics, nothing past len */
+    size_t len = u8(r) % 3 == 0 ? 0 : u32(r) % 6000;
+    char *buf = malloc(len + 16);
+    FZ_CHECK(buf != NULL, "harness out of memory");
+    memset(buf, 'Z', len + 16);
+    st = wm_net_summary(net, len || (u8(r) & 1) ? buf : NULL, len);
+    after(sn, st, "wm_net_summary", 1);
+    FZ_CHECK((st == WM_OK) == (net != NULL), "summary status %d", st);
+    if (st == WM_OK && len > 0)
+        FZ_CHECK(memchr(buf, 0, len) != NULL, "summary not terminated");
+    for (size_t j = len; j < len + 16; j++)
+        FZ_CHECK(buf[j] == 'Z', "summary wrote past len");
+    free(buf);
+    wm_net *copy = SENTINEL;
+    st = wm_net_clone(&copy, net);
+    after(sn, st, "wm_net_clone", 1);
+    if (st == WM_OK) {
+        FZ_CHECK(wm_net_n_params(copy) == wm_net_n_params(net) && wm_net_n_layers(copy) == wm_net_n_layers(net),
+                 "clone differs");
+        wm_net_free(copy);
+    } else {
+        FZ_CHECK(copy == SENTINEL, "failed clone wrote *out");
+    }
+    if (u8(r) & 1)
+        wm_scratch_free();
+}
+
 static void op_save_load(rd *r, snapshot *sn)
 {
     wm_net *net = S.net[u8(r) % N_NET];
@@ -909,6 +954,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             break;
         case OP_INFER_CONTEXT: op_infer_context(&r, &sn); break;
         case OP_CHECKPOINT: op_checkpoint(&r, &sn); break;
+        case OP_CONTROLS: op_controls(&r, &sn); break;
         }
         snap_free(&sn);
     }

@@ -1176,6 +1176,49 @@ def test_train_circle_example(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# Training controls: schedules, clipping, copies, summaries, scratch
+# --------------------------------------------------------------------------
+
+def test_lr_schedule_and_clip():
+    rng = np.random.default_rng(3)
+    x, s, y = rotated_points(32, rng)
+    with circle_net(seed=4) as net, wm.Optimizer(net, kind=wm.OptKind.MOMENTUM, lr=0.1) as opt:
+        assert opt.lr == pytest.approx(0.1)
+        for step in range(6):            # a cosine schedule from 0.1 to 0
+            opt.lr = 0.05 * (1 + np.cos(np.pi * step / 5))
+            opt.step(x, s, labels=y)
+        assert opt.lr == 0.0 and opt.steps == 6
+        for bad in (-1.0, float("nan"), float("inf")):
+            expect_error(wm.Status.EINVAL, setattr, opt, "lr", bad)
+            expect_error(wm.Status.EINVAL, opt.set_clip_norm, bad)
+        assert opt.lr == 0.0
+    # clipping: an SD step moves Q by exactly lr * max_norm when it bites
+    with circle_net(seed=5) as net, wm.Optimizer(net, lr=0.5) as opt:
+        opt.set_clip_norm(1e-3)
+        q0 = net.params()
+        opt.step(x, s, labels=y)
+        assert np.linalg.norm(net.params().astype(np.float64) - q0) == pytest.approx(5e-4, rel=1e-3)
+        opt.set_clip_norm(0)
+
+
+def test_net_clone_and_summary():
+    rng = np.random.default_rng(4)
+    x, s, _ = rotated_points(16, rng)
+    with circle_net(seed=6) as net:
+        twin = net.clone()
+        np.testing.assert_array_equal(net(x, s), twin(x, s))
+        with wm.Optimizer(net, lr=0.5) as opt:
+            opt.step(x, s, labels=np.zeros(16, np.int32))
+        assert not np.array_equal(net(x, s), twin(x, s))   # independent
+        text = twin.summary()
+        assert "circle" in text and "dense" in text and "tanh" in text
+        assert f"total parameters: {twin.n_params}" in text
+        twin.close()
+    wm.scratch_free()
+    wm.scratch_free()
+
+
+# --------------------------------------------------------------------------
 # Must stay last: every C function was reached by some test above.
 # --------------------------------------------------------------------------
 
