@@ -354,6 +354,32 @@ WM_API wm_status wm_net_load(wm_net **out, const char *path);
  * callback (see wm_manifold_custom). Returns as wm_net_load. */
 WM_API wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
 
+/** The bytes wm_net_save would write for net (the same bytes, see
+ * docs/model-format.md), in a new buffer: for models embedded in a binary or
+ * sent over a socket. *buf receives the buffer (free it with wm_free) and
+ * *len its length; both are written only on success. Thread-safe for one
+ * net from many threads (the net is read only).
+ * Returns WM_OK, WM_EINVAL (NULL net, buf or len), WM_ESTATE (not
+ * initialised), WM_ENOMEM. */
+WM_API wm_status wm_net_save_buffer(const wm_net *net, void **buf, size_t *len);
+
+/** wm_net_load from the len bytes at buf (a file's contents, e.g. from
+ * wm_net_save_buffer); the caller keeps buf. Truncated, altered or foreign
+ * bytes are WM_EFORMAT, as from a file; a net on a custom manifold needs
+ * wm_net_load_buffer_custom. Returns WM_OK, WM_EINVAL (NULL out or buf),
+ * WM_EFORMAT, WM_ENOMEM; *out is written only on success. */
+WM_API wm_status wm_net_load_buffer(wm_net **out, const void *buf, size_t len);
+
+/** wm_net_load_buffer for a net on a custom manifold, with its basis
+ * callback fn/user, checked as in wm_net_load_custom. Returns as
+ * wm_net_load_buffer (WM_EINVAL also for a NULL fn). */
+WM_API wm_status wm_net_load_buffer_custom(wm_net **out, const void *buf, size_t len,
+                                           wm_basis_fn fn, void *user);
+
+/** Release a buffer the library allocated for the caller
+ * (wm_net_save_buffer). NULL is a no-op. */
+WM_API void wm_free(void *p);
+
 /** Release a net. NULL is a no-op. Free its optimizers first or after: they
  * must not be used once the net is freed. */
 WM_API void wm_net_free(wm_net *net);

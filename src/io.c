@@ -239,6 +239,25 @@ wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path)
     return save(opt->net, opt, path, "wm_optimizer_save");
 }
 
+wm_status wm_net_save_buffer(const wm_net *net, void **buf, size_t *len)
+{
+    if (!net || !buf || !len)
+        return wmi_fail(WM_EINVAL, "wm_net_save_buffer: %s is NULL", !net ? "net" : !buf ? "buf" : "len");
+    if (!net->initialised)
+        return wmi_fail(WM_ESTATE, "wm_net_save_buffer: the net is not initialised (call wm_net_init)");
+    wbuf w = {0};
+    serialize(&w, net, NULL);
+    if (w.oom) {
+        free(w.buf);
+        return wmi_fail(WM_ENOMEM, "wm_net_save_buffer: out of memory");
+    }
+    *buf = w.buf;
+    *len = w.len;
+    return WM_OK;
+}
+
+void wm_free(void *p) { free(p); }
+
 /* ---- reading ------------------------------------------------------------- */
 
 typedef struct {
@@ -259,7 +278,8 @@ static uint32_t get_u32(rbuf *r)
 }
 
 typedef struct {
-    const char *path;
+    const char *path;             /* the file as shown in messages, or "the model buffer" */
+    const char *custom_call;      /* the call that takes a basis callback */
     wm_basis_fn fn;
     void *user;
     int depth;
@@ -327,7 +347,7 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
     case WM_MF_CUSTOM:
         if (!c->fn)
             return wmi_fail(WM_EINVAL, "%s holds a net on a custom manifold: load it with "
-                                      "wm_net_load_custom and the basis callback", c->path);
+                                      "%s and the basis callback", c->path, c->custom_call);
         if (dim < 1 || dim > 4)
             return bad(c, "bad custom manifold dimension");
         st = wm_manifold_custom(&m, (int)dim, (int)K, periodic, c->fn, c->user);
@@ -539,14 +559,14 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
 }
 
 static wm_status load(wm_net **out, wm_optimizer **opt, const char *path, wm_basis_fn fn,
-                      void *user)
+                      void *user, const char *custom_call)
 {
     unsigned char *data = NULL;
     size_t len = 0;
     wm_status st = read_whole(path, &data, &len);
     if (st != WM_OK)
         return st;
-    load_ctx c = {path, fn, user, 0};
+    load_ctx c = {path, custom_call, fn, user, 0};
     st = parse(data, len, &c, out, opt);
     free(data);
     return st;
@@ -556,14 +576,14 @@ wm_status wm_net_load(wm_net **out, const char *path)
 {
     if (!out || !path)
         return wmi_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
-    return load(out, NULL, path, NULL, NULL);
+    return load(out, NULL, path, NULL, NULL, "wm_net_load_custom");
 }
 
 wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user)
 {
     if (!out || !path || !fn)
         return wmi_fail(WM_EINVAL, "wm_net_load_custom: %s is NULL", !out ? "out" : !path ? "path" : "fn");
-    return load(out, NULL, path, fn, user);
+    return load(out, NULL, path, fn, user, "wm_net_load_custom");
 }
 
 wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, wm_basis_fn fn,
@@ -573,10 +593,34 @@ wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, 
         return wmi_fail(WM_EINVAL, "wm_optimizer_load: %s is NULL", !opt ? "opt" : !net ? "net" : "path");
     wm_net *n = NULL;
     wm_optimizer *o = NULL;
-    wm_status st = load(&n, &o, path, fn, user);
+    wm_status st = load(&n, &o, path, fn, user, "wm_optimizer_load (its fn argument)");
     if (st != WM_OK)
         return st;
     *net = n;
     *opt = o;
     return WM_OK;
+}
+
+static wm_status load_buffer(wm_net **out, const void *buf, size_t len, wm_basis_fn fn, void *user)
+{
+    load_ctx c = {"the model buffer", "wm_net_load_buffer_custom", fn, user, 0};
+    if (len > (size_t)MAX_FILE)
+        return bad(&c, "it is larger than 64 GiB");
+    return parse(buf, len, &c, out, NULL);
+}
+
+wm_status wm_net_load_buffer(wm_net **out, const void *buf, size_t len)
+{
+    if (!out || !buf)
+        return wmi_fail(WM_EINVAL, "wm_net_load_buffer: %s is NULL", !out ? "out" : "buf");
+    return load_buffer(out, buf, len, NULL, NULL);
+}
+
+wm_status wm_net_load_buffer_custom(wm_net **out, const void *buf, size_t len, wm_basis_fn fn,
+                                    void *user)
+{
+    if (!out || !buf || !fn)
+        return wmi_fail(WM_EINVAL, "wm_net_load_buffer_custom: %s is NULL",
+                       !out ? "out" : !buf ? "buf" : "fn");
+    return load_buffer(out, buf, len, fn, user);
 }

@@ -1,7 +1,7 @@
 /* test_oom.c -- allocation failure: make the n-th allocation fail, for every n
  * reached by a scenario that creates manifolds and nets (dense, conv, concat),
  * initialises, builds optimizers, steps, infers, evaluates, infers contexts,
- * saves and loads models and checkpoints; check that each failing call
+ * saves and loads models (to files and to buffers) and checkpoints; check that each failing call
  * returns WM_ENOMEM (WM_EIO allowed for file calls), leaves its outputs and
  * the net as they were, that the handle works on the next call, and that
  * nothing leaks once the handles are freed.
@@ -403,6 +403,17 @@ static int scenario_body(void)
     STEP(wm_net_load(NEW(back), model_path), 1, UNTOUCHED(back));
     if (!same_params(back, wm_net_params(net, NULL), np))
         return rfail("the loaded net differs from the saved one");
+    /* models in memory */
+    void *mbuf = SENTINEL;
+    size_t mlen = 0;
+    wm_net *bback;
+    STEP(wm_net_save_buffer(net, &mbuf, &mlen), 0,
+         if (mbuf != SENTINEL || mlen != 0) return rfail("a failed wm_net_save_buffer wrote its outputs"));
+    STEP(wm_net_load_buffer(NEW(bback), mbuf, mlen), 0, UNTOUCHED(bback));
+    if (!same_params(bback, wm_net_params(net, NULL), np))
+        return rfail("the net loaded from a buffer differs from the saved one");
+    wm_net_free(bback);
+    wm_free(mbuf);
     STEP(wm_optimizer_save(opt, ckpt_path), 1, if (!dir_clean()) return rfail("temporary left"));
     oback = SENTINEL, cback = SENTINEL;
     STEP(wm_optimizer_load(&oback, &cback, ckpt_path, NULL, NULL), 1,
