@@ -347,8 +347,13 @@ WM_API wm_status wm_net_save(const wm_net *net, const char *path);
 /** Load a model saved by wm_net_save; *out is a new initialised net whose
  * wm_infer is bit-identical to the saved one's. A net on a custom manifold
  * needs its basis callback: use wm_net_load_custom (plain wm_net_load then
- * returns WM_EINVAL). Returns WM_OK, WM_EINVAL, WM_EIO (cannot open/read),
- * WM_EFORMAT (not a model file, truncated, corrupt, wrong version), WM_ENOMEM. */
+ * returns WM_EINVAL). Never blocks on a FIFO or device: anything but a
+ * regular file is WM_EIO. Returns WM_OK, WM_EINVAL (NULL or empty path),
+ * WM_EIO (cannot open/read, not a regular file), WM_EFORMAT (anything wrong
+ * in the file: not a model file, truncated, corrupt, wrong version, a field
+ * out of range or inconsistent, or the file shrank while it was read; the
+ * message names the file and the field), WM_ENOMEM. *out is written only on
+ * success. */
 WM_API wm_status wm_net_load(wm_net **out, const char *path);
 /** wm_net_load for a net on a custom manifold: fn and user are its basis
  * callback (see wm_manifold_custom). Returns as wm_net_load. */

@@ -99,6 +99,12 @@ static void put_manifold(wbuf *w, const wm_manifold *m)
     }
 }
 
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
 static wm_status write_file_atomic(const char *path, const void *data, size_t len)
 {
     size_t plen = strlen(path);
@@ -367,34 +373,58 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
     return WM_OK;
 }
 
-static wm_status read_whole(const char *path, unsigned char **data, size_t *len)
+/* The whole file into *data. Opened without blocking (a FIFO or a device
+ * would wait for a writer) and checked to be a regular file before a byte is
+ * read; a file that ends before the size it had when opened has changed
+ * under the reader, and what was read is not a model. */
+static wm_status read_whole(const char *path, const char *shown, unsigned char **data, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return wmi_fail(WM_EIO, "cannot open %s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return wmi_fail(WM_EIO, "cannot open %s: %s", shown, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return wmi_fail(WM_EIO, "cannot read %s: not a regular file", path);
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        return wmi_fail(WM_EIO, "cannot read %s: %s", shown, strerror(err));
     }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return wmi_fail(WM_EIO, "cannot read %s: it is %s, not a regular file", shown,
+                       file_kind(sb.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if (sb.st_size > MAX_FILE) {
-        fclose(f);
-        return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", path,
+        close(fd);
+        return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", shown,
                        (long long)sb.st_size);
     }
-    size_t n = (size_t)sb.st_size;
+    size_t n = (size_t)sb.st_size, got = 0;
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf) {
-        fclose(f);
-        return wmi_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", path, n);
+        close(fd);
+        return wmi_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", shown, n);
     }
-    size_t got = fread(buf, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || got != n) {
-        free(buf);
-        return wmi_fail(WM_EIO, "cannot read %s", path);
+    while (got < n) {
+        size_t want = n - got < ((size_t)1 << 30) ? n - got : (size_t)1 << 30;
+        ssize_t k = read(fd, buf + got, want);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int err = k < 0 ? errno : 0;
+            close(fd);
+            free(buf);
+            if (err)
+                return wmi_fail(WM_EIO, "cannot read %s: %s", shown, strerror(err));
+            return wmi_fail(WM_EFORMAT, "%s is not a valid model file: it ended after %zu of the %zu "
+                                       "bytes it had when opened (it changed while being read)",
+                           shown, got, n);
+        }
+        got += (size_t)k;
     }
+    close(fd);
     *data = buf;
     *len = n;
     return WM_OK;
@@ -561,12 +591,14 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
 static wm_status load(wm_net **out, wm_optimizer **opt, const char *path, wm_basis_fn fn,
                       void *user, const char *custom_call)
 {
+    char shown_buf[WMI_SHOWN_PATH];
+    const char *shown = wmi_shown_path(path, shown_buf);
     unsigned char *data = NULL;
     size_t len = 0;
-    wm_status st = read_whole(path, &data, &len);
+    wm_status st = read_whole(path, shown, &data, &len);
     if (st != WM_OK)
         return st;
-    load_ctx c = {path, custom_call, fn, user, 0};
+    load_ctx c = {shown, custom_call, fn, user, 0};
     st = parse(data, len, &c, out, opt);
     free(data);
     return st;
@@ -576,6 +608,8 @@ wm_status wm_net_load(wm_net **out, const char *path)
 {
     if (!out || !path)
         return wmi_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_net_load: path is empty");
     return load(out, NULL, path, NULL, NULL, "wm_net_load_custom");
 }
 
@@ -583,6 +617,8 @@ wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, voi
 {
     if (!out || !path || !fn)
         return wmi_fail(WM_EINVAL, "wm_net_load_custom: %s is NULL", !out ? "out" : !path ? "path" : "fn");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_net_load_custom: path is empty");
     return load(out, NULL, path, fn, user, "wm_net_load_custom");
 }
 
@@ -591,6 +627,8 @@ wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, 
 {
     if (!opt || !net || !path)
         return wmi_fail(WM_EINVAL, "wm_optimizer_load: %s is NULL", !opt ? "opt" : !net ? "net" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_load: path is empty");
     wm_net *n = NULL;
     wm_optimizer *o = NULL;
     wm_status st = load(&n, &o, path, fn, user, "wm_optimizer_load (its fn argument)");

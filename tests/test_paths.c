@@ -22,6 +22,27 @@
 #include "testutil.h"
 #include "fuzz/model_layout.h"
 
+/* ---- write() and read() with faults on demand -------------------------------- */
+
+enum { R_PASS, R_SHRINK, R_EIO };
+static _Thread_local int r_mode;       /* at the first read: shrink r_path to r_cut, or fail */
+static _Thread_local long r_cut;
+static _Thread_local const char *r_path;
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+    if (r_mode == R_SHRINK) {
+        r_mode = R_PASS;
+        if (truncate(r_path, r_cut) != 0)
+            return -1;
+    } else if (r_mode == R_EIO) {
+        r_mode = R_PASS;
+        errno = EIO;
+        return -1;
+    }
+    return (ssize_t)syscall(SYS_read, fd, buf, n);
+}
+
 /* ---- helpers ------------------------------------------------------------------- */
 
 static char dir[] = "/tmp/wm_test_paths_XXXXXX";
@@ -37,6 +58,15 @@ static const char *P(const char *name)
 }
 
 /* dir/<n bytes of name> */
+static const char *name_of_length(int n, char fill)
+{
+    char name[300];
+    memset(name, fill, (size_t)n);
+    memcpy(name + n - 4, ".wmn", 4);
+    name[n] = 0;
+    return P(name);
+}
+
 static wm_net *small_net(int n_out, wm_loss loss, uint64_t seed)
 {
     wm_manifold *m = tu_manifold("circle");
@@ -84,6 +114,83 @@ static void expect_load(const char *path, wm_status want, const char *needle)
     if (needle)
         expect_msg(needle);
     assert_ptr_equal(out, UNTOUCHED);
+}
+
+/* ---- loading: every kind of path ------------------------------------------------- */
+
+static void test_load_every_path_kind(void **state)
+{
+    (void)state;
+    wm_net *net = small_net(2, WM_LOSS_SOFTMAX_CE, 1), *back = NULL;
+    const char *good = P("good.wmn");
+    WM_OK_OR_FAIL(wm_net_save(net, good));
+
+    expect_load(P("missing.wmn"), WM_EIO, strerror(ENOENT));
+    expect_load(dir, WM_EIO, "directory");
+    assert_int_equal(mkfifo(P("fifo"), 0600), 0);
+    alarm(20);                          /* a hang fails the test instead of the suite */
+    expect_load(P("fifo"), WM_EIO, "FIFO");
+    alarm(0);
+    expect_load("/dev/null", WM_EIO, "device");
+    assert_int_equal(symlink("good.wmn", P("link.wmn")), 0);
+    WM_OK_OR_FAIL(wm_net_load(&back, P("link.wmn")));
+    assert_true(same_params(net, back));
+    wm_net_free(back);
+    assert_int_equal(symlink("nothing-here.wmn", P("dangling.wmn")), 0);
+    expect_load(P("dangling.wmn"), WM_EIO, strerror(ENOENT));
+    assert_int_equal(symlink("loop-b", P("loop-a")), 0);
+    assert_int_equal(symlink("loop-a", P("loop-b")), 0);
+    expect_load(P("loop-a"), WM_EIO, strerror(ELOOP));
+    expect_load("", WM_EINVAL, "empty");
+    expect_load(name_of_length(256, 'n'), WM_EIO, strerror(ENAMETOOLONG));
+    {   /* a 3800-byte path: the message keeps its reason and the file's name */
+        char *p = malloc(8192);
+        int n = snprintf(p, 8192, "%s/", dir);
+        for (int i = 0; i < 1880; i++)
+            n += snprintf(p + n, 8192 - (size_t)n, "./");
+        snprintf(p + n, 8192 - (size_t)n, "missing.wmn");
+        assert_true(strlen(p) > 3700);
+        expect_load(p, WM_EIO, strerror(ENOENT));
+        expect_msg("missing.wmn");
+        free(p);
+    }
+    if (geteuid() != 0) {               /* root reads a mode-000 file anyway */
+        assert_int_equal(chmod(good, 0), 0);
+        expect_load(good, WM_EIO, strerror(EACCES));
+        assert_int_equal(chmod(good, 0644), 0);
+    }
+    wm_net_free(net);
+}
+
+/* ---- a file that changes while it is read ------------------------------------------ */
+
+static void test_file_shrinking_while_loading(void **state)
+{
+    (void)state;
+    wm_net *net = small_net(2, WM_LOSS_SOFTMAX_CE, 8);
+    void *buf;
+    size_t len;
+    WM_OK_OR_FAIL(wm_net_save_buffer(net, &buf, &len));
+    const char *p = P("shrinking.wmn");
+    const long cuts[] = {0, 1, 16, (long)len / 2, (long)len - 1};
+    for (int i = 0; i < 5; i++) {
+        put_file(p, buf, len);
+        r_mode = R_SHRINK, r_cut = cuts[i], r_path = p;
+        wm_net *out = UNTOUCHED;
+        wm_status st = wm_net_load(&out, p);
+        r_mode = R_PASS;
+        if (st != WM_EFORMAT)
+            fail_msg("a file cut to %ld of %zu bytes while loading: %s (%s)", cuts[i], len,
+                     wm_status_str(st), wm_last_error());
+        expect_msg("changed while being read");
+        assert_ptr_equal(out, UNTOUCHED);
+    }
+    put_file(p, buf, len);              /* a read error is an I/O error */
+    r_mode = R_EIO;
+    expect_load(p, WM_EIO, strerror(EIO));
+    r_mode = R_PASS;
+    free(buf);
+    wm_net_free(net);
 }
 
 /* ---- every truncation and every altered byte, through the file and the buffer ------ */
@@ -166,6 +273,8 @@ static int empty_dir(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_load_every_path_kind, empty_dir),
+        cmocka_unit_test_setup(test_file_shrinking_while_loading, empty_dir),
         cmocka_unit_test_setup(test_every_truncation_and_byte, empty_dir),
     };
     return cmocka_run_group_tests_name("paths", tests, make_dir, remove_dir);
