@@ -341,7 +341,16 @@ WM_API wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
 /** Save the architecture and parameters to path (see docs/model-format.md).
  * Atomic: written to a temporary file in the same directory, flushed,
  * fsynced and renamed over path, so path always holds a whole model.
- * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised), WM_EIO. */
+ * Files: a new file gets mode 0666 less the umask (as any tool's output); a
+ * replaced file keeps its permission bits (not its owner). If path is a
+ * symbolic link, the file it points to is replaced (atomically, beside that
+ * file) and the link stays; a dangling link's target is created. A path
+ * that names a directory, FIFO or device is refused with WM_EIO (write the
+ * bytes of wm_net_save_buffer there instead). The temporary file is
+ * "<name>.tmp.XXXXXX", its name shortened to fit NAME_MAX (255 bytes).
+ * Returns WM_OK, WM_EINVAL (NULL or empty path), WM_ESTATE (not
+ * initialised), WM_EIO (with the reason; the old file is then unchanged),
+ * WM_ENOMEM. */
 WM_API wm_status wm_net_save(const wm_net *net, const char *path);
 
 /** Load a model saved by wm_net_save; *out is a new initialised net whose

@@ -19,8 +19,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32.h"
@@ -99,60 +101,174 @@ static void put_manifold(wbuf *w, const wm_manifold *m)
     }
 }
 
+/* ---- writing a file ----------------------------------------------------------
+ * A save replaces the file the path names atomically: the bytes go to a
+ * temporary file beside it, which is flushed and renamed over it. If the path
+ * is a symbolic link, the file it points to (after every hop) is the one
+ * replaced, beside itself, and the link stays a link; a dangling link gets its
+ * target created. A new file gets the mode any tool's output gets (0666 less
+ * the umask, through open's mode argument); a replaced file keeps its
+ * permission bits. Something that exists and is not a regular file (a
+ * directory, a FIFO, a device) is refused: renaming over it would destroy it. */
+
+#define MAX_LINKS 40
+#define TMP_SUFFIX ".tmp.XXXXXX"         /* 11 bytes after the (shortened) base */
+
+/* The file a save replaces, malloc'd into *out: path, or the end of the
+ * chain of symbolic links it starts. */
+static wm_status resolve_target(const char *path, const char *shown, const char *fn, char **out)
+{
+    char *cur = malloc(strlen(path) + 1);
+    if (!cur)
+        return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+    strcpy(cur, path);
+    for (int hops = 0;; hops++) {
+        struct stat sb;
+        if (lstat(cur, &sb) != 0 || !S_ISLNK(sb.st_mode)) {
+            *out = cur;                  /* not a link (or nothing there yet) */
+            return WM_OK;
+        }
+        if (hops == MAX_LINKS) {
+            free(cur);
+            return wmi_fail(WM_EIO, "cannot save to %s: more than %d symbolic links in a row", shown,
+                           MAX_LINKS);
+        }
+        char *link = malloc(PATH_MAX + 1);
+        if (!link) {
+            free(cur);
+            return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+        }
+        ssize_t k = readlink(cur, link, PATH_MAX);
+        if (k <= 0) {
+            int err = k < 0 ? errno : ENOENT;
+            free(link), free(cur);
+            return wmi_fail(WM_EIO, "cannot save to %s: cannot read the symbolic link: %s", shown,
+                           strerror(err));
+        }
+        link[k] = 0;
+        /* a relative link is relative to the link's own directory */
+        const char *slash = strrchr(cur, '/');
+        size_t dlen = link[0] == '/' || !slash ? 0 : (size_t)(slash - cur) + 1;
+        char *next = malloc(dlen + (size_t)k + 1);
+        if (!next) {
+            free(link), free(cur);
+            return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+        }
+        memcpy(next, cur, dlen);
+        memcpy(next + dlen, link, (size_t)k + 1);
+        free(link), free(cur);
+        cur = next;
+    }
+}
+
+/* A name for the temporary file not used by anyone else: six characters
+ * from the clock, the process, the thread's stack and the attempt. */
+static void fill_random(char *x, int attempt)
+{
+    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t h = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 32 ^ (uint64_t)getpid() << 20 ^
+                 (uint64_t)(uintptr_t)&ts ^ (uint64_t)attempt * 0x9E3779B97F4A7C15u;
+    h ^= h >> 30, h *= 0xBF58476D1CE4E5B9u, h ^= h >> 27, h *= 0x94D049BB133111EBu, h ^= h >> 31;
+    for (int j = 0; j < 6; j++, h /= 62)
+        x[j] = set[h % 62];
+}
+
 static const char *file_kind(mode_t m)
 {
     return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
          : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
 }
 
-static wm_status write_file_atomic(const char *path, const void *data, size_t len)
+static wm_status write_file_atomic(const char *path, const void *data, size_t len, const char *fn)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp)
-        return wmi_fail(WM_ENOMEM, "wm_net_save: out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        wm_status st = wmi_fail(WM_EIO, "cannot create a temporary file next to %s: %s", path,
-                               strerror(errno));
-        free(tmp);
+    char shown_buf[WMI_SHOWN_PATH];
+    const char *shown = wmi_shown_path(path, shown_buf);
+    char *target = NULL;
+    wm_status st = resolve_target(path, shown, fn, &target);
+    if (st != WM_OK)
         return st;
+    struct stat sb;
+    int exists = stat(target, &sb) == 0;
+    if (!exists && errno != ENOENT) {
+        int err = errno;
+        free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: %s", shown, strerror(err));
     }
+    if (exists && !S_ISREG(sb.st_mode)) {
+        free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: it is %s, not a regular file (write the bytes of "
+                               "wm_net_save_buffer there instead)", shown, file_kind(sb.st_mode));
+    }
+    /* <dir/><base>.tmp.XXXXXX, the base shortened so the name fits NAME_MAX */
+    const char *slash = strrchr(target, '/');
+    size_t dlen = slash ? (size_t)(slash - target) + 1 : 0, blen = strlen(target) - dlen;
+    if (blen == 0) {
+        free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: the path names a directory", shown);
+    }
+    if (blen > NAME_MAX - (sizeof TMP_SUFFIX - 1))
+        blen = NAME_MAX - (sizeof TMP_SUFFIX - 1);
+    char *tmp = malloc(dlen + blen + sizeof TMP_SUFFIX);
+    if (!tmp) {
+        free(target);
+        return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+    }
+    memcpy(tmp, target, dlen + blen);
+    memcpy(tmp + dlen + blen, TMP_SUFFIX, sizeof TMP_SUFFIX);
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        fill_random(tmp + dlen + blen + 5, attempt);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        int err = errno;
+        free(tmp), free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: cannot create a temporary file beside it: %s",
+                       shown, strerror(err));
+    }
+    const char *why = NULL;             /* the reason a save failed */
+    int err = 0;
+    if (exists && fchmod(fd, sb.st_mode & 0777) != 0)
+        err = errno, why = "cannot give the new file the old one's mode";
     const unsigned char *p = data;
     size_t left = len;
-    while (left > 0) {
-        ssize_t k = write(fd, p, left);
+    while (!why && left > 0) {
+        ssize_t k = write(fd, p, left < ((size_t)1 << 30) ? left : (size_t)1 << 30);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
-            break;
-        p += k, left -= (size_t)k;
+        if (k < 0)
+            err = errno, why = "write failed";
+        else if (k == 0)                /* no progress and no errno: never success */
+            why = "write() wrote nothing (the device accepted no more bytes)";
+        else
+            p += k, left -= (size_t)k;
     }
-    int err = left > 0 ? errno : 0;
-    if (!err && fsync(fd) != 0)
-        err = errno;
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (!err && rename(tmp, path) != 0)
-        err = errno;
-    if (err) {
+    if (!why && fsync(fd) != 0)
+        err = errno, why = "fsync failed";
+    if (close(fd) != 0 && !why)
+        err = errno, why = "close failed";
+    if (!why && rename(tmp, target) != 0)
+        err = errno, why = "cannot rename the temporary file over it";
+    if (why) {
         unlink(tmp);
-        free(tmp);
-        return wmi_fail(WM_EIO, "cannot write %s: %s", path, strerror(err ? err : EIO));
+        free(tmp), free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: %s%s%s (%zu of %zu bytes written; the old "
+                               "file, if any, is unchanged)", shown, why, err ? ": " : "",
+                       err ? strerror(err) : "", len - left, len);
     }
     /* Make the rename itself durable: fsync the directory, named by the
-     * path's prefix in tmp (no allocation here, so nothing can fail late). */
-    memcpy(tmp, path, plen + 1);
-    char *slash = strrchr(tmp, '/');
-    const char *dir = slash ? (slash == tmp ? "/" : (*slash = 0, tmp)) : ".";
-    int dfd = open(dir, O_RDONLY);
+     * target's prefix in tmp (no allocation here, so nothing can fail late). */
+    tmp[dlen] = 0;
+    int dfd = open(dlen ? tmp : ".", O_RDONLY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
-    free(tmp);
+    free(tmp), free(target);
     return WM_OK;
 }
 
@@ -224,7 +340,7 @@ static wm_status save(const wm_net *net, const wm_optimizer *opt, const char *pa
         free(w.buf);
         return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
     }
-    wm_status st = write_file_atomic(path, w.buf, w.len);
+    wm_status st = write_file_atomic(path, w.buf, w.len, fn);
     free(w.buf);
     return st;
 }
@@ -233,6 +349,8 @@ wm_status wm_net_save(const wm_net *net, const char *path)
 {
     if (!net || !path)
         return wmi_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_net_save: path is empty");
     if (!net->initialised)
         return wmi_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
     return save(net, NULL, path, "wm_net_save");
@@ -242,6 +360,8 @@ wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path)
 {
     if (!opt || !path)
         return wmi_fail(WM_EINVAL, "wm_optimizer_save: %s is NULL", !opt ? "opt" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_save: path is empty");
     return save(opt->net, opt, path, "wm_optimizer_save");
 }
 

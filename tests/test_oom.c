@@ -228,7 +228,7 @@ static int live_count(void)
 enum { IN = 4, N = 12, BIG = 300, IMG = 6 };
 
 static char dir[] = "/tmp/wm_test_oom_XXXXXX";
-static char model_path[300], ckpt_path[300];
+static char model_path[300], ckpt_path[300], link_path[300];
 static char err[1024];                 /* the scenario's first failure, in words */
 static const char *fail_site;          /* the call the injected failure hit */
 static void *const SENTINEL = (void *)&n_live;
@@ -259,7 +259,7 @@ static int dir_clean(void)
         return 0;
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "model.wmn") &&
-            strcmp(e->d_name, "ckpt.wmn"))
+            strcmp(e->d_name, "ckpt.wmn") && strcmp(e->d_name, "link.wmn"))
             stray++;
     closedir(d);
     return stray == 0;
@@ -400,6 +400,8 @@ static int scenario_body(void)
          if (!same_) return rfail("a failed wm_net_save changed the file");
          if (!dir_clean()) return rfail("a failed wm_net_save left a temporary file"));
     free(saved);
+    STEP(wm_net_save(net, link_path), 1,                /* through a symbolic link */
+         if (!dir_clean()) return rfail("a failed wm_net_save left a temporary file"));
     STEP(wm_net_load(NEW(back), model_path), 1, UNTOUCHED(back));
     if (!same_params(back, wm_net_params(net, NULL), np))
         return rfail("the loaded net differs from the saved one");
@@ -523,7 +525,8 @@ static int setup(void **state)
         return -1;
     snprintf(model_path, sizeof model_path, "%s/model.wmn", dir);
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.wmn", dir);
-    return 0;
+    snprintf(link_path, sizeof link_path, "%s/link.wmn", dir);
+    return symlink("model.wmn", link_path);
 }
 
 static int teardown(void **state)
@@ -531,6 +534,7 @@ static int teardown(void **state)
     (void)state;
     unlink(model_path);
     unlink(ckpt_path);
+    unlink(link_path);
     return rmdir(dir);
 }
 
