@@ -416,6 +416,12 @@ static wm_status bad(const load_ctx *c, const char *what)
     return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %s", c->path, what);
 }
 
+/* A field the library's own constructors refused (their message follows). */
+static wm_status bad_field(const load_ctx *c, const char *field)
+{
+    return wmi_fail_prefix(WM_EFORMAT, "%s is not a valid model file: %s: ", c->path, field);
+}
+
 static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
 {
     if (++c->depth > 16)
@@ -462,8 +468,8 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
             if (a->dim + b->dim > WM_MAX_DIM || (long)a->K * b->K > WM_MAX_BASIS ||
                 a->n_factors + b->n_factors > WM_MAX_FACTORS)
                 st = bad(c, "a product manifold is larger than the library allows");
-            else
-                st = wm_manifold_product(&m, a, b);
+            else if ((st = wm_manifold_product(&m, a, b)) != WM_OK && st != WM_ENOMEM)
+                st = bad_field(c, "the manifold cannot be rebuilt");
         }
         wm_manifold_free(a);
         wm_manifold_free(b);
@@ -477,12 +483,15 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
         if (dim < 1 || dim > 4)
             return bad(c, "bad custom manifold dimension");
         st = wm_manifold_custom(&m, (int)dim, (int)K, periodic, c->fn, c->user);
+        if (st != WM_OK && st != WM_ENOMEM)     /* the callback's fault, not the file's */
+            return wmi_fail_prefix(WM_EINVAL, "%s: the basis callback cannot rebuild the custom "
+                                              "manifold: ", c->path);
         break;
     default:
         return bad(c, "unknown manifold kind");
     }
     if (st != WM_OK)
-        return st == WM_ENOMEM || st == WM_EINVAL ? st : bad(c, "manifold cannot be rebuilt");
+        return st == WM_ENOMEM ? st : bad_field(c, "the manifold cannot be rebuilt");
     if (r->bad || m->dim != (int)dim || m->K != (int)K ||
         memcmp(m->periodic, periodic, sizeof(int) * dim) != 0) {
         wm_manifold_free(m);
@@ -646,7 +655,7 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
     st = wm_net_create(&net, m, (int)n_inputs, (wm_conditioning)cond);
     wm_manifold_free(m);
     if (st != WM_OK)
-        return st;
+        return st == WM_ENOMEM ? st : bad_field(c, "the network description (cond, n_inputs)");
     if (in_c > 0 && wm_net_input_shape(net, (int)in_c, (int)in_h, (int)in_w) != WM_OK)
         st = bad(c, "input shape does not match the input count");
     for (uint32_t l = 0; l < n_layers && st == WM_OK; l++) {
@@ -681,9 +690,12 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
         else if ((r.len - r.pos) / 4 < n_params + 1)
             st = bad(c, "parameter data is truncated");
     }
-    if (st == WM_OK)
-        st = wm_net_set_loss(net, (wm_loss)loss);
-    if (st == WM_OK && (st = wm_net_init(net, 0)) == WM_OK) {
+    if (st == WM_OK && (st = wm_net_set_loss(net, (wm_loss)loss)) != WM_OK && st != WM_ENOMEM)
+        st = bad_field(c, "the loss field");
+    /* init checks what the loss needs of the layers (softmax: 2+ outputs) */
+    if (st == WM_OK && (st = wm_net_init(net, 0)) != WM_OK && st != WM_ENOMEM)
+        st = bad_field(c, "the loss field does not fit the layers");
+    if (st == WM_OK) {
         for (size_t j = 0; j < net->n_params; j++) {
             uint32_t v = get_u32(&r);
             float f;

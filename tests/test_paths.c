@@ -527,6 +527,88 @@ static void test_every_truncation_and_byte(void **state)
     print_message("%ld truncated or altered models rejected with WM_EFORMAT\n", loads);
 }
 
+/* The u32 at off set to v, and the CRC made valid again. */
+static void set_field(unsigned char *b, size_t len, size_t off, uint32_t v)
+{
+    b[off] = (unsigned char)v, b[off + 1] = (unsigned char)(v >> 8);
+    b[off + 2] = (unsigned char)(v >> 16), b[off + 3] = (unsigned char)(v >> 24);
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t i = 0; i < len - 4; i++) {
+        crc ^= b[i];
+        for (int j = 0; j < 8; j++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    crc = ~crc;
+    b[len - 4] = (unsigned char)crc, b[len - 3] = (unsigned char)(crc >> 8);
+    b[len - 2] = (unsigned char)(crc >> 16), b[len - 1] = (unsigned char)(crc >> 24);
+}
+
+/* ---- every header field at edge values: WM_OK or WM_EFORMAT, never another ------- */
+
+static void test_every_field_is_format_error(void **state)
+{
+    (void)state;
+    wm_manifold *bs = tu_manifold("bspline"), *torus = tu_manifold("torus");
+    wm_net *nets[4] = {small_net(1, WM_LOSS_MSE, 11), conv_net(), NULL, NULL};
+    WM_OK_OR_FAIL(wm_net_create(&nets[2], bs, 3, WM_COND_CONCAT));
+    WM_OK_OR_FAIL(wm_net_dense(nets[2], 2, WM_ACT_SIGMOID));
+    WM_OK_OR_FAIL(wm_net_init(nets[2], 12));
+    WM_OK_OR_FAIL(wm_net_create(&nets[3], torus, 2, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(nets[3], 3, WM_ACT_RELU));
+    WM_OK_OR_FAIL(wm_net_dense(nets[3], 1, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_set_loss(nets[3], WM_LOSS_MSE));
+    WM_OK_OR_FAIL(wm_net_init(nets[3], 13));
+    long tried = 0, loaded = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char *good, *b;
+        size_t len;
+        WM_OK_OR_FAIL(wm_net_save_buffer(nets[k], (void **)&good, &len));
+        wm_layout L;
+        assert_int_equal(wl_parse(good, len, &L), 0);
+        b = malloc(len);
+        for (size_t off = 4; off + 4 <= L.params; off += 4) {
+            uint32_t orig = wl_u32(good + off);
+            const uint32_t edges[] = {0, 1, 2, 3, 4, 5, 7, 16, 17, 31, 32, 128, 129, 1024, 1025,
+                                      1u << 24, (1u << 24) + 1, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu,
+                                      orig + 1, orig - 1, orig ^ 0x100};
+            for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
+                if (edges[e] == orig)
+                    continue;
+                memcpy(b, good, len);
+                set_field(b, len, off, edges[e]);
+                wm_net *out = UNTOUCHED;
+                wm_status st = wm_net_load_buffer(&out, b, len);
+                tried++;
+                if (st == WM_OK) {
+                    loaded++;
+                    wm_net_free(out);
+                    continue;
+                }
+                if (st == WM_EINVAL && strstr(wm_last_error(), "custom manifold: load it with"))
+                    continue;           /* a field made it a custom manifold: documented */
+                if (st != WM_EFORMAT)
+                    fail_msg("net %d, the u32 at byte %zu = %u (was %u): %s, not WM_EFORMAT (%s)", k, off,
+                             edges[e], orig, wm_status_str(st), wm_last_error());
+                expect_msg("the model buffer");
+                assert_ptr_equal(out, UNTOUCHED);
+            }
+        }
+        /* the reviewer's case: softmax cross-entropy declared on a 1-output net */
+        if (k == 0) {
+            memcpy(b, good, len);
+            set_field(b, len, L.loss, 0);
+            put_file(P("softmax1.wmn"), b, len);
+            expect_load(P("softmax1.wmn"), WM_EFORMAT, "loss");
+            expect_msg("softmax1.wmn");
+        }
+        free(b);
+        wm_free(good);
+        wm_net_free(nets[k]);
+    }
+    print_message("%ld single-field edits with a valid CRC: %ld loaded, the rest WM_EFORMAT\n", tried, loaded);
+    wm_manifold_free(bs), wm_manifold_free(torus);
+}
+
 static int make_dir(void **state)
 {
     (void)state;
@@ -557,6 +639,7 @@ int main(void)
         cmocka_unit_test_setup(test_failing_writes_keep_the_old_file, empty_dir),
         cmocka_unit_test_setup(test_file_shrinking_while_loading, empty_dir),
         cmocka_unit_test_setup(test_every_truncation_and_byte, empty_dir),
+        cmocka_unit_test_setup(test_every_field_is_format_error, empty_dir),
     };
     return cmocka_run_group_tests_name("paths", tests, make_dir, remove_dir);
 }
