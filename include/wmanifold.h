@@ -365,7 +365,11 @@ WM_API wm_status wm_net_save(const wm_net *net, const char *path);
  * success. */
 WM_API wm_status wm_net_load(wm_net **out, const char *path);
 /** wm_net_load for a net on a custom manifold: fn and user are its basis
- * callback (see wm_manifold_custom). Returns as wm_net_load. */
+ * callback (see wm_manifold_custom). The callback is tried first: if it does
+ * not write exactly the K values the file declares, or returns a non-finite
+ * one, the load fails with WM_EINVAL. A manifold with more than one custom
+ * factor (a product of two custom bases) cannot be rebuilt from one callback
+ * and is refused with WM_EINVAL. Returns as wm_net_load. */
 WM_API wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
 
 /** The bytes wm_net_save would write for net (the same bytes, see

@@ -409,6 +409,7 @@ typedef struct {
     wm_basis_fn fn;
     void *user;
     int depth;
+    int n_custom;                 /* custom factors met so far */
 } load_ctx;
 
 static wm_status bad(const load_ctx *c, const char *what)
@@ -420,6 +421,40 @@ static wm_status bad(const load_ctx *c, const char *what)
 static wm_status bad_field(const load_ctx *c, const char *field)
 {
     return wmi_fail_prefix(WM_EFORMAT, "%s is not a valid model file: %s: ", c->path, field);
+}
+
+/* The callback given for a custom factor must write exactly the K values the
+ * file declares: try it at three contexts with every slot preset to a marker
+ * NaN, so a callback that writes fewer (whose missing values would be read
+ * uninitialised) or more (a different basis) is refused before it is used. */
+static wm_status probe_callback(const load_ctx *c, int dim, int K)
+{
+    static const float at[3] = {0.0f, 0.5f, 0.75f};
+    const uint32_t marker = 0x7FC0DEADu;
+    float s[WM_MAX_DIM], v[WM_MAX_BASIS + 1];
+    for (int t = 0; t < 3; t++) {
+        for (int d = 0; d < dim; d++)
+            s[d] = at[(t + d) % 3];
+        for (int j = 0; j <= WM_MAX_BASIS; j++)
+            memcpy(&v[j], &marker, 4);
+        c->fn(s, v, c->user);
+        for (int j = 0; j <= WM_MAX_BASIS; j++) {
+            uint32_t bits;
+            memcpy(&bits, &v[j], 4);
+            if (j < K && bits == marker)
+                return wmi_fail(WM_EINVAL, "%s: the basis callback wrote c[0..%d) but the file's custom "
+                                          "manifold has K = %d basis functions: it is not this net's basis",
+                               c->path, j, K);
+            if (j < K && !isfinite(v[j]))
+                return wmi_fail(WM_EINVAL, "%s: the basis callback returned a non-finite c[%d] at "
+                                          "s[0] = %g", c->path, j, (double)s[0]);
+            if (j >= K && bits != marker)
+                return wmi_fail(WM_EINVAL, "%s: the basis callback wrote c[%d], but the file's custom "
+                                          "manifold has K = %d basis functions: it is not this net's basis",
+                               c->path, j, K);
+        }
+    }
+    return WM_OK;
 }
 
 static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
@@ -482,6 +517,14 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
                                       "%s and the basis callback", c->path, c->custom_call);
         if (dim < 1 || dim > 4)
             return bad(c, "bad custom manifold dimension");
+        /* One callback cannot be two bases: a product of custom factors
+         * would load with the same basis in each, a different net. */
+        if (++c->n_custom > 1)
+            return wmi_fail(WM_EINVAL, "%s holds a manifold with more than one custom factor: %s "
+                                      "takes one basis callback and cannot rebuild it faithfully",
+                           c->path, c->custom_call);
+        if ((st = probe_callback(c, (int)dim, (int)K)) != WM_OK)
+            return st;
         st = wm_manifold_custom(&m, (int)dim, (int)K, periodic, c->fn, c->user);
         if (st != WM_OK && st != WM_ENOMEM)     /* the callback's fault, not the file's */
             return wmi_fail_prefix(WM_EINVAL, "%s: the basis callback cannot rebuild the custom "
@@ -730,7 +773,7 @@ static wm_status load(wm_net **out, wm_optimizer **opt, const char *path, wm_bas
     wm_status st = read_whole(path, shown, &data, &len);
     if (st != WM_OK)
         return st;
-    load_ctx c = {shown, custom_call, fn, user, 0};
+    load_ctx c = {shown, custom_call, fn, user, 0, 0};
     st = parse(data, len, &c, out, opt);
     free(data);
     return st;
@@ -773,7 +816,7 @@ wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, 
 
 static wm_status load_buffer(wm_net **out, const void *buf, size_t len, wm_basis_fn fn, void *user)
 {
-    load_ctx c = {"the model buffer", "wm_net_load_buffer_custom", fn, user, 0};
+    load_ctx c = {"the model buffer", "wm_net_load_buffer_custom", fn, user, 0, 0};
     if (len > (size_t)MAX_FILE)
         return bad(&c, "it is larger than 64 GiB");
     return parse(buf, len, &c, out, NULL);

@@ -609,6 +609,107 @@ static void test_every_field_is_format_error(void **state)
     wm_manifold_free(bs), wm_manifold_free(torus);
 }
 
+/* ---- basis callbacks that do not fit the file ----------------------------------------- */
+
+static void basis_lin(const float *s, float *c, void *u) { (void)u; c[0] = 1, c[1] = s[0]; }
+static void basis_cube(const float *s, float *c, void *u) { (void)u; c[0] = 1, c[1] = s[0] * s[0] * s[0]; }
+static void basis_quad3(const float *s, float *c, void *u) { (void)u; c[0] = 1, c[1] = s[0], c[2] = s[0] * s[0]; }
+static void basis_four(const float *s, float *c, void *u)
+{
+    basis_quad3(s, c, u);
+    c[3] = s[0] * s[0] * s[0];
+}
+
+static wm_net *net_on(wm_manifold *m)
+{
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 2, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(net, 2, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_init(net, 14));
+    size_t np = wm_net_n_params(net);
+    float *q = malloc(np * sizeof *q);
+    uint64_t st = 3;
+    tu_fill(q, np, -1, 1, &st);
+    WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+    free(q);
+    return net;
+}
+
+static void test_custom_callbacks_that_do_not_fit(void **state)
+{
+    (void)state;
+    wm_manifold *ca, *cb, *prod, *line, *mixed, *c3;
+    WM_OK_OR_FAIL(wm_manifold_custom(&ca, 1, 2, NULL, basis_lin, NULL));
+    WM_OK_OR_FAIL(wm_manifold_custom(&cb, 1, 2, NULL, basis_cube, NULL));
+    WM_OK_OR_FAIL(wm_manifold_product(&prod, ca, cb));
+    WM_OK_OR_FAIL(wm_manifold_line(&line));
+    WM_OK_OR_FAIL(wm_manifold_product(&mixed, line, cb));
+    WM_OK_OR_FAIL(wm_manifold_custom(&c3, 1, 3, NULL, basis_quad3, NULL));
+
+    /* two different custom bases, one callback: refused, never a different net */
+    wm_net *net = net_on(prod), *out;
+    void *buf;
+    size_t len;
+    WM_OK_OR_FAIL(wm_net_save(net, P("two-custom.wmn")));
+    WM_OK_OR_FAIL(wm_net_save_buffer(net, &buf, &len));
+    const wm_basis_fn fns[2] = {basis_lin, basis_cube};
+    for (int i = 0; i < 2; i++) {
+        out = UNTOUCHED;
+        EXPECT_STATUS(WM_EINVAL, wm_net_load_custom(&out, P("two-custom.wmn"), fns[i], NULL));
+        expect_msg("more than one custom factor");
+        assert_ptr_equal(out, UNTOUCHED);
+        EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer_custom(&out, buf, len, fns[i], NULL));
+        expect_msg("more than one custom factor");
+        assert_ptr_equal(out, UNTOUCHED);
+    }
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_save(opt, P("two-custom-ckpt.wmn")));
+    wm_optimizer *oback = (wm_optimizer *)UNTOUCHED;
+    out = UNTOUCHED;
+    EXPECT_STATUS(WM_EINVAL, wm_optimizer_load(&oback, &out, P("two-custom-ckpt.wmn"), basis_lin, NULL));
+    assert_ptr_equal(out, UNTOUCHED);
+    wm_optimizer_free(opt);
+    wm_free(buf);
+    wm_net_free(net);
+
+    /* one custom factor in a product still loads, with the same outputs */
+    net = net_on(mixed);
+    WM_OK_OR_FAIL(wm_net_save(net, P("one-custom.wmn")));
+    out = NULL;
+    WM_OK_OR_FAIL(wm_net_load_custom(&out, P("one-custom.wmn"), basis_cube, NULL));
+    float x[4] = {0.3f, -0.2f, 0.9f, 0.1f}, s[4] = {0.1f, 0.7f, 0.6f, 0.2f}, y1[4], y2[4];
+    WM_OK_OR_FAIL(wm_infer(net, x, s, 2, y1));
+    WM_OK_OR_FAIL(wm_infer(out, x, s, 2, y2));
+    assert_memory_equal(y1, y2, sizeof y1);
+    wm_net_free(out);
+    wm_net_free(net);
+
+    /* a callback writing fewer or more values than the file's K = 3 */
+    net = net_on(c3);
+    WM_OK_OR_FAIL(wm_net_save(net, P("k3.wmn")));
+    WM_OK_OR_FAIL(wm_net_save_buffer(net, &buf, &len));
+    out = UNTOUCHED;
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_custom(&out, P("k3.wmn"), basis_lin, NULL));
+    expect_msg("K = 3");
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_custom(&out, P("k3.wmn"), basis_four, NULL));
+    expect_msg("K = 3");
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer_custom(&out, buf, len, basis_lin, NULL));
+    assert_ptr_equal(out, UNTOUCHED);
+    WM_OK_OR_FAIL(wm_net_load_custom(&out, P("k3.wmn"), basis_quad3, NULL));
+    assert_true(same_params(net, out));
+    wm_net_free(out);
+    WM_OK_OR_FAIL(wm_net_load_buffer_custom(&out, buf, len, basis_quad3, NULL));
+    assert_true(same_params(net, out));
+    wm_net_free(out);
+    wm_free(buf);
+    wm_net_free(net);
+
+    wm_manifold_free(ca), wm_manifold_free(cb), wm_manifold_free(prod);
+    wm_manifold_free(line), wm_manifold_free(mixed), wm_manifold_free(c3);
+}
+
 static int make_dir(void **state)
 {
     (void)state;
@@ -640,6 +741,7 @@ int main(void)
         cmocka_unit_test_setup(test_file_shrinking_while_loading, empty_dir),
         cmocka_unit_test_setup(test_every_truncation_and_byte, empty_dir),
         cmocka_unit_test_setup(test_every_field_is_format_error, empty_dir),
+        cmocka_unit_test_setup(test_custom_callbacks_that_do_not_fit, empty_dir),
     };
     return cmocka_run_group_tests_name("paths", tests, make_dir, remove_dir);
 }
