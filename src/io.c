@@ -185,11 +185,15 @@ static wm_status write_file_atomic(const char *path, const void *data, size_t le
 {
     char shown_buf[WMI_SHOWN_PATH];
     const char *shown = wmi_shown_path(path, shown_buf);
+    /* what the path leads to, through every link (/dev/stdout to a pipe too) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return wmi_fail(WM_EIO, "cannot save to %s: it is %s, not a regular file (write the bytes of "
+                               "wm_net_save_buffer there instead)", shown, file_kind(sb.st_mode));
     char *target = NULL;
     wm_status st = resolve_target(path, shown, fn, &target);
     if (st != WM_OK)
         return st;
-    struct stat sb;
     int exists = stat(target, &sb) == 0;
     if (!exists && errno != ENOENT) {
         int err = errno;

@@ -266,6 +266,14 @@ static void test_save_every_path_kind(void **state)
     alarm(0);
     assert_int_equal(lstat(P("fifo"), &sb), 0);
     assert_true(S_ISFIFO(sb.st_mode));
+    /* a pipe reached through /proc/self/fd (as /dev/stdout is): refused as a FIFO */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    char through_proc[64];
+    snprintf(through_proc, sizeof through_proc, "/proc/self/fd/%d", fds[1]);
+    if (access(through_proc, F_OK) == 0)
+        expect_save(net, through_proc, WM_EIO, "FIFO");
+    close(fds[0]), close(fds[1]);
     /* a copy of /dev/full (same device numbers), never the system's own */
     if (mknod(P("full"), S_IFCHR | 0666, makedev(1, 7)) == 0) {
         expect_save(net, P("full"), WM_EIO, "device");
