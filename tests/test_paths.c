@@ -532,6 +532,29 @@ static void test_every_truncation_and_byte(void **state)
         wm_free(buf);
         wm_net_free(nets[k]);
     }
+    {   /* a checkpoint, cut at every length, through wm_optimizer_load */
+        wm_net *net = small_net(2, WM_LOSS_SOFTMAX_CE, 15), *nb;
+        wm_optimizer *opt, *ob;
+        wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+        WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+        WM_OK_OR_FAIL(wm_optimizer_save(opt, P("ckpt.wmn")));
+        size_t len;
+        unsigned char *ck = file_bytes(P("ckpt.wmn"), &len);
+        for (size_t cut = 0; cut < len; cut++) {
+            put_file(p, ck, cut);
+            nb = UNTOUCHED, ob = (wm_optimizer *)UNTOUCHED;
+            wm_status st = wm_optimizer_load(&ob, &nb, p, NULL, NULL);
+            if (st != WM_EFORMAT)
+                fail_msg("a checkpoint cut to %zu of %zu bytes: %s (%s)", cut, len, wm_status_str(st),
+                         wm_last_error());
+            assert_ptr_equal(nb, UNTOUCHED);
+            assert_ptr_equal(ob, (wm_optimizer *)UNTOUCHED);
+            loads++;
+        }
+        free(ck);
+        wm_optimizer_free(opt);
+        wm_net_free(net);
+    }
     print_message("%ld truncated or altered models rejected with WM_EFORMAT\n", loads);
 }
 
