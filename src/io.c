@@ -178,7 +178,7 @@ static void fill_random(char *x, int attempt)
 static const char *file_kind(mode_t m)
 {
     return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
-         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "a file of an unknown kind";
 }
 
 static wm_status write_file_atomic(const char *path, const void *data, size_t len, const char *fn)
