@@ -360,17 +360,35 @@ WM_API wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
 /** Save the architecture and parameters to path (see docs/model-format.md).
  * Atomic: written to a temporary file in the same directory, flushed,
  * fsynced and renamed over path, so path always holds a whole model.
- * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised), WM_EIO. */
+ * Files: a new file gets mode 0666 less the umask (as any tool's output); a
+ * replaced file keeps its permission bits (not its owner). If path is a
+ * symbolic link, the file it points to is replaced (atomically, beside that
+ * file) and the link stays; a dangling link's target is created. A path
+ * that names a directory, FIFO or device is refused with WM_EIO (write the
+ * bytes of wm_net_save_buffer there instead). The temporary file is
+ * "<name>.tmp.XXXXXX", its name shortened to fit NAME_MAX (255 bytes).
+ * Returns WM_OK, WM_EINVAL (NULL or empty path), WM_ESTATE (not
+ * initialised), WM_EIO (with the reason; the old file is then unchanged),
+ * WM_ENOMEM. */
 WM_API wm_status wm_net_save(const wm_net *net, const char *path);
 
 /** Load a model saved by wm_net_save; *out is a new initialised net whose
  * wm_infer is bit-identical to the saved one's. A net on a custom manifold
  * needs its basis callback: use wm_net_load_custom (plain wm_net_load then
- * returns WM_EINVAL). Returns WM_OK, WM_EINVAL, WM_EIO (cannot open/read),
- * WM_EFORMAT (not a model file, truncated, corrupt, wrong version), WM_ENOMEM. */
+ * returns WM_EINVAL). Never blocks on a FIFO or device: anything but a
+ * regular file is WM_EIO. Returns WM_OK, WM_EINVAL (NULL or empty path),
+ * WM_EIO (cannot open/read, not a regular file), WM_EFORMAT (anything wrong
+ * in the file: not a model file, truncated, corrupt, wrong version, a field
+ * out of range or inconsistent, or the file shrank while it was read; the
+ * message names the file and the field), WM_ENOMEM. *out is written only on
+ * success. */
 WM_API wm_status wm_net_load(wm_net **out, const char *path);
 /** wm_net_load for a net on a custom manifold: fn and user are its basis
- * callback (see wm_manifold_custom). Returns as wm_net_load. */
+ * callback (see wm_manifold_custom). The callback is tried first: if it does
+ * not write exactly the K values the file declares, or returns a non-finite
+ * one, the load fails with WM_EINVAL. A manifold with more than one custom
+ * factor (a product of two custom bases) cannot be rebuilt from one callback
+ * and is refused with WM_EINVAL. Returns as wm_net_load. */
 WM_API wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user);
 
 /** An independent deep copy of net: architecture, manifold (a custom basis
@@ -390,6 +408,32 @@ WM_API wm_status wm_net_clone(wm_net **out, const wm_net *net);
  * Returns WM_OK (also when truncated), WM_EINVAL (NULL net, or NULL buf with
  * len > 0). */
 WM_API wm_status wm_net_summary(const wm_net *net, char *buf, size_t len);
+
+/** The bytes wm_net_save would write for net (the same bytes, see
+ * docs/model-format.md), in a new buffer: for models embedded in a binary or
+ * sent over a socket. *buf receives the buffer (free it with wm_free) and
+ * *len its length; both are written only on success. Thread-safe for one
+ * net from many threads (the net is read only).
+ * Returns WM_OK, WM_EINVAL (NULL net, buf or len), WM_ESTATE (not
+ * initialised), WM_ENOMEM. */
+WM_API wm_status wm_net_save_buffer(const wm_net *net, void **buf, size_t *len);
+
+/** wm_net_load from the len bytes at buf (a file's contents, e.g. from
+ * wm_net_save_buffer); the caller keeps buf. Truncated, altered or foreign
+ * bytes are WM_EFORMAT, as from a file; a net on a custom manifold needs
+ * wm_net_load_buffer_custom. Returns WM_OK, WM_EINVAL (NULL out or buf),
+ * WM_EFORMAT, WM_ENOMEM; *out is written only on success. */
+WM_API wm_status wm_net_load_buffer(wm_net **out, const void *buf, size_t len);
+
+/** wm_net_load_buffer for a net on a custom manifold, with its basis
+ * callback fn/user, checked as in wm_net_load_custom. Returns as
+ * wm_net_load_buffer (WM_EINVAL also for a NULL fn). */
+WM_API wm_status wm_net_load_buffer_custom(wm_net **out, const void *buf, size_t len,
+                                           wm_basis_fn fn, void *user);
+
+/** Release a buffer the library allocated for the caller
+ * (wm_net_save_buffer). NULL is a no-op. */
+WM_API void wm_free(void *p);
 
 /** Release a net. NULL is a no-op. Free its optimizers first or after: they
  * must not be used once the net is freed. */

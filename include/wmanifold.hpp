@@ -119,6 +119,26 @@ inline Net net_create(const wm_manifold *m, int n_inputs, wm_conditioning cond =
     check(wm_net_create(&n, m, n_inputs, cond), "wm_net_create");
     return Net(n);
 }
+// A net from the bytes of a model file (wm_net_load_buffer).
+inline Net net_load_buffer(const void *buf, size_t len) {
+    wm_net *n = nullptr;
+    check(wm_net_load_buffer(&n, buf, len), "wm_net_load_buffer");
+    return Net(n);
+}
+inline Net net_load_buffer_custom(const void *buf, size_t len, wm_basis_fn fn, void *user = nullptr) {
+    wm_net *n = nullptr;
+    check(wm_net_load_buffer_custom(&n, buf, len, fn, user), "wm_net_load_buffer_custom");
+    return Net(n);
+}
+// The bytes wm_net_save would write (wm_net_save_buffer), as a std::string.
+inline std::string net_save_buffer(const wm_net *net) {
+    void *buf = nullptr;
+    size_t len = 0;
+    check(wm_net_save_buffer(net, &buf, &len), "wm_net_save_buffer");
+    std::string bytes(static_cast<const char *>(buf), len);
+    wm_free(buf);
+    return bytes;
+}
 // An independent deep copy of net (wm_net_clone).
 inline Net net_clone(const wm_net *src) {
     wm_net *n = nullptr;
@@ -201,6 +221,8 @@ inline const char *constructor_name(AnyFn f) noexcept {
         {any_fn(&wm_manifold_clone), "wm_manifold_clone"},
         {any_fn(&wm_net_create), "wm_net_create"},
         {any_fn(&wm_net_clone), "wm_net_clone"},
+        {any_fn(&wm_net_load_buffer), "wm_net_load_buffer"},
+        {any_fn(&wm_net_load_buffer_custom), "wm_net_load_buffer_custom"},
         {any_fn(&wm_net_load), "wm_net_load"},
         {any_fn(&wm_net_load_custom), "wm_net_load_custom"},
         {any_fn(&wm_optimizer_create), "wm_optimizer_create"},

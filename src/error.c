@@ -34,6 +34,17 @@ wm_status wmi_fail_prefix(wm_status st, const char *fmt, ...)
     return st;
 }
 
+const char *wmi_shown_path(const char *path, char *buf)
+{
+    size_t n = strlen(path);
+    if (n <= 160)
+        return path;
+    memcpy(buf, path, 60);
+    memcpy(buf + 60, "...", 3);
+    memcpy(buf + 63, path + n - 96, 97);
+    return buf;
+}
+
 const char *wm_last_error(void) { return last_error; }
 
 const char *wm_status_str(wm_status st)

@@ -8,6 +8,12 @@
 #define WM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define WM_PRINTF(a, b)
+/* A path as shown in a message: itself if it has at most 160 bytes, else its
+ * first 60 and last 96 bytes around "...", so the message's reason is never
+ * cut off by a long path (messages hold 511 bytes). buf: 164 bytes at least. */
+#define WMI_SHOWN_PATH 164
+const char *wmi_shown_path(const char *path, char *buf);
+
 #endif
 
 /* Record "fmt..." as this thread's last error and return st, so every check
@@ -16,5 +22,11 @@ wm_status wmi_fail(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
 
 /* Prefix the current message with context ("layer 2: ...") and return st. */
 wm_status wmi_fail_prefix(wm_status st, const char *fmt, ...) WM_PRINTF(2, 3);
+
+/* A path as shown in a message: itself if it has at most 160 bytes, else its
+ * first 60 and last 96 bytes around "...", so the message's reason is never
+ * cut off by a long path (messages hold 511 bytes). buf: 164 bytes at least. */
+#define WMI_SHOWN_PATH 164
+const char *wmi_shown_path(const char *path, char *buf);
 
 #endif

@@ -19,8 +19,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32.h"
@@ -99,54 +101,178 @@ static void put_manifold(wbuf *w, const wm_manifold *m)
     }
 }
 
-static wm_status write_file_atomic(const char *path, const void *data, size_t len)
+/* ---- writing a file ----------------------------------------------------------
+ * A save replaces the file the path names atomically: the bytes go to a
+ * temporary file beside it, which is flushed and renamed over it. If the path
+ * is a symbolic link, the file it points to (after every hop) is the one
+ * replaced, beside itself, and the link stays a link; a dangling link gets its
+ * target created. A new file gets the mode any tool's output gets (0666 less
+ * the umask, through open's mode argument); a replaced file keeps its
+ * permission bits. Something that exists and is not a regular file (a
+ * directory, a FIFO, a device) is refused: renaming over it would destroy it. */
+
+#define MAX_LINKS 40
+#define TMP_SUFFIX ".tmp.XXXXXX"         /* 11 bytes after the (shortened) base */
+
+/* The file a save replaces, malloc'd into *out: path, or the end of the
+ * chain of symbolic links it starts. */
+static wm_status resolve_target(const char *path, const char *shown, const char *fn, char **out)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp)
-        return wmi_fail(WM_ENOMEM, "wm_net_save: out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        wm_status st = wmi_fail(WM_EIO, "cannot create a temporary file next to %s: %s", path,
-                               strerror(errno));
-        free(tmp);
-        return st;
+    char *cur = malloc(strlen(path) + 1);
+    if (!cur)
+        return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+    strcpy(cur, path);
+    for (int hops = 0;; hops++) {
+        struct stat sb;
+        if (lstat(cur, &sb) != 0 || !S_ISLNK(sb.st_mode)) {
+            *out = cur;                  /* not a link (or nothing there yet) */
+            return WM_OK;
+        }
+        if (hops == MAX_LINKS) {
+            free(cur);
+            return wmi_fail(WM_EIO, "cannot save to %s: more than %d symbolic links in a row", shown,
+                           MAX_LINKS);
+        }
+        char *link = malloc(PATH_MAX + 1);
+        if (!link) {
+            free(cur);
+            return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+        }
+        ssize_t k = readlink(cur, link, PATH_MAX);
+        if (k <= 0) {
+            int err = k < 0 ? errno : ENOENT;
+            free(link), free(cur);
+            return wmi_fail(WM_EIO, "cannot save to %s: cannot read the symbolic link: %s", shown,
+                           strerror(err));
+        }
+        link[k] = 0;
+        /* a relative link is relative to the link's own directory */
+        const char *slash = strrchr(cur, '/');
+        size_t dlen = link[0] == '/' || !slash ? 0 : (size_t)(slash - cur) + 1;
+        char *next = malloc(dlen + (size_t)k + 1);
+        if (!next) {
+            free(link), free(cur);
+            return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+        }
+        memcpy(next, cur, dlen);
+        memcpy(next + dlen, link, (size_t)k + 1);
+        free(link), free(cur);
+        cur = next;
     }
+}
+
+/* A name for the temporary file not used by anyone else: six characters
+ * from the clock, the process, the thread's stack and the attempt. */
+static void fill_random(char *x, int attempt)
+{
+    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t h = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 32 ^ (uint64_t)getpid() << 20 ^
+                 (uint64_t)(uintptr_t)&ts ^ (uint64_t)attempt * 0x9E3779B97F4A7C15u;
+    h ^= h >> 30, h *= 0xBF58476D1CE4E5B9u, h ^= h >> 27, h *= 0x94D049BB133111EBu, h ^= h >> 31;
+    for (int j = 0; j < 6; j++, h /= 62)
+        x[j] = set[h % 62];
+}
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "a file of an unknown kind";
+}
+
+static wm_status write_file_atomic(const char *path, const void *data, size_t len, const char *fn)
+{
+    char shown_buf[WMI_SHOWN_PATH];
+    const char *shown = wmi_shown_path(path, shown_buf);
+    /* what the path leads to, through every link (/dev/stdout to a pipe too) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return wmi_fail(WM_EIO, "cannot save to %s: it is %s, not a regular file (write the bytes of "
+                               "wm_net_save_buffer there instead)", shown, file_kind(sb.st_mode));
+    char *target = NULL;
+    wm_status st = resolve_target(path, shown, fn, &target);
+    if (st != WM_OK)
+        return st;
+    int exists = stat(target, &sb) == 0;
+    if (!exists && errno != ENOENT) {
+        int err = errno;
+        free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: %s", shown, strerror(err));
+    }
+    if (exists && !S_ISREG(sb.st_mode)) {
+        free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: it is %s, not a regular file (write the bytes of "
+                               "wm_net_save_buffer there instead)", shown, file_kind(sb.st_mode));
+    }
+    /* <dir/><base>.tmp.XXXXXX, the base shortened so the name fits NAME_MAX */
+    const char *slash = strrchr(target, '/');
+    size_t dlen = slash ? (size_t)(slash - target) + 1 : 0, blen = strlen(target) - dlen;
+    if (blen == 0) {
+        free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: the path names a directory", shown);
+    }
+    if (blen > NAME_MAX - (sizeof TMP_SUFFIX - 1))
+        blen = NAME_MAX - (sizeof TMP_SUFFIX - 1);
+    char *tmp = malloc(dlen + blen + sizeof TMP_SUFFIX);
+    if (!tmp) {
+        free(target);
+        return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
+    }
+    memcpy(tmp, target, dlen + blen);
+    memcpy(tmp + dlen + blen, TMP_SUFFIX, sizeof TMP_SUFFIX);
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        fill_random(tmp + dlen + blen + 5, attempt);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        int err = errno;
+        free(tmp), free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: cannot create a temporary file beside it: %s",
+                       shown, strerror(err));
+    }
+    const char *why = NULL;             /* the reason a save failed */
+    int err = 0;
+    if (exists && fchmod(fd, sb.st_mode & 0777) != 0)
+        err = errno, why = "cannot give the new file the old one's mode";
     const unsigned char *p = data;
     size_t left = len;
-    while (left > 0) {
-        ssize_t k = write(fd, p, left);
+    while (!why && left > 0) {
+        ssize_t k = write(fd, p, left < ((size_t)1 << 30) ? left : (size_t)1 << 30);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
-            break;
-        p += k, left -= (size_t)k;
+        if (k < 0)
+            err = errno, why = "write failed";
+        else if (k == 0)                /* no progress and no errno: never success */
+            why = "write() wrote nothing (the device accepted no more bytes)";
+        else
+            p += k, left -= (size_t)k;
     }
-    int err = left > 0 ? errno : 0;
-    if (!err && fsync(fd) != 0)
-        err = errno;
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (!err && rename(tmp, path) != 0)
-        err = errno;
-    if (err) {
+    if (!why && fsync(fd) != 0)
+        err = errno, why = "fsync failed";
+    if (close(fd) != 0 && !why)
+        err = errno, why = "close failed";
+    if (!why && rename(tmp, target) != 0)
+        err = errno, why = "cannot rename the temporary file over it";
+    if (why) {
         unlink(tmp);
-        free(tmp);
-        return wmi_fail(WM_EIO, "cannot write %s: %s", path, strerror(err ? err : EIO));
+        free(tmp), free(target);
+        return wmi_fail(WM_EIO, "cannot save to %s: %s%s%s (%zu of %zu bytes written; the old "
+                               "file, if any, is unchanged)", shown, why, err ? ": " : "",
+                       err ? strerror(err) : "", len - left, len);
     }
     /* Make the rename itself durable: fsync the directory, named by the
-     * path's prefix in tmp (no allocation here, so nothing can fail late). */
-    memcpy(tmp, path, plen + 1);
-    char *slash = strrchr(tmp, '/');
-    const char *dir = slash ? (slash == tmp ? "/" : (*slash = 0, tmp)) : ".";
-    int dfd = open(dir, O_RDONLY);
+     * target's prefix in tmp (no allocation here, so nothing can fail late). */
+    tmp[dlen] = 0;
+    int dfd = open(dlen ? tmp : ".", O_RDONLY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
-    free(tmp);
+    free(tmp), free(target);
     return WM_OK;
 }
 
@@ -219,7 +345,7 @@ static wm_status save(const wm_net *net, const wm_optimizer *opt, const char *pa
         free(w.buf);
         return wmi_fail(WM_ENOMEM, "%s: out of memory", fn);
     }
-    wm_status st = write_file_atomic(path, w.buf, w.len);
+    wm_status st = write_file_atomic(path, w.buf, w.len, fn);
     free(w.buf);
     return st;
 }
@@ -228,6 +354,8 @@ wm_status wm_net_save(const wm_net *net, const char *path)
 {
     if (!net || !path)
         return wmi_fail(WM_EINVAL, "wm_net_save: %s is NULL", !net ? "net" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_net_save: path is empty");
     if (!net->initialised)
         return wmi_fail(WM_ESTATE, "wm_net_save: the net is not initialised (call wm_net_init)");
     return save(net, NULL, path, "wm_net_save");
@@ -237,8 +365,29 @@ wm_status wm_optimizer_save(const wm_optimizer *opt, const char *path)
 {
     if (!opt || !path)
         return wmi_fail(WM_EINVAL, "wm_optimizer_save: %s is NULL", !opt ? "opt" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_save: path is empty");
     return save(opt->net, opt, path, "wm_optimizer_save");
 }
+
+wm_status wm_net_save_buffer(const wm_net *net, void **buf, size_t *len)
+{
+    if (!net || !buf || !len)
+        return wmi_fail(WM_EINVAL, "wm_net_save_buffer: %s is NULL", !net ? "net" : !buf ? "buf" : "len");
+    if (!net->initialised)
+        return wmi_fail(WM_ESTATE, "wm_net_save_buffer: the net is not initialised (call wm_net_init)");
+    wbuf w = {0};
+    serialize(&w, net, NULL);
+    if (w.oom) {
+        free(w.buf);
+        return wmi_fail(WM_ENOMEM, "wm_net_save_buffer: out of memory");
+    }
+    *buf = w.buf;
+    *len = w.len;
+    return WM_OK;
+}
+
+void wm_free(void *p) { free(p); }
 
 /* ---- reading ------------------------------------------------------------- */
 
@@ -260,15 +409,57 @@ static uint32_t get_u32(rbuf *r)
 }
 
 typedef struct {
-    const char *path;
+    const char *path;             /* the file as shown in messages, or "the model buffer" */
+    const char *custom_call;      /* the call that takes a basis callback */
     wm_basis_fn fn;
     void *user;
     int depth;
+    int n_custom;                 /* custom factors met so far */
 } load_ctx;
 
 static wm_status bad(const load_ctx *c, const char *what)
 {
     return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %s", c->path, what);
+}
+
+/* A field the library's own constructors refused (their message follows). */
+static wm_status bad_field(const load_ctx *c, const char *field)
+{
+    return wmi_fail_prefix(WM_EFORMAT, "%s is not a valid model file: %s: ", c->path, field);
+}
+
+/* The callback given for a custom factor must write exactly the K values the
+ * file declares: try it at three contexts with every slot preset to a marker
+ * NaN, so a callback that writes fewer (whose missing values would be read
+ * uninitialised) or more (a different basis) is refused before it is used. */
+static wm_status probe_callback(const load_ctx *c, int dim, int K)
+{
+    static const float at[3] = {0.0f, 0.5f, 0.75f};
+    const uint32_t marker = 0x7FC0DEADu;
+    float s[WM_MAX_DIM], v[WM_MAX_BASIS + 1];
+    for (int t = 0; t < 3; t++) {
+        for (int d = 0; d < dim; d++)
+            s[d] = at[(t + d) % 3];
+        for (int j = 0; j <= WM_MAX_BASIS; j++)
+            memcpy(&v[j], &marker, 4);
+        c->fn(s, v, c->user);
+        for (int j = 0; j <= WM_MAX_BASIS; j++) {
+            uint32_t bits;
+            memcpy(&bits, &v[j], 4);
+            if (j < K && bits == marker)
+                return wmi_fail(WM_EINVAL, "%s: the basis callback wrote c[0..%d) but the file's custom "
+                                          "manifold has K = %d basis functions: it is not this net's basis",
+                               c->path, j, K);
+            if (j < K && !isfinite(v[j]))
+                return wmi_fail(WM_EINVAL, "%s: the basis callback returned a non-finite c[%d] at "
+                                          "s[0] = %g", c->path, j, (double)s[0]);
+            if (j >= K && bits != marker)
+                return wmi_fail(WM_EINVAL, "%s: the basis callback wrote c[%d], but the file's custom "
+                                          "manifold has K = %d basis functions: it is not this net's basis",
+                               c->path, j, K);
+        }
+    }
+    return WM_OK;
 }
 
 static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
@@ -317,8 +508,8 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
             if (a->dim + b->dim > WM_MAX_DIM || (long)a->K * b->K > WM_MAX_BASIS ||
                 a->n_factors + b->n_factors > WM_MAX_FACTORS)
                 st = bad(c, "a product manifold is larger than the library allows");
-            else
-                st = wm_manifold_product(&m, a, b);
+            else if ((st = wm_manifold_product(&m, a, b)) != WM_OK && st != WM_ENOMEM)
+                st = bad_field(c, "the manifold cannot be rebuilt");
         }
         wm_manifold_free(a);
         wm_manifold_free(b);
@@ -328,16 +519,27 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
     case WM_MF_CUSTOM:
         if (!c->fn)
             return wmi_fail(WM_EINVAL, "%s holds a net on a custom manifold: load it with "
-                                      "wm_net_load_custom and the basis callback", c->path);
+                                      "%s and the basis callback", c->path, c->custom_call);
         if (dim < 1 || dim > 4)
             return bad(c, "bad custom manifold dimension");
+        /* One callback cannot be two bases: a product of custom factors
+         * would load with the same basis in each, a different net. */
+        if (++c->n_custom > 1)
+            return wmi_fail(WM_EINVAL, "%s holds a manifold with more than one custom factor: %s "
+                                      "takes one basis callback and cannot rebuild it faithfully",
+                           c->path, c->custom_call);
+        if ((st = probe_callback(c, (int)dim, (int)K)) != WM_OK)
+            return st;
         st = wm_manifold_custom(&m, (int)dim, (int)K, periodic, c->fn, c->user);
+        if (st != WM_OK && st != WM_ENOMEM)     /* the callback's fault, not the file's */
+            return wmi_fail_prefix(WM_EINVAL, "%s: the basis callback cannot rebuild the custom "
+                                              "manifold: ", c->path);
         break;
     default:
         return bad(c, "unknown manifold kind");
     }
     if (st != WM_OK)
-        return st == WM_ENOMEM || st == WM_EINVAL ? st : bad(c, "manifold cannot be rebuilt");
+        return st == WM_ENOMEM ? st : bad_field(c, "the manifold cannot be rebuilt");
     if (r->bad || m->dim != (int)dim || m->K != (int)K ||
         memcmp(m->periodic, periodic, sizeof(int) * dim) != 0) {
         wm_manifold_free(m);
@@ -348,34 +550,58 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
     return WM_OK;
 }
 
-static wm_status read_whole(const char *path, unsigned char **data, size_t *len)
+/* The whole file into *data. Opened without blocking (a FIFO or a device
+ * would wait for a writer) and checked to be a regular file before a byte is
+ * read; a file that ends before the size it had when opened has changed
+ * under the reader, and what was read is not a model. */
+static wm_status read_whole(const char *path, const char *shown, unsigned char **data, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return wmi_fail(WM_EIO, "cannot open %s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return wmi_fail(WM_EIO, "cannot open %s: %s", shown, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return wmi_fail(WM_EIO, "cannot read %s: not a regular file", path);
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        return wmi_fail(WM_EIO, "cannot read %s: %s", shown, strerror(err));
     }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return wmi_fail(WM_EIO, "cannot read %s: it is %s, not a regular file", shown,
+                       file_kind(sb.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if (sb.st_size > MAX_FILE) {
-        fclose(f);
-        return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", path,
+        close(fd);
+        return wmi_fail(WM_EFORMAT, "%s is not a valid model file: %lld bytes is too large", shown,
                        (long long)sb.st_size);
     }
-    size_t n = (size_t)sb.st_size;
+    size_t n = (size_t)sb.st_size, got = 0;
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf) {
-        fclose(f);
-        return wmi_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", path, n);
+        close(fd);
+        return wmi_fail(WM_ENOMEM, "out of memory reading %s (%zu bytes)", shown, n);
     }
-    size_t got = fread(buf, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || got != n) {
-        free(buf);
-        return wmi_fail(WM_EIO, "cannot read %s", path);
+    while (got < n) {
+        size_t want = n - got < ((size_t)1 << 30) ? n - got : (size_t)1 << 30;
+        ssize_t k = read(fd, buf + got, want);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int err = k < 0 ? errno : 0;
+            close(fd);
+            free(buf);
+            if (err)
+                return wmi_fail(WM_EIO, "cannot read %s: %s", shown, strerror(err));
+            return wmi_fail(WM_EFORMAT, "%s is not a valid model file: it ended after %zu of the %zu "
+                                       "bytes it had when opened (it changed while being read)",
+                           shown, got, n);
+        }
+        got += (size_t)k;
     }
+    close(fd);
     *data = buf;
     *len = n;
     return WM_OK;
@@ -477,7 +703,7 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
     st = wm_net_create(&net, m, (int)n_inputs, (wm_conditioning)cond);
     wm_manifold_free(m);
     if (st != WM_OK)
-        return st;
+        return st == WM_ENOMEM ? st : bad_field(c, "the network description (cond, n_inputs)");
     if (in_c > 0 && wm_net_input_shape(net, (int)in_c, (int)in_h, (int)in_w) != WM_OK)
         st = bad(c, "input shape does not match the input count");
     for (uint32_t l = 0; l < n_layers && st == WM_OK; l++) {
@@ -512,9 +738,12 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
         else if ((r.len - r.pos) / 4 < n_params + 1)
             st = bad(c, "parameter data is truncated");
     }
-    if (st == WM_OK)
-        st = wm_net_set_loss(net, (wm_loss)loss);
-    if (st == WM_OK && (st = wm_net_init(net, 0)) == WM_OK) {
+    if (st == WM_OK && (st = wm_net_set_loss(net, (wm_loss)loss)) != WM_OK && st != WM_ENOMEM)
+        st = bad_field(c, "the loss field");
+    /* init checks what the loss needs of the layers (softmax: 2+ outputs) */
+    if (st == WM_OK && (st = wm_net_init(net, 0)) != WM_OK && st != WM_ENOMEM)
+        st = bad_field(c, "the loss field does not fit the layers");
+    if (st == WM_OK) {
         for (size_t j = 0; j < net->n_params; j++) {
             uint32_t v = get_u32(&r);
             float f;
@@ -540,14 +769,16 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
 }
 
 static wm_status load(wm_net **out, wm_optimizer **opt, const char *path, wm_basis_fn fn,
-                      void *user)
+                      void *user, const char *custom_call)
 {
+    char shown_buf[WMI_SHOWN_PATH];
+    const char *shown = wmi_shown_path(path, shown_buf);
     unsigned char *data = NULL;
     size_t len = 0;
-    wm_status st = read_whole(path, &data, &len);
+    wm_status st = read_whole(path, shown, &data, &len);
     if (st != WM_OK)
         return st;
-    load_ctx c = {path, fn, user, 0};
+    load_ctx c = {shown, custom_call, fn, user, 0, 0};
     st = parse(data, len, &c, out, opt);
     free(data);
     return st;
@@ -557,14 +788,18 @@ wm_status wm_net_load(wm_net **out, const char *path)
 {
     if (!out || !path)
         return wmi_fail(WM_EINVAL, "wm_net_load: %s is NULL", !out ? "out" : "path");
-    return load(out, NULL, path, NULL, NULL);
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_net_load: path is empty");
+    return load(out, NULL, path, NULL, NULL, "wm_net_load_custom");
 }
 
 wm_status wm_net_load_custom(wm_net **out, const char *path, wm_basis_fn fn, void *user)
 {
     if (!out || !path || !fn)
         return wmi_fail(WM_EINVAL, "wm_net_load_custom: %s is NULL", !out ? "out" : !path ? "path" : "fn");
-    return load(out, NULL, path, fn, user);
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_net_load_custom: path is empty");
+    return load(out, NULL, path, fn, user, "wm_net_load_custom");
 }
 
 wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, wm_basis_fn fn,
@@ -572,12 +807,38 @@ wm_status wm_optimizer_load(wm_optimizer **opt, wm_net **net, const char *path, 
 {
     if (!opt || !net || !path)
         return wmi_fail(WM_EINVAL, "wm_optimizer_load: %s is NULL", !opt ? "opt" : !net ? "net" : "path");
+    if (!*path)
+        return wmi_fail(WM_EINVAL, "wm_optimizer_load: path is empty");
     wm_net *n = NULL;
     wm_optimizer *o = NULL;
-    wm_status st = load(&n, &o, path, fn, user);
+    wm_status st = load(&n, &o, path, fn, user, "wm_optimizer_load (its fn argument)");
     if (st != WM_OK)
         return st;
     *net = n;
     *opt = o;
     return WM_OK;
+}
+
+static wm_status load_buffer(wm_net **out, const void *buf, size_t len, wm_basis_fn fn, void *user)
+{
+    load_ctx c = {"the model buffer", "wm_net_load_buffer_custom", fn, user, 0, 0};
+    if (len > (size_t)MAX_FILE)
+        return bad(&c, "it is larger than 64 GiB");
+    return parse(buf, len, &c, out, NULL);
+}
+
+wm_status wm_net_load_buffer(wm_net **out, const void *buf, size_t len)
+{
+    if (!out || !buf)
+        return wmi_fail(WM_EINVAL, "wm_net_load_buffer: %s is NULL", !out ? "out" : "buf");
+    return load_buffer(out, buf, len, NULL, NULL);
+}
+
+wm_status wm_net_load_buffer_custom(wm_net **out, const void *buf, size_t len, wm_basis_fn fn,
+                                    void *user)
+{
+    if (!out || !buf || !fn)
+        return wmi_fail(WM_EINVAL, "wm_net_load_buffer_custom: %s is NULL",
+                       !out ? "out" : !buf ? "buf" : "fn");
+    return load_buffer(out, buf, len, fn, user);
 }

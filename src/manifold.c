@@ -72,6 +72,10 @@ void wmi_basis(const wm_manifold *m, const double *s, double *c)
         break;
     case WM_MF_CUSTOM: {
         float sf[WM_MAX_DIM], cf[WM_MAX_BASIS];
+        /* a callback that writes fewer than K values leaves NaN (refused as
+         * non-finite by every check), never what the stack held */
+        for (int k = 0; k < m->K; k++)
+            cf[k] = NAN;
         for (int d = 0; d < m->dim; d++) {
             sf[d] = (float)s[d];
             /* a wrapped s just below 1 (say 1 - 1e-9) rounds to 1.0f; the

@@ -60,6 +60,27 @@ static void round_trip(wm_manifold *m, wm_conditioning cond, wm_loss loss, wm_ba
     const float *pa = wm_net_params(net, &la), *pb = wm_net_params(back, &lb);
     assert_int_equal(la, lb);
     assert_memory_equal(pa, pb, la * sizeof(float));
+    /* the buffer holds the file's bytes and loads the same net */
+    void *buf = NULL;
+    size_t blen = 0, flen = 0;
+    WM_OK_OR_FAIL(wm_net_save_buffer(net, &buf, &blen));
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    unsigned char *file = malloc(blen + 1);
+    flen = fread(file, 1, blen + 1, f);
+    fclose(f);
+    assert_int_equal(flen, blen);
+    assert_memory_equal(file, buf, blen);
+    free(file);
+    wm_net *fromb = NULL;
+    if (fn)
+        WM_OK_OR_FAIL(wm_net_load_buffer_custom(&fromb, buf, blen, fn, NULL));
+    else
+        WM_OK_OR_FAIL(wm_net_load_buffer(&fromb, buf, blen));
+    assert_memory_equal(pa, wm_net_params(fromb, NULL), la * sizeof(float));
+    assert_same_outputs(net, fromb, m);
+    wm_net_free(fromb);
+    wm_free(buf);
     assert_int_equal(wm_net_n_layers(back), 2);
     assert_int_equal(wm_net_n_inputs(back), 4);
     assert_int_equal(wm_manifold_n_basis(wm_net_manifold(back)), wm_manifold_n_basis(m));
@@ -171,6 +192,50 @@ static void test_bad_files_are_rejected(void **state)
     free(buf);
     wm_net_free(net);
     wm_manifold_free(m);
+}
+
+/* The buffer calls' arguments, and what they leave alone on failure. */
+static void test_buffer_call_arguments(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("line"), *cu;
+    wm_net *net = trained_net(m, WM_COND_MANIFOLD, WM_LOSS_SOFTMAX_CE), *out = NULL, *raw;
+    void *buf = (void *)&out, *good;
+    size_t len = 7, glen;
+    EXPECT_STATUS(WM_EINVAL, wm_net_save_buffer(NULL, &buf, &len));
+    EXPECT_STATUS(WM_EINVAL, wm_net_save_buffer(net, NULL, &len));
+    EXPECT_STATUS(WM_EINVAL, wm_net_save_buffer(net, &buf, NULL));
+    WM_OK_OR_FAIL(wm_net_create(&raw, m, 2, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(raw, 2, WM_ACT_NONE));
+    EXPECT_STATUS(WM_ESTATE, wm_net_save_buffer(raw, &buf, &len));
+    assert_ptr_equal(buf, (void *)&out);               /* untouched on failure */
+    assert_int_equal(len, 7);
+    WM_OK_OR_FAIL(wm_net_save_buffer(net, &good, &glen));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer(NULL, good, glen));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer(&out, NULL, glen));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer(&out, NULL, 0));
+    EXPECT_STATUS(WM_EFORMAT, wm_net_load_buffer(&out, good, 0));
+    EXPECT_STATUS(WM_EFORMAT, wm_net_load_buffer(&out, "WMNF", 4));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer_custom(&out, good, glen, NULL, NULL));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer_custom(NULL, good, glen, custom_basis, NULL));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer_custom(&out, NULL, glen, custom_basis, NULL));
+    assert_null(out);
+    /* a custom net needs the custom call, and says which */
+    WM_OK_OR_FAIL(wm_manifold_custom(&cu, 1, 3, NULL, custom_basis, NULL));
+    wm_net *cnet = trained_net(cu, WM_COND_MANIFOLD, WM_LOSS_MSE);
+    void *cbuf;
+    size_t clen;
+    WM_OK_OR_FAIL(wm_net_save_buffer(cnet, &cbuf, &clen));
+    EXPECT_STATUS(WM_EINVAL, wm_net_load_buffer(&out, cbuf, clen));
+    assert_non_null(strstr(wm_last_error(), "wm_net_load_buffer_custom"));
+    assert_null(out);
+    /* a plain net through the custom call loads (the callback is unused) */
+    WM_OK_OR_FAIL(wm_net_load_buffer_custom(&out, good, glen, custom_basis, NULL));
+    wm_net_free(out);
+    wm_free(cbuf), wm_free(good);
+    wm_free(NULL);
+    wm_net_free(cnet), wm_net_free(raw), wm_net_free(net);
+    wm_manifold_free(cu), wm_manifold_free(m);
 }
 
 static void test_save_before_init(void **state)
@@ -305,6 +370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_every_manifold),
         cmocka_unit_test(test_bad_files_are_rejected),
+        cmocka_unit_test(test_buffer_call_arguments),
         cmocka_unit_test(test_save_before_init),
         cmocka_unit_test(test_checkpoint_resume_is_bit_identical),
         cmocka_unit_test(test_killed_save_never_tears_the_file),

@@ -514,6 +514,23 @@ static void test_bspline_every_allowed_degree(void **state)
     }
 }
 
+/* A callback that writes fewer than K values: refused, never read from
+ * whatever the stack held (ASan/valgrind would flag an uninitialised read). */
+static void short_basis(const float *s, float *c, void *user)
+{
+    (void)user;
+    c[0] = 1.0f + 0.0f * s[0];          /* c[1] never written */
+}
+
+static void test_custom_basis_writing_too_few_values(void **state)
+{
+    (void)state;
+    wm_manifold *m = NULL;
+    EXPECT_STATUS(WM_EINVAL, wm_manifold_custom(&m, 1, 2, NULL, short_basis, NULL));
+    assert_non_null(strstr(wm_last_error(), "non-finite"));
+    assert_null(m);
+}
+
 /* A context just outside [0,1] is reported with the digits that show it. */
 static void test_out_of_domain_message_shows_the_value(void **state)
 {
@@ -541,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_periodic_custom_basis_never_sees_one),
         cmocka_unit_test(test_bspline_every_allowed_degree),
         cmocka_unit_test(test_out_of_domain_message_shows_the_value),
+        cmocka_unit_test(test_custom_basis_writing_too_few_values),
     };
     return cmocka_run_group_tests_name("manifold", tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /* test_oom.c -- allocation failure: make the n-th allocation fail, for every n
  * reached by a scenario that creates manifolds and nets (dense, conv, concat),
  * initialises, builds optimizers, steps, infers, evaluates, infers contexts,
- * saves and loads models and checkpoints; check that each failing call
+ * saves and loads models (to files and to buffers) and checkpoints; check that each failing call
  * returns WM_ENOMEM (WM_EIO allowed for file calls), leaves its outputs and
  * the net as they were, that the handle works on the next call, and that
  * nothing leaks once the handles are freed.
@@ -228,7 +228,7 @@ static int live_count(void)
 enum { IN = 4, N = 12, BIG = 300, IMG = 6 };
 
 static char dir[] = "/tmp/wm_test_oom_XXXXXX";
-static char model_path[300], ckpt_path[300];
+static char model_path[300], ckpt_path[300], link_path[300];
 static char err[1024];                 /* the scenario's first failure, in words */
 static const char *fail_site;          /* the call the injected failure hit */
 static void *const SENTINEL = (void *)&n_live;
@@ -259,7 +259,7 @@ static int dir_clean(void)
         return 0;
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "model.wmn") &&
-            strcmp(e->d_name, "ckpt.wmn"))
+            strcmp(e->d_name, "ckpt.wmn") && strcmp(e->d_name, "link.wmn"))
             stray++;
     closedir(d);
     return stray == 0;
@@ -413,9 +413,22 @@ static int scenario_body(void)
          if (!same_) return rfail("a failed wm_net_save changed the file");
          if (!dir_clean()) return rfail("a failed wm_net_save left a temporary file"));
     free(saved);
+    STEP(wm_net_save(net, link_path), 1,                /* through a symbolic link */
+         if (!dir_clean()) return rfail("a failed wm_net_save left a temporary file"));
     STEP(wm_net_load(NEW(back), model_path), 1, UNTOUCHED(back));
     if (!same_params(back, wm_net_params(net, NULL), np))
         return rfail("the loaded net differs from the saved one");
+    /* models in memory */
+    void *mbuf = SENTINEL;
+    size_t mlen = 0;
+    wm_net *bback;
+    STEP(wm_net_save_buffer(net, &mbuf, &mlen), 0,
+         if (mbuf != SENTINEL || mlen != 0) return rfail("a failed wm_net_save_buffer wrote its outputs"));
+    STEP(wm_net_load_buffer(NEW(bback), mbuf, mlen), 0, UNTOUCHED(bback));
+    if (!same_params(bback, wm_net_params(net, NULL), np))
+        return rfail("the net loaded from a buffer differs from the saved one");
+    wm_net_free(bback);
+    wm_free(mbuf);
     STEP(wm_optimizer_save(opt, ckpt_path), 1, if (!dir_clean()) return rfail("temporary left"));
     oback = SENTINEL, cback = SENTINEL;
     STEP(wm_optimizer_load(&oback, &cback, ckpt_path, NULL, NULL), 1,
@@ -528,7 +541,8 @@ static int setup(void **state)
         return -1;
     snprintf(model_path, sizeof model_path, "%s/model.wmn", dir);
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.wmn", dir);
-    return 0;
+    snprintf(link_path, sizeof link_path, "%s/link.wmn", dir);
+    return symlink("model.wmn", link_path);
 }
 
 static int teardown(void **state)
@@ -536,6 +550,7 @@ static int teardown(void **state)
     (void)state;
     unlink(model_path);
     unlink(ckpt_path);
+    unlink(link_path);
     return rmdir(dir);
 }
 

@@ -385,6 +385,11 @@ _PROTOTYPES = {
     "wm_net_clone": (_status, [_handle_out, _handle]),
     "wm_net_summary": (_status, [_handle, ctypes.c_char_p, ctypes.c_size_t]),
     "wm_scratch_free": (None, []),
+    "wm_net_save_buffer": (_status, [_handle, ctypes.POINTER(ctypes.c_void_p), _c_size_p]),
+    "wm_net_load_buffer": (_status, [_handle_out, ctypes.c_void_p, ctypes.c_size_t]),
+    "wm_net_load_buffer_custom": (_status, [_handle_out, ctypes.c_void_p, ctypes.c_size_t, BASIS_FN,
+                                            ctypes.c_void_p]),
+    "wm_free": (None, [ctypes.c_void_p]),
     "wm_error_set": (_status, [_status, ctypes.c_char_p]),
 }
 
@@ -1142,6 +1147,42 @@ class Net(_Handle):
         except BaseException:
             net.close()
             raise
+        return net
+
+    def to_bytes(self) -> bytes:
+        """wm_net_save_buffer: exactly the bytes save() would write, e.g. to
+        embed a model or send it over a socket."""
+        buf = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        _call("wm_net_save_buffer", self._p, ctypes.byref(buf), ctypes.byref(n))
+        try:
+            return ctypes.string_at(buf.value, n.value)
+        finally:
+            _lib.wm_free(buf)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fn: Any = None, dim: Optional[int] = None,
+                   n_basis: Optional[int] = None, user: Any = None) -> "Net":
+        """wm_net_load_buffer: a net from the bytes of a model file (to_bytes()
+        or a file's contents); FormatError if they are not a valid model. A
+        net on a custom manifold needs its basis fn again, as load_custom."""
+        data = bytes(data)
+        raw = ctypes.create_string_buffer(data, max(len(data), 1))   # never NULL: empty is EFORMAT
+        if fn is None:
+            ptr = _create("wm_net_load_buffer", raw, len(data))
+            keep: Tuple[Any, ...] = ()
+        else:
+            cb, errors = _basis_callback(fn, dim, n_basis)
+            out = ctypes.c_void_p()
+            st = _lib.wm_net_load_buffer_custom(ctypes.byref(out), raw, len(data), cb, user)
+            if st != Status.OK:
+                _check_cb(st, errors, "wm_net_load_buffer_custom")
+            ptr, keep = out.value, (cb,)
+        net = cls._wrap(ptr, keep=keep)
+        try:
+            net._arch = _format.parse_header(data, "<buffer>")
+        except (OSError, ValueError):
+            net._arch = None
         return net
 
 

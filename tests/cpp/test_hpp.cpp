@@ -144,6 +144,16 @@ int main() {
 
         wm::Net loaded = wm::net_load(model);
         wm::Net loaded2 = wm::make(wm_net_load, model.c_str());
+        const std::string bytes = wm::net_save_buffer(net.get());
+        wm::Net fromb = wm::net_load_buffer(bytes.data(), bytes.size());
+        expect_throws("wm_net_load_buffer", WM_EFORMAT,
+                      [&] { wm::net_load_buffer(bytes.data(), bytes.size() / 2); });
+        expect_throws("wm_net_load_buffer", WM_EFORMAT,
+                      [&] { wm::make(wm_net_load_buffer, bytes.data(), bytes.size() - 1); });
+        expect_throws("wm_net_load_buffer_custom", WM_EINVAL,
+                      [&] { wm::net_load_buffer_custom(bytes.data(), bytes.size(), nullptr); });
+        float fb[2];
+        wm::check(wm_infer(fromb.get(), x, s, 1, fb), "wm_infer");
         wm::Net twin = wm::net_clone(net.get());
         const std::string table = wm::net_summary(twin.get());
         expect(table.find("total parameters:") != std::string::npos, "net_summary lacks the total");

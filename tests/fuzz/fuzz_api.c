@@ -16,7 +16,9 @@
  *     step count unchanged;
  *   - calls on a const net (infer, evaluate, weights_at, control_point,
  *     layer_info, save) never change the parameters, even when they succeed;
- *   - a saved net loads back with identical parameters.
+ *   - a saved net loads back with identical parameters, from the file and
+ *     from wm_net_save_buffer's bytes (which equal the file's); a truncated
+ *     buffer is WM_EFORMAT.
  *
  * Valid-but-expensive arguments (a 1000-function basis, a 10^8-parameter
  * net) are mapped to small valid ones so that the fuzzer spends its time on
@@ -782,6 +784,53 @@ static void op_controls(rd *r, snapshot *sn)
         wm_scratch_free();
 }
 
+/* Models in memory, after a successful file save of net to S.path: the
+ * buffer holds the file's bytes, loads back the same parameters, and any
+ * truncation of it or a NULL argument is refused without touching *out. */
+static void op_buffers(wm_net *net, snapshot *sn)
+{
+    void *buf = SENTINEL;
+    size_t len = 0;
+    wm_status st = wm_net_save_buffer(net, &buf, &len);
+    after(sn, st, "wm_net_save_buffer", 1);
+    FZ_CHECK(st == WM_OK, "wm_net_save_buffer failed where wm_net_save worked");
+    FILE *f = fopen(S.path, "rb");
+    FZ_CHECK(f != NULL, "reopen %s", S.path);
+    unsigned char *file = malloc(len + 1);
+    FZ_CHECK(file != NULL, "harness out of memory");
+    size_t flen = fread(file, 1, len + 1, f);
+    fclose(f);
+    FZ_CHECK(flen == len && memcmp(file, buf, len) == 0, "the buffer (%zu bytes) is not the file (%zu)", len,
+             flen);
+    free(file);
+    wm_net *back = SENTINEL;
+    st = wm_net_load_buffer(&back, buf, len);
+    FZ_CHECK_STATUS(st, "wm_net_load_buffer");
+    if (st == WM_OK) {
+        FZ_CHECK(wm_net_n_params(back) == wm_net_n_params(net) &&
+                     memcmp(wm_net_params(back, NULL), wm_net_params(net, NULL),
+                            wm_net_n_params(net) * sizeof(float)) == 0,
+                 "a buffer round trip changed the parameters");
+        wm_net_free(back);
+    } else {
+        FZ_CHECK(st == WM_EINVAL && strstr(wm_last_error(), "wm_net_load_buffer_custom") && back == SENTINEL,
+                 "buffer reload: %s", wm_status_str(st));
+    }
+    const size_t cuts[3] = {0, len / 2, len - 1};
+    for (int i = 0; i < 3; i++) {
+        back = SENTINEL;
+        st = wm_net_load_buffer(&back, buf, cuts[i]);
+        FZ_CHECK_STATUS(st, "wm_net_load_buffer (truncated)");
+        FZ_CHECK(st == WM_EFORMAT && back == SENTINEL, "a buffer cut to %zu of %zu bytes: %s", cuts[i], len,
+                 wm_status_str(st));
+    }
+    back = SENTINEL;
+    FZ_CHECK(wm_net_load_buffer(&back, NULL, len) == WM_EINVAL && back == SENTINEL, "NULL buffer");
+    FZ_CHECK(wm_net_save_buffer(net, NULL, &len) == WM_EINVAL, "NULL buf");
+    wm_free(buf);
+    snap_check(sn, "model buffers", WM_OK);
+}
+
 static void op_save_load(rd *r, snapshot *sn)
 {
     wm_net *net = S.net[u8(r) % N_NET];
@@ -804,6 +853,7 @@ static void op_save_load(rd *r, snapshot *sn)
     FZ_CHECK(wm_net_n_layers(back) == wm_net_n_layers(net) && wm_net_n_inputs(back) == wm_net_n_inputs(net),
              "round trip changed the architecture");
     wm_net_free(back);
+    op_buffers(net, sn);
 }
 
 static void op_conv_layers(rd *r, int op, snapshot *sn)

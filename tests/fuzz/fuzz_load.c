@@ -2,7 +2,8 @@
  *
  * Each input is a candidate model file. It is written to a memfd (a file in
  * memory, opened by path through /proc/self/fd) and loaded with wm_net_load,
- * or wm_net_load_custom when the file holds a custom manifold. Mutated files
+ * or wm_net_load_custom when the file holds a custom manifold, and the same
+ * bytes are loaded with wm_net_load_buffer (or _custom). Mutated files
  * almost never carry a valid CRC, so a second copy with the CRC recomputed is
  * loaded too: that one reaches the parser proper.
  *
@@ -12,6 +13,9 @@
  *     custom manifold loaded without its callback), never WM_EIO for a
  *     readable file, and leaves *out untouched;
  *   - a file whose CRC does not match never loads;
+ *   - wm_net_load_buffer(_custom) of the same bytes gives the same status
+ *     and, when it loads, the same parameters; its wm_net_save_buffer
+ *     loads back unchanged;
  *   - a loaded net is consistent (sizes, finite parameters no more numerous
  *     than the file allows), runs wm_infer / wm_evaluate / wm_net_weights_at /
  *     one optimizer step, and survives a save + load round trip with
@@ -169,9 +173,40 @@ static wm_status load_checked(const uint8_t *data, size_t len, wm_basis_fn fn, v
         return st;
     }
     FZ_CHECK(net != SENTINEL && net != NULL, "load succeeded without a net");
-    (void)data;
     *out = net;
     return st;
+}
+
+/* The same bytes through the buffer loader: the same status as the file
+ * loader (st) and, when both load, the same parameters (net). */
+static void buffer_agrees(const uint8_t *data, size_t len, wm_basis_fn fn, void *user, wm_status st,
+                          const wm_net *net)
+{
+    wm_net *b = SENTINEL;
+    wm_status bs = fn ? wm_net_load_buffer_custom(&b, data, len, fn, user) : wm_net_load_buffer(&b, data, len);
+    FZ_CHECK_STATUS(bs, "wm_net_load_buffer");
+    FZ_CHECK(bs == st, "the buffer loader says %s, the file loader %s (%zu bytes)", wm_status_str(bs),
+             wm_status_str(st), len);
+    if (bs != WM_OK) {
+        FZ_CHECK(b == SENTINEL, "failed wm_net_load_buffer wrote *out");
+        return;
+    }
+    size_t la, lb;
+    const float *pa = wm_net_params(net, &la), *pb = wm_net_params(b, &lb);
+    FZ_CHECK(la == lb && memcmp(pa, pb, la * sizeof(float)) == 0, "file and buffer loads differ");
+    /* and saving it back to a buffer gives the bytes wm_net_save writes */
+    void *out = NULL;
+    size_t olen = 0;
+    FZ_CHECK(wm_net_save_buffer(b, &out, &olen) == WM_OK, "wm_net_save_buffer of a loaded net");
+    wm_net *again = SENTINEL;
+    FZ_CHECK((fn ? wm_net_load_buffer_custom(&again, out, olen, fn, user)
+                 : wm_net_load_buffer(&again, out, olen)) == WM_OK, "reloading a saved buffer");
+    FZ_CHECK(wm_net_n_params(again) == lb &&
+                 memcmp(wm_net_params(again, NULL), pb, lb * sizeof(float)) == 0,
+             "a buffer round trip changed the parameters");
+    wm_net_free(again);
+    wm_free(out);
+    wm_net_free(b);
 }
 
 static int same_params(const wm_net *a, const wm_net *b)
@@ -341,6 +376,7 @@ static void try_file(const uint8_t *data, size_t len)
     put_input(data, len);
     wm_net *net = NULL;
     wm_status st = load_checked(data, len, NULL, NULL, &net);
+    buffer_agrees(data, len, NULL, NULL, st, net);
     int crc_ok = len >= 16 && fz_crc32(data, len - 4) == fz_get_u32(data + len - 4);
     if (st == WM_OK) {
         FZ_CHECK(crc_ok, "a file with a wrong CRC loaded");
@@ -357,6 +393,7 @@ static void try_file(const uint8_t *data, size_t len)
         si.K >= 1 && si.K <= 16 && (crc_ok_as_given || fz_crc32(data, len) % 4 == 0)) {
         basis_user u = {si.dim, si.K};
         st = load_checked(data, len, cos_basis, &u, &net);
+        buffer_agrees(data, len, cos_basis, &u, st, net);
         if (st == WM_OK) {
             FZ_CHECK(crc_ok, "a file with a wrong CRC loaded");
             exercise(net, data, len, cos_basis, &u);

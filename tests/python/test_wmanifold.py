@@ -1218,6 +1218,30 @@ def test_net_clone_and_summary():
     wm.scratch_free()
 
 
+def test_models_in_memory(tmp_path):
+    rng = np.random.default_rng(6)
+    x, s, _ = rotated_points(8, rng)
+    with circle_net(seed=7) as net:
+        data = net.to_bytes()
+        path = tmp_path / "m.wm"
+        net.save(path)
+        assert data == path.read_bytes()              # the same bytes as a file
+        with wm.Net.from_bytes(data) as back:
+            np.testing.assert_array_equal(back(x, s), net(x, s))
+        for cut in (0, 1, len(data) // 2, len(data) - 1):
+            expect_error(wm.Status.EFORMAT, wm.Net.from_bytes, data[:cut])
+        bad = bytearray(data)
+        bad[len(bad) // 2] ^= 0x40
+        expect_error(wm.Status.EFORMAT, wm.Net.from_bytes, bytes(bad))
+    with wm.Manifold.custom(lambda t: [1.0, t[0]], 1, 2) as m:
+        net = wm.Net(m, 2).dense(2).init(1)
+        data = net.to_bytes()
+        expect_error(wm.Status.EINVAL, wm.Net.from_bytes, data)   # needs its basis
+        with wm.Net.from_bytes(data, lambda t: [1.0, t[0]], 1, 2) as back:
+            np.testing.assert_array_equal(back(x, s), net(x, s))
+        net.close()
+
+
 # --------------------------------------------------------------------------
 # Must stay last: every C function was reached by some test above.
 # --------------------------------------------------------------------------
