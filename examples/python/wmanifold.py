@@ -855,3 +855,36 @@ class Optimizer(_Handle):
             net.close()
             raise
         return opt
+
+
+# --------------------------------------------------------------------------
+# Context inference for a batch: wm_infer_context_batch (one block)
+# --------------------------------------------------------------------------
+_PROTOTYPES["wm_infer_context_batch"] = (
+    _status, [_handle, ctypes.POINTER(Batch), ctypes.c_int, _c_float_p, _c_float_p])
+_lib.wm_infer_context_batch.restype, _lib.wm_infer_context_batch.argtypes = \
+    _PROTOTYPES["wm_infer_context_batch"]
+
+
+def _net_infer_context_batch(self, x, labels=None, targets=None, shared=True):
+    """Which task is this? The context that best explains inputs x (n,
+    n_inputs): by the labels' cross-entropy, the targets' MSE, or (neither)
+    the prediction entropy. shared=True: one context for the whole batch,
+    returns (s (dim,), loss float); shared=False: one per sample, returns
+    (s (n, dim), loss (n,)). loss is the objective at the answer."""
+    x = self._inputs(x)
+    n, dim = x.shape[0], self.context_dim
+    lab = None if labels is None else _as_array(labels, np.int32, (n,), "labels")
+    tgt = None if targets is None else _as_array(targets, np.float32,
+                                                 (n, self.n_outputs), "targets")
+    batch = Batch(n, _ptr(x), None, _ptr(lab, _c_int32_p), _ptr(tgt))
+    rows = 1 if shared else n
+    s_out = np.zeros((rows, max(dim, 1)), dtype=np.float32)
+    loss = np.zeros(rows, dtype=np.float32)
+    _check(_lib.wm_infer_context_batch(self._p, ctypes.byref(batch), 1 if shared else 0,
+                                       _ptr(s_out), _ptr(loss)))
+    s_out = s_out[:, :dim]
+    return (s_out[0], float(loss[0])) if shared else (s_out, loss)
+
+
+Net.infer_context_batch = _net_infer_context_batch
