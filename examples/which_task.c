@@ -118,6 +118,22 @@ static int hits(const float *out, const int32_t *y, int n)
     return c;
 }
 
+/* Cross-entropy of label y and prediction entropy (nats) of one row of logits. */
+static void row_objectives(const float *z, int y, double *ce, double *ent)
+{
+    double mx = z[0], sum = 0.0, h = 0.0;
+    for (int j = 1; j < EX_N_CLASSES; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    for (int j = 0; j < EX_N_CLASSES; j++)
+        sum += exp(z[j] - mx);
+    for (int j = 0; j < EX_N_CLASSES; j++) {
+        double lp = z[j] - mx - log(sum);
+        h -= exp(lp) * lp;
+    }
+    *ce = log(sum) + mx - z[y];
+    *ent = h;
+}
+
 /* Train the plain (context-free) MLP on the same distribution of images. */
 static int train_plain(wm_optimizer *opt, const ex_task *task, const idx_dataset *tr,
                        const ex_opts *o)
@@ -191,8 +207,11 @@ static int run_cell(const experiment *e, int heldout, int B, ex_rng *rng)
     int32_t *y = malloc((size_t)per * sizeof *y);
     double *err_lab = malloc((size_t)n_err * sizeof(double)), *err_ent = malloc((size_t)n_err * sizeof(double));
     long correct[N_ACC] = {0}, total = 0, lab_in = 0, ent_in = 0;   /* answers on the training range */
+    long lab_miss = 0, ent_miss = 0;      /* the true context scores better than the answer */
+    float *l_lab = malloc((size_t)per * sizeof *l_lab), *l_ent = malloc((size_t)per * sizeof *l_ent);
     int rc = -1;
-    if (!x || !s || !s_lab || !s_ent || !s_cc || !s_wrong || !out || !y || !err_lab || !err_ent) {
+    if (!x || !s || !s_lab || !s_ent || !s_cc || !s_wrong || !out || !y || !err_lab || !err_ent ||
+        !l_lab || !l_ent) {
         fprintf(stderr, "error: out of memory\n");
         goto done;
     }
@@ -209,8 +228,8 @@ static int run_cell(const experiment *e, int heldout, int B, ex_rng *rng)
         int shared = B > 1;
         wm_batch with = {per, x, NULL, y, NULL}, without = {per, x, NULL, NULL, NULL};
         wm_status st;
-        if ((st = wm_infer_context_batch(e->mf, &with, shared, s_lab, NULL)) != WM_OK ||
-            (st = wm_infer_context_batch(e->mf, &without, shared, s_ent, NULL)) != WM_OK ||
+        if ((st = wm_infer_context_batch(e->mf, &with, shared, s_lab, l_lab)) != WM_OK ||
+            (st = wm_infer_context_batch(e->mf, &without, shared, s_ent, l_ent)) != WM_OK ||
             (st = wm_infer_context_batch(e->cc, &without, shared, s_cc, NULL)) != WM_OK) {
             report("wm_infer_context_batch", st);
             goto done;
@@ -236,6 +255,22 @@ static int run_cell(const experiment *e, int heldout, int B, ex_rng *rng)
                 goto done;
             }
             correct[a] += hits(out, y, per);
+            if (a != A_ORACLE)
+                continue;
+            double ce_mean = 0.0, ent_mean = 0.0;   /* the objectives at the true context */
+            for (int i = 0; i < per; i++) {
+                double ce, ent;
+                row_objectives(out + (size_t)i * EX_N_CLASSES, y[i], &ce, &ent);
+                if (!shared) {
+                    lab_miss += ce < l_lab[i] - 1e-5 * (1.0 + fabs(ce));
+                    ent_miss += ent < l_ent[i] - 1e-5 * (1.0 + fabs(ent));
+                }
+                ce_mean += ce / per, ent_mean += ent / per;
+            }
+            if (shared) {
+                lab_miss += ce_mean < l_lab[0] - 1e-5 * (1.0 + fabs(ce_mean));
+                ent_miss += ent_mean < l_ent[0] - 1e-5 * (1.0 + fabs(ent_mean));
+            }
         }
         total += per;
     }
@@ -243,10 +278,11 @@ static int run_cell(const experiment *e, int heldout, int B, ex_rng *rng)
     double med_e = quantile(err_ent, n_err, 0.5), p90_e = quantile(err_ent, n_err, 0.9);
     const char *split = heldout ? "heldout" : "train";
     double in_l = (double)lab_in / n_err, in_e = (double)ent_in / n_err;
-    printf("%-8s %-7s %4d %6d | %8.3f %8.3f %5.2f | %8.3f %8.3f %5.2f |", e->name, split, B, n_err,
-           med_l, p90_l, in_l, med_e, p90_e, in_e);
-    fprintf(e->err_csv, "%s,%s,%d,%d,%.5f,%.5f,%.5f,%.5f,%.4f,%.4f\n", e->name, split, B, n_err, med_l,
-            p90_l, med_e, p90_e, in_l, in_e);
+    double miss_l = (double)lab_miss / n_err, miss_e = (double)ent_miss / n_err;
+    printf("%-8s %-7s %4d %6d | %8.3f %8.3f %5.2f %5.2f | %8.3f %8.3f %5.2f %5.2f |", e->name, split, B,
+           n_err, med_l, p90_l, in_l, miss_l, med_e, p90_e, in_e, miss_e);
+    fprintf(e->err_csv, "%s,%s,%d,%d,%.5f,%.5f,%.5f,%.5f,%.4f,%.4f,%.4f,%.4f\n", e->name, split, B,
+            n_err, med_l, p90_l, med_e, p90_e, in_l, in_e, miss_l, miss_e);
     fprintf(e->acc_csv, "%s,%s,%d,%ld", e->name, split, B, total);
     for (int a = 0; a < N_ACC; a++) {
         printf(" %6.4f", (double)correct[a] / total);
@@ -258,7 +294,7 @@ static int run_cell(const experiment *e, int heldout, int B, ex_rng *rng)
     rc = 0;
 done:
     free(x), free(s), free(s_lab), free(s_ent), free(s_cc), free(s_wrong), free(out), free(y);
-    free(err_lab), free(err_ent);
+    free(err_lab), free(err_ent), free(l_lab), free(l_ent);
     return rc;
 }
 
@@ -288,9 +324,11 @@ static int run_experiment(const char *name, wm_manifold *m, ctx_task *t, const i
         goto out;
     printf("training took %.1f s\n\n", ex_now() - t0);
     t0 = ex_now();
-    printf("context error (%s); 'in': fraction of answers on the training range; "
+    printf("context error (%s); in: share of answers on the training range; miss: share where "
+           "the true context scores better than the answer (the search missed it); then the "
            "accuracy without labels:\n", t->noise ? "units of s" : "degrees");
-    printf("task     split      B  cases | labels: median   p90    in | entropy: median  p90    in |");
+    printf("task     split      B  cases | labels: median   p90    in  miss | entropy: median  p90    "
+           "in  miss |");
     for (int a = 0; a < N_ACC; a++)
         printf(" %s", acc_name[a]);
     printf("\n");
@@ -467,7 +505,7 @@ int main(int argc, char **argv)
         !(acc_csv = ex_open_out(o.out_dir, "which_task_acc.csv", p2, sizeof p2)))
         goto out;
     fprintf(err_csv, "task,split,batch,cases,labels_median,labels_p90,entropy_median,entropy_p90,"
-                     "labels_in_train,entropy_in_train\n");
+                     "labels_in_train,entropy_in_train,labels_miss,entropy_miss\n");
     fprintf(acc_csv, "task,split,batch,images");
     for (int a = 0; a < N_ACC; a++)
         fprintf(acc_csv, ",%s", acc_name[a]);
