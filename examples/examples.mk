@@ -7,7 +7,7 @@
 #   make test-examples   quick end-to-end checks (part of `make test`)
 
 EX_BIN      := $(BUILD)/examples
-EX_NAMES    := rotation noise torus
+EX_NAMES    := rotation noise torus which_task
 EX_PROGS    := $(addprefix $(EX_BIN)/,$(EX_NAMES))
 EX_SUPPORT  := $(EX_BIN)/common.o $(EX_BIN)/idx.o
 EX_HEADERS  := examples/common.h examples/idx.h include/wmanifold.h

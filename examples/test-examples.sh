@@ -71,7 +71,7 @@ dataset() { mkdir -p "$1"
 echo "== examples (binaries in $BIN${RUN:+, run under: $RUN})"
 
 # ---- flags ------------------------------------------------------------------------
-for ex in rotation noise torus; do
+for ex in rotation noise torus which_task; do
     run "$BIN/$ex" --help
     if [ "$st" -eq 0 ] && grep -q '^usage:' "$tmp/out" && grep -q -- '--epochs' "$tmp/out"; then
         ok "$ex --help"; else bad "$ex --help" "exit $st or no usage text"; fi
@@ -80,6 +80,7 @@ expect_error "unknown flag is rejected" 2 "unknown flag" "$BIN/rotation" --bogus
 expect_error "bad flag value is rejected" 2 "bad value" "$BIN/rotation" --epochs zero
 expect_error "bad --train-arc is rejected" 2 "train-arc" "$BIN/rotation" --train-arc 10
 expect_error "bad --train-range is rejected" 2 "train-range" "$BIN/noise" --train-range 0.8,0.2
+expect_error "bad --only is rejected" 2 "only" "$BIN/which_task" --only torus
 
 # ---- the IDX reader's error paths -------------------------------------------------
 expect_error "missing data directory" 1 "cannot open" "$BIN/rotation" --data "$tmp/nowhere"

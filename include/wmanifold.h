@@ -619,15 +619,59 @@ WM_API wm_status wm_error_set(wm_status st, const char *msg);
 /** Find the context s (dim floats into s_out) that best explains n samples x
  * that share one unknown context: with labels, the s minimising their mean
  * cross-entropy; with labels NULL, the s minimising the mean prediction
- * entropy (the most confident). A coarse grid over the domain, then a
- * golden-section refinement of each coordinate. Needs a softmax
- * cross-entropy net; a point manifold (dim 0) writes nothing. Costs about
- * 256 + 128*dim inferences of the batch at a shared context (a 16 x 16 grid
- * on a torus). Thread-safe on one net.
+ * entropy (the most confident). The same as wm_infer_context_batch with
+ * shared = 1 on the batch {n, x, NULL, labels, NULL} (see there for the
+ * search and its cost), but needs a softmax cross-entropy net; a point
+ * manifold (dim 0) writes nothing. Thread-safe on one net.
  * Returns WM_OK, WM_EINVAL (NULL, n < 1, labels out of range, MSE net,
- * NaN/Inf inputs), WM_ESTATE (not initialised), WM_ENOMEM. */
+ * NaN/Inf inputs), WM_ESTATE (not initialised), WM_ENUMERIC (the score is not
+ * finite anywhere), WM_ENOMEM. */
 WM_API wm_status wm_infer_context(const wm_net *net, const float *x, const int32_t *labels, int n,
                                   float *s_out);
+
+/** Context inference for a batch: "which task is this?".
+ * shared = 1: one context for the whole batch (all its samples come from the
+ * same task), written to s_out[0..dim); shared = 0: one context per sample,
+ * s_out is n x dim. The objective of a sample at context s is
+ *   batch->labels given:  its softmax cross-entropy (the outputs as logits),
+ *   batch->targets given: its MSE (mean over the outputs, as in training),
+ *   both given:           the net's own loss,
+ *   neither:              its prediction entropy in nats (softmax nets only;
+ *                         an MSE net with neither is WM_EINVAL);
+ * shared mode minimises the batch mean, per-sample mode each sample's own
+ * value. batch->s is ignored (may be NULL). Periodic coordinates come back
+ * in [0,1), others in [0,1]. Works on concatenation nets too.
+ * loss_out (may be NULL): the objective at the answer: shared, one value
+ * (the batch mean); per sample, n values (each sample's own).
+ *
+ * The search, per coordinate d: a grid of G_d = 8 u_d points (non-periodic:
+ * 8 u_d + 1, ends included), where u_d is the basis' resolution on that
+ * coordinate: the highest harmonic H of a Fourier basis (1 for a circle),
+ * the number of knot spans of a B-spline (n_control - degree open,
+ * n_control closed), 1 for a line, 2 for a custom basis. Then a golden-
+ * section search (20 iterations, 22 inferences) over one grid spacing either
+ * side of the best point, periodic coordinates wrapped. Cost, in inferences
+ * of the whole batch (one wm_infer call each; per-sample mode evaluates all
+ * samples at their own candidates in the same call, so both modes cost the
+ * same), exactly:
+ *   dim 1, or dim 2 with G_0 G_1 <= 1024 (a full grid, then dim sweeps of
+ *     refinement):                    G_0 ... G_{dim-1} + 22 dim^2
+ *   otherwise (coordinate-wise from the domain's centre, 2 sweeps each
+ *     scanning one coordinate's grid then refining it):
+ *                                     1 + 2 sum_d (G_d + 22)
+ * e.g. line 9 + 22 = 31, circle 8 + 22 = 30, torus 64 + 88 = 152,
+ * a product of 8 lines 1 + 2*8*31 = 497. The answer is within the final
+ * bracket (2 h 0.618^20 ~ 1.3e-4 h, h = 1/(8 u_d)) of a local minimum of the
+ * objective along each coordinate; which minimum depends on the grid: a
+ * global minimum narrower than the grid spacing can be missed.
+ * The batch is not changed; a failed call writes nothing. Thread-safe on one
+ * net (uses this thread's scratch; allocates its working arrays per call).
+ * Returns WM_OK, WM_EINVAL (NULL net, batch, x or s_out, n < 1, shared not 0
+ * or 1, NaN/Inf inputs or targets, labels out of range, MSE net with neither
+ * labels nor targets), WM_ESTATE (not initialised), WM_ENUMERIC (the
+ * objective is not finite at any context tried), WM_ENOMEM. */
+WM_API wm_status wm_infer_context_batch(const wm_net *net, const wm_batch *batch, int shared,
+                                        float *s_out, float *loss_out);
 
 #ifdef __cplusplus
 }

@@ -246,4 +246,29 @@ typename detail::Owner<T>::type make(wm_status (*create)(T **, Params...), Args 
 
 }  // namespace wm
 
+// ---- context inference for a batch: wm_infer_context_batch ----
+#include <vector>
+
+namespace wm {
+
+// The context(s) that best explain a batch (batch.s is ignored): shared =
+// true gives one context (s has dim values, loss one), false one per sample
+// (s has n x dim, loss n). Throws wm::Error naming wm_infer_context_batch.
+struct ContextFit {
+    std::vector<float> s;
+    std::vector<float> loss;
+};
+inline ContextFit infer_context_batch(const wm_net *net, const wm_batch &batch, bool shared) {
+    const int dim = wm_net_context_dim(net) > 0 ? wm_net_context_dim(net) : 0;
+    const size_t rows = shared ? 1 : static_cast<size_t>(batch.n > 0 ? batch.n : 0);
+    ContextFit fit{std::vector<float>(rows * static_cast<size_t>(dim) + 1), std::vector<float>(rows + 1)};
+    check(wm_infer_context_batch(net, &batch, shared ? 1 : 0, fit.s.data(), fit.loss.data()),
+          "wm_infer_context_batch");
+    fit.s.resize(rows * static_cast<size_t>(dim));
+    fit.loss.resize(rows);
+    return fit;
+}
+
+}  // namespace wm
+
 #endif  // WMANIFOLD_HPP

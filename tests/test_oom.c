@@ -401,6 +401,14 @@ static int scenario_body(void)
     STEP(wm_evaluate(net, &big, &loss, &acc), 0, (void)0);
     STEP(wm_infer_context(net, x, labels, 6, sc), 0, (void)0);
     STEP(wm_infer_context(net, x, NULL, 6, sc), 0, (void)0);
+    {   /* per sample: six lanes; a failure writes neither output */
+        float sc6[6 * 2], l6[6];
+        wm_batch six = {6, x, NULL, labels, NULL};
+        for (int i = 0; i < 6; i++)
+            l6[i] = -7;
+        STEP(wm_infer_context_batch(net, &six, 0, sc6, l6), 0,
+             for (int i = 0; i < 6; i++) if (l6[i] != -7) return rfail("a failed wm_infer_context_batch wrote loss_out"));
+    }
 
     /* model files and checkpoints */
     STEP(wm_net_save(net, model_path), 1, (void)0);

@@ -390,6 +390,8 @@ _PROTOTYPES = {
     "wm_net_load_buffer_custom": (_status, [_handle_out, ctypes.c_void_p, ctypes.c_size_t, BASIS_FN,
                                             ctypes.c_void_p]),
     "wm_free": (None, [ctypes.c_void_p]),
+    "wm_infer_context_batch": (_status, [_handle, ctypes.POINTER(Batch), ctypes.c_int, _c_float_p,
+                                         _c_float_p]),
     "wm_error_set": (_status, [_status, ctypes.c_char_p]),
 }
 
@@ -1059,6 +1061,29 @@ class Net(_Handle):
         s_out = np.zeros(max(self.context_dim, 1), dtype=np.float32)
         _call("wm_infer_context", self._p, _ptr(x), _ptr(lab, _c_int32_p), n, _ptr(s_out))
         return s_out[:self.context_dim]
+
+    def infer_context_batch(self, x: ArrayLike, labels: Optional[ArrayLike] = None,
+                            targets: Optional[ArrayLike] = None, shared: bool = True
+                            ) -> Tuple[np.ndarray, Any]:
+        """Which task is this? (wm_infer_context_batch) The context that best
+        explains inputs x (n, n_inputs): by the labels' cross-entropy, the
+        targets' MSE, or (neither) the prediction entropy. shared=True: one
+        context for the whole batch, returns (s (dim,), loss float);
+        shared=False: one per sample, returns (s (n, dim), loss (n,)). loss is
+        the objective at the answer."""
+        x = self._inputs(x)
+        n, dim = x.shape[0], self.context_dim
+        lab = None if labels is None else _as_array(labels, np.int32, (n,), "labels")
+        tgt = None if targets is None else _as_array(targets, np.float32,
+                                                     (n, self.n_outputs), "targets")
+        batch = Batch(n, _ptr(x), None, _ptr(lab, _c_int32_p), _ptr(tgt))
+        rows = 1 if shared else n
+        s_out = np.zeros((rows, max(dim, 1)), dtype=np.float32)
+        loss = np.zeros(rows, dtype=np.float32)
+        _call("wm_infer_context_batch", self._p, ctypes.byref(batch), 1 if shared else 0,
+              _ptr(s_out), _ptr(loss))
+        s_out = s_out[:, :dim]
+        return (s_out[0], float(loss[0])) if shared else (s_out, loss)
 
     # ---- parameters
     def weights_at(self, layer: int,

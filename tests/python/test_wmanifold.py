@@ -677,6 +677,18 @@ def test_infer_context_agrees_with_c():
         expect_error(wm.Status.EINVAL, net.infer_context, x, np.full(20, 7, np.int32))
 
 
+def test_infer_context_batch_shared_is_infer_context():
+    # wm_infer_context_batch with shared=1 is wm_infer_context (more in test_context.py)
+    rng = np.random.default_rng(5)
+    with circle_net(seed=3, hidden=6, n_out=3) as net:
+        x = rng.standard_normal((20, 2)).astype(np.float32)
+        s, loss = net.infer_context_batch(x)
+        assert s.shape == (1,) and s[0] == net.infer_context(x)[0] and np.isfinite(loss)
+        s, loss = net.infer_context_batch(x, shared=False)
+        assert s.shape == (20, 1) and loss.shape == (20,)
+        expect_error(wm.Status.EINVAL, net.infer_context_batch, x, np.full(20, 7, np.int32))
+
+
 def test_infer_ws_equals_infer():
     rng = np.random.default_rng(3)
     with circle_net() as net:
