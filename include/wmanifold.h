@@ -280,6 +280,25 @@ WM_API int    wm_net_n_layers(const wm_net *net);
  * size_t has no -1; wm_net_n_layers returns -1 for NULL). */
 WM_API size_t wm_net_n_params(const wm_net *net);
 
+/** Give context coordinate `coord` in your own units: contexts passed to
+ * this net (wm_batch.s, wm_infer, wm_net_weights_at, and wm_manifold_basis
+ * on wm_net_manifold) are then in [lo, hi] on that coordinate, e.g. a line
+ * over 0-40 degrees C, or for a periodic coordinate any period (hi - lo),
+ * e.g. an angle in [0, 360) degrees; they are mapped to the basis' [0,1] by
+ * (s - lo) / (hi - lo). Context inference answers in the same units. Stored
+ * in model files. On a non-periodic coordinate a context outside [lo, hi]
+ * is WM_EINVAL, as outside [0,1] before: how far the net may extrapolate is
+ * the choice of range (a line fitted to 10-30 degrees with the range 0-40
+ * extrapolates to 0 and 40). Call it before wm_net_init (the parameters
+ * are learnt in these units). Default: [0, 1] on every coordinate.
+ * Returns WM_OK, WM_EINVAL (NULL, coord outside 0..dim-1, lo >= hi, NaN or
+ * Inf, or hi - lo below float resolution), WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_set_context_range(wm_net *net, int coord, float lo, float hi);
+
+/** The range of context coordinate `coord` (see wm_net_set_context_range):
+ * writes lo and hi (either may be NULL). Returns WM_OK or WM_EINVAL. */
+WM_API wm_status wm_net_context_range(const wm_net *net, int coord, float *lo, float *hi);
+
 /** Context dimension the net expects (its manifold's dim), or -1. */
 WM_API int wm_net_context_dim(const wm_net *net);
 
@@ -544,8 +563,8 @@ WM_API float wm_optimizer_lr(const wm_optimizer *opt);
  * then at most lr * max_norm. max_norm = 0 turns clipping off (the default).
  * wm_grad_buffer keeps the unclipped gradient. Clipping needs |g| before any
  * write, so a wm_step of more than one sample on a dense net forms the whole
- * gradient (one sample computes |g| from its rank-1 factors). A runtime
- * setting: not stored in checkpoints.
+ * gradient (one sample computes |g| from its rank-1 factors). Stored in
+ * checkpoints (wm_optimizer_save), so a resumed run clips alike.
  * Returns WM_OK, WM_EINVAL (NULL, max_norm < 0, NaN or Inf: nothing changed). */
 WM_API wm_status wm_optimizer_set_clip_norm(wm_optimizer *opt, float max_norm);
 

@@ -64,9 +64,8 @@ static wm_status evaluate(void *ctx, const double *s, int lanes, double *f)
     objective *o = ctx;
     int n = o->b->n, dim = o->net->m->dim;
     (void)lanes;
-    for (int i = 0; i < n; i++)
-        for (int d = 0; d < dim; d++)
-            o->s_rows[(size_t)i * dim + d] = (float)s[(o->shared ? 0 : (size_t)i * dim) + d];
+    for (int i = 0; i < n; i++)         /* wm_infer takes the user's units */
+        wmi_context_to_user(o->net->m, s + (o->shared ? 0 : (size_t)i * dim), o->s_rows + (size_t)i * dim);
     wm_status st = wm_infer(o->net, o->b->x, dim > 0 ? o->s_rows : NULL, n, o->out);
     if (st != WM_OK)
         return st;
@@ -154,8 +153,8 @@ wm_status wm_infer_context_batch(const wm_net *net, const wm_batch *batch, int s
         st = wmi_ctx_search(&plan, lanes, evaluate, &o, s_best, f_best);
     }
     if (st == WM_OK) {
-        for (size_t j = 0; j < (size_t)lanes * dim; j++)
-            s_out[j] = (float)s_best[j];
+        for (int l = 0; l < lanes && dim > 0; l++)
+            wmi_context_to_user(net->m, s_best + (size_t)l * dim, s_out + (size_t)l * dim);
         if (loss_out) {
             if (dim == 0 && !shared)        /* per sample: each one's own value */
                 for (int i = 0; i < n; i++)

@@ -81,6 +81,30 @@ static void put_f32(wbuf *w, float f)
     put_u32(w, v);
 }
 
+/* Kind tag of the record that gives a net's contexts in the user's units
+ * (wm_net_set_context_range): the same prefix as any manifold record, then
+ * lo and hi per coordinate, then the manifold itself. Only at the top. */
+#define MF_RANGED_TAG 6
+
+static void put_manifold(wbuf *w, const wm_manifold *m);
+
+/* The net's manifold: a ranged record around it when it has units. */
+static void put_net_manifold(wbuf *w, const wm_manifold *m)
+{
+    if (m->ranged) {
+        put_u32(w, MF_RANGED_TAG);
+        put_u32(w, (uint32_t)m->dim);
+        put_u32(w, (uint32_t)m->K);
+        for (int d = 0; d < m->dim; d++)
+            put_u32(w, (uint32_t)m->periodic[d]);
+        for (int d = 0; d < m->dim; d++) {
+            put_f32(w, (float)m->lo[d]);
+            put_f32(w, (float)m->hi[d]);
+        }
+    }
+    put_manifold(w, m);
+}
+
 static void put_manifold(wbuf *w, const wm_manifold *m)
 {
     put_u32(w, (uint32_t)m->kind);
@@ -280,7 +304,7 @@ static wm_status write_file_atomic(const char *path, const void *data, size_t le
 static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
 {
     wbuf hdr = {0};
-    put_manifold(&hdr, net->m);
+    put_net_manifold(&hdr, net->m);
     put_u32(&hdr, (uint32_t)net->cond);
     put_u32(&hdr, (uint32_t)net->n_inputs);
     put_u32(&hdr, (uint32_t)net->input_c);
@@ -320,12 +344,16 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
     put_u64(w, net->n_params);
     for (size_t j = 0; j < net->n_params; j++)
         put_f32(w, net->params[j]);
-    put_u32(w, opt != NULL);
+    /* 1: a checkpoint; 2: one whose optimizer clips (the clip norm follows
+     * the settings), so a checkpoint without clipping reads as before */
+    put_u32(w, opt == NULL ? 0 : opt->clip > 0 ? 2 : 1);
     if (opt) {
         const wm_opt_config *c = &opt->cfg;
         put_u32(w, (uint32_t)c->kind);
         put_f32(w, c->lr), put_f32(w, c->volume), put_f32(w, c->momentum);
         put_f32(w, c->beta1), put_f32(w, c->beta2), put_f32(w, c->eps), put_f32(w, c->weight_decay);
+        if (opt->clip > 0)
+            put_f32(w, opt->clip);
         int stale = wmi_optimizer_stale(opt);   /* re-initialised: a fresh optimizer */
         put_u64(w, stale ? 0 : opt->t);
         for (size_t j = 0; opt->m1 && j < net->n_params; j++)
@@ -408,6 +436,15 @@ static uint32_t get_u32(rbuf *r)
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
+static float get_f32(rbuf *r)
+{
+    uint32_t v = get_u32(r);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+
 typedef struct {
     const char *path;             /* the file as shown in messages, or "the model buffer" */
     const char *custom_call;      /* the call that takes a basis callback */
@@ -482,6 +519,32 @@ static wm_status get_manifold(rbuf *r, load_ctx *c, wm_manifold **out)
         periodic[d] = get_u32(r) != 0;
     wm_status st = WM_OK;
     wm_manifold *m = NULL, *a = NULL, *b = NULL;
+    if (kind == MF_RANGED_TAG) {                   /* contexts in the user's units */
+        float lo[WM_MAX_DIM], hi[WM_MAX_DIM];
+        if (c->depth != 1)
+            return bad(c, "context units inside a product");
+        for (uint32_t d = 0; d < dim; d++) {
+            lo[d] = get_f32(r), hi[d] = get_f32(r);
+            double span = (double)hi[d] - lo[d];
+            if (r->bad)
+                return bad(c, "truncated context units");
+            if (!isfinite(lo[d]) || !isfinite(hi[d]) || !(span > 0) || !isfinite((float)span) ||
+                !(span >= 1e-6 * fmax(fabs(lo[d]), fabs(hi[d]))))
+                return bad(c, "context units: a coordinate's range is not lo < hi, finite");
+        }
+        if ((st = get_manifold(r, c, &m)) != WM_OK)
+            return st;
+        if (m->dim != (int)dim || m->K != (int)K || memcmp(m->periodic, periodic, sizeof(int) * dim) != 0) {
+            wm_manifold_free(m);
+            return bad(c, "context units that do not match the manifold");
+        }
+        m->ranged = 1;
+        for (uint32_t d = 0; d < dim; d++)
+            m->lo[d] = lo[d], m->hi[d] = hi[d];
+        c->depth--;
+        *out = m;
+        return WM_OK;
+    }
     switch (kind) {
     case WM_MF_POINT:
         st = wm_manifold_point(&m);
@@ -607,14 +670,6 @@ static wm_status read_whole(const char *path, const char *shown, unsigned char *
     return WM_OK;
 }
 
-static float get_f32(rbuf *r)
-{
-    uint32_t v = get_u32(r);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
-
 static int all_finite(const float *a, size_t n)
 {
     for (size_t j = 0; j < n; j++)
@@ -628,7 +683,7 @@ static int all_finite(const float *a, size_t n)
 static wm_status get_optimizer(rbuf *r, load_ctx *c, wm_net *net, wm_optimizer **opt)
 {
     uint32_t present = get_u32(r);
-    if (r->bad || present > 1)
+    if (r->bad || present > 2)
         return bad(c, "bad optimizer flag");
     if (!present) {
         if (opt)
@@ -641,6 +696,14 @@ static wm_status get_optimizer(rbuf *r, load_ctx *c, wm_net *net, wm_optimizer *
     cfg.kind = (wm_opt_kind)get_u32(r);
     cfg.lr = get_f32(r), cfg.volume = get_f32(r), cfg.momentum = get_f32(r);
     cfg.beta1 = get_f32(r), cfg.beta2 = get_f32(r), cfg.eps = get_f32(r), cfg.weight_decay = get_f32(r);
+    float clip = present == 2 ? get_f32(r) : 0.0f;
+    if (!r->bad && present == 2 && !(isfinite(clip) && clip > 0))
+        return bad(c, "bad clip norm");
+    /* a schedule may have brought lr to 0 (wm_optimizer_set_lr), which
+     * wm_optimizer_create refuses: create at 1, then set the saved value */
+    float lr = cfg.lr;
+    if (!r->bad && cfg.volume == 0 && lr == 0)
+        cfg.lr = 1.0f;
     uint64_t t = get_u32(r);
     t |= (uint64_t)get_u32(r) << 32;
     if (r->bad || cfg.kind > WM_OPT_ADAM)
@@ -663,6 +726,8 @@ static wm_status get_optimizer(rbuf *r, load_ctx *c, wm_net *net, wm_optimizer *
         return bad(c, "optimizer state is not finite");
     }
     o->t = t;
+    o->cfg.lr = lr;
+    o->clip = clip;
     *opt = o;
     return WM_OK;
 }

@@ -6,6 +6,7 @@
  *   product:  G = G_A (x) G_B, L = L_A (x) L_B  (Kronecker)
  *   custom:   composite Gauss-Legendre          (accurate for smooth bases)  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,21 +192,31 @@ wm_status wmi_context_check(const wm_manifold *m, const float *s, int i, double 
         if (!isfinite(v))
             return i >= 0 ? wmi_fail(WM_EINVAL, "context s[%d][%d] is not finite", i, d)
                           : wmi_fail(WM_EINVAL, "context s[%d] is not finite", d);
+        double lo = m->ranged ? m->lo[d] : 0.0, hi = m->ranged ? m->hi[d] : 1.0;
+        if (m->ranged)
+            v = (v - lo) / (hi - lo);
         if (m->periodic[d]) {
             v -= floor(v);
             if (v >= 1.0)                /* -1e-20 - floor(...) rounds to 1 */
                 v = 0.0;
         } else if (v < 0.0 || v > 1.0) {
-            return i >= 0 ? wmi_fail(WM_EINVAL,
-                                    "context s[%d][%d] = %.9g is outside [0,1] (coordinate %d is not periodic)",
-                                    i, d, v, d)
-                          : wmi_fail(WM_EINVAL,
-                                    "context s[%d] = %.9g is outside [0,1] (coordinate %d is not periodic)",
-                                    d, v, d);
+            char where[40];
+            if (i >= 0)
+                snprintf(where, sizeof where, "s[%d][%d]", i, d);
+            else
+                snprintf(where, sizeof where, "s[%d]", d);
+            return wmi_fail(WM_EINVAL, "context %s = %.9g is outside [%.9g,%.9g] (coordinate %d is not "
+                                      "periodic)", where, (double)s[d], lo, hi, d);
         }
         out[d] = v;
     }
     return WM_OK;
+}
+
+void wmi_context_to_user(const wm_manifold *m, const double *v, float *out)
+{
+    for (int d = 0; d < m->dim; d++)
+        out[d] = m->ranged ? (float)(m->lo[d] + v[d] * (m->hi[d] - m->lo[d])) : (float)v[d];
 }
 
 /* ---- Gram matrices and mean vectors ------------------------------------- */
@@ -500,6 +511,15 @@ wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, const wm_
     }
     memcpy(m->periodic, a->periodic, sizeof(int) * (size_t)a->dim);
     memcpy(m->periodic + a->dim, b->periodic, sizeof(int) * (size_t)b->dim);
+    /* a factor in user units (a net's manifold) keeps them in the product,
+     * which maps contexts once, before its factors see them */
+    m->ranged = a->ranged || b->ranged;
+    for (int d = 0; d < m->dim; d++) {
+        const wm_manifold *f = d < a->dim ? a : b;
+        int fd = d < a->dim ? d : d - a->dim;
+        m->lo[d] = f->ranged ? f->lo[fd] : 0.0;
+        m->hi[d] = f->ranged ? f->hi[fd] : 1.0;
+    }
     return publish(m, out);
 }
 

@@ -37,12 +37,22 @@ struct wm_manifold {
     double *L;                    /* its lower Cholesky factor */
     double *Linv;                 /* L^-1 (lower triangular) */
     double *const_coef;           /* a with sum_k a_k c_k(s) = 1 (best L2 fit) */
+    /* Contexts in the user's units (wm_net_set_context_range): coordinate d
+     * is given in [lo[d], hi[d]] (periodic: with period hi[d] - lo[d]) and
+     * mapped to the basis' [0,1] by (s - lo) / (hi - lo). ranged = 0: the
+     * identity (lo 0, hi 1), so a zeroed struct is the default. */
+    int ranged;
+    double lo[WM_MAX_DIM], hi[WM_MAX_DIM];
 };
 
 /* Check a context (dim floats): finite, and in [0,1] on non-periodic
  * coordinates. Writes the wrapped context to out (periodic ones into [0,1)).
  * Returns WM_OK or WM_EINVAL with a message naming sample `i` (if i >= 0). */
 wm_status wmi_context_check(const wm_manifold *m, const float *s, int i, double *out);
+
+/* A context in [0,1] coordinates (as wmi_context_check writes it) back in
+ * the user's units: lo + v (hi - lo) per coordinate. */
+void wmi_context_to_user(const wm_manifold *m, const double *v, float *out);
 
 /* The paper's basis at a checked context (wrapped), in double. */
 void wmi_basis(const wm_manifold *m, const double *s, double *c);

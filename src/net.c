@@ -407,6 +407,45 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
     return WM_OK;
 }
 
+wm_status wm_net_set_context_range(wm_net *net, int coord, float lo, float hi)
+{
+    if (!net)
+        return wmi_fail(WM_EINVAL, "wm_net_set_context_range: net is NULL");
+    if (net->initialised)
+        return wmi_fail(WM_ESTATE, "wm_net_set_context_range: the context's units are set before wm_net_init");
+    if (coord < 0 || coord >= net->m->dim)
+        return wmi_fail(WM_EINVAL, "wm_net_set_context_range: coordinate %d does not exist (the manifold has %d)",
+                       coord, net->m->dim);
+    double span = (double)hi - (double)lo;
+    if (!isfinite(lo) || !isfinite(hi) || !(span > 0) || !isfinite((float)span) ||
+        !(span >= 1e-6 * fmax(fabs(lo), fabs(hi))))
+        return wmi_fail(WM_EINVAL, "wm_net_set_context_range: [%.9g, %.9g] is not a range: lo < hi, both "
+                                  "finite, and hi - lo at least 1e-6 of their size (float resolution)",
+                       (double)lo, (double)hi);
+    wm_manifold *m = net->m;
+    if (!m->ranged)
+        for (int d = 0; d < m->dim; d++)
+            m->lo[d] = 0.0, m->hi[d] = 1.0;
+    m->ranged = 1;
+    m->lo[coord] = lo;
+    m->hi[coord] = hi;
+    return WM_OK;
+}
+
+wm_status wm_net_context_range(const wm_net *net, int coord, float *lo, float *hi)
+{
+    if (!net)
+        return wmi_fail(WM_EINVAL, "wm_net_context_range: net is NULL");
+    if (coord < 0 || coord >= net->m->dim)
+        return wmi_fail(WM_EINVAL, "wm_net_context_range: coordinate %d does not exist (the manifold has %d)",
+                       coord, net->m->dim);
+    if (lo)
+        *lo = net->m->ranged ? (float)net->m->lo[coord] : 0.0f;
+    if (hi)
+        *hi = net->m->ranged ? (float)net->m->hi[coord] : 1.0f;
+    return WM_OK;
+}
+
 void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk)
 {
     const wm_manifold *m = net->m;

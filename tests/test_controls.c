@@ -1,6 +1,8 @@
 /* test_controls.c -- what a training loop needs between steps: learning-rate
  * schedules, gradient clipping on every update path, re-initialising under
  * a live optimizer, deep copies and the model summary. */
+#include <unistd.h>
+
 #include "testutil.h"
 
 /* A small net: "dense" (two dense layers) or "conv" (conv, pool, dense). */
@@ -365,6 +367,44 @@ static void test_summary(void **state)
     wm_manifold_free(m);
 }
 
+/* A checkpoint keeps the clip norm and a learning rate a schedule brought
+ * to 0: resuming steps exactly as continuing does (the API fuzzer found the
+ * clip lost in a round trip). */
+static void test_checkpoint_keeps_controls(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/wm_controls_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    data d;
+    make_data(&d, 8, 31);
+    for (int kind = 0; kind < 3; kind++)
+        for (int zero_lr = 0; zero_lr < 2; zero_lr++) {
+            wm_net *net = small_net("dense", "circle", 6);
+            wm_opt_config cfg = wm_opt_default((wm_opt_kind)kind);
+            wm_optimizer *o, *o2;
+            wm_net *n2;
+            WM_OK_OR_FAIL(wm_optimizer_create(&o, net, &cfg));
+            WM_OK_OR_FAIL(wm_optimizer_set_clip_norm(o, 0.05f));
+            WM_OK_OR_FAIL(wm_step(o, &d.b, NULL));
+            WM_OK_OR_FAIL(wm_optimizer_set_lr(o, zero_lr ? 0.0f : 0.02f));
+            WM_OK_OR_FAIL(wm_optimizer_save(o, path));
+            WM_OK_OR_FAIL(wm_optimizer_load(&o2, &n2, path, NULL, NULL));
+            assert_float_equal(wm_optimizer_lr(o2), wm_optimizer_lr(o), 0.0f);
+            for (int i = 0; i < 2; i++) {
+                WM_OK_OR_FAIL(wm_step(o, &d.b, NULL));
+                WM_OK_OR_FAIL(wm_step(o2, &d.b, NULL));
+            }
+            size_t n;
+            const float *p = wm_net_params(net, &n);
+            assert_memory_equal(p, wm_net_params(n2, NULL), n * sizeof *p);
+            wm_optimizer_free(o), wm_optimizer_free(o2);
+            wm_net_free(net), wm_net_free(n2);
+        }
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_reinit_restarts_the_optimizer),
         cmocka_unit_test(test_clone_is_deep_and_identical),
         cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_checkpoint_keeps_controls),
     };
     return cmocka_run_group_tests_name("controls", tests, NULL, NULL);
 }

@@ -193,7 +193,8 @@ static void test_every_loader_check(void **state)
     expect_field(m, len, L.n_params + 4, 1, LOAD_NET, WM_EFORMAT, "parameter count", "n_params 2^32 + ...");
     expect_field(m, len, L.params + 8, 0x7FC00000u, LOAD_NET, WM_EFORMAT, "not finite", "NaN parameter");
     expect_field(m, len, L.params, 0xFF800000u, LOAD_NET, WM_EFORMAT, "not finite", "-Inf parameter");
-    expect_field(m, len, L.has_optimizer, 2, LOAD_NET, WM_EFORMAT, "optimizer flag", "has_optimizer 2");
+    expect_field(m, len, L.has_optimizer, 3, LOAD_NET, WM_EFORMAT, "optimizer flag", "has_optimizer 3");
+    expect_field(m, len, L.has_optimizer, 2, LOAD_NET, WM_EFORMAT, "optimizer", "has_optimizer 2, no section");
     expect_field(m, len, L.has_optimizer, 1, LOAD_NET, WM_EFORMAT, "optimizer", "a missing optimizer section");
     {   /* trailing bytes after a plain model */
         unsigned char *b = malloc(len + 8);

@@ -390,6 +390,8 @@ _PROTOTYPES = {
     "wm_net_load_buffer_custom": (_status, [_handle_out, ctypes.c_void_p, ctypes.c_size_t, BASIS_FN,
                                             ctypes.c_void_p]),
     "wm_free": (None, [ctypes.c_void_p]),
+    "wm_net_set_context_range": (_status, [_handle, ctypes.c_int, ctypes.c_float, ctypes.c_float]),
+    "wm_net_context_range": (_status, [_handle, ctypes.c_int, _c_float_p, _c_float_p]),
     "wm_infer_context_batch": (_status, [_handle, ctypes.POINTER(Batch), ctypes.c_int, _c_float_p,
                                          _c_float_p]),
     "wm_error_set": (_status, [_status, ctypes.c_char_p]),
@@ -1061,6 +1063,23 @@ class Net(_Handle):
         s_out = np.zeros(max(self.context_dim, 1), dtype=np.float32)
         _call("wm_infer_context", self._p, _ptr(x), _ptr(lab, _c_int32_p), n, _ptr(s_out))
         return s_out[:self.context_dim]
+
+    def set_context_range(self, coord: int, lo: float, hi: float) -> "Net":
+        """wm_net_set_context_range: give context coordinate coord in your
+        own units, [lo, hi] (a periodic one with period hi - lo), e.g. 0-40
+        degrees C or an angle in [0, 360); before init(); stored in files."""
+        _call("wm_net_set_context_range", self._p, int(coord), float(lo), float(hi))
+        if self._arch is not None:
+            m = self._arch["manifold"] = dict(self._arch["manifold"])   # not the Manifold's spec
+            rng = m["range"] = list(m.get("range", [(0.0, 1.0)] * int(m["dim"])))
+            rng[int(coord)] = (float(np.float32(lo)), float(np.float32(hi)))
+        return self
+
+    def context_range(self, coord: int) -> Tuple[float, float]:
+        """wm_net_context_range: (lo, hi) of context coordinate coord."""
+        lo, hi = ctypes.c_float(), ctypes.c_float()
+        _call("wm_net_context_range", self._p, int(coord), ctypes.byref(lo), ctypes.byref(hi))
+        return lo.value, hi.value
 
     def infer_context_batch(self, x: ArrayLike, labels: Optional[ArrayLike] = None,
                             targets: Optional[ArrayLike] = None, shared: bool = True

@@ -51,6 +51,30 @@ def _manifold(r: _Reader, depth: int = 0) -> Dict[str, Any]:
     return m
 
 
+RANGED_TAG = 6  # contexts in the user's units (wm_net_set_context_range)
+
+
+def _net_manifold(r: _Reader) -> Dict[str, Any]:
+    """The net's manifold; a ranged record around it gives "range": a list
+    of (lo, hi) per coordinate (absent: [0, 1] each)."""
+    start = r.pos
+    if r.u32() != RANGED_TAG:
+        r.pos = start
+        return _manifold(r)
+    dim, _k = r.u32(), r.u32()
+    if dim > 16:
+        raise ValueError(f"{r.what}: manifold dim {dim} out of range")
+    for _ in range(dim):
+        r.u32()
+    ranges = []
+    for _ in range(dim):
+        lo, hi = r.u32(), r.u32()
+        ranges.append(struct.unpack("<ff", struct.pack("<II", lo, hi)))
+    m = _manifold(r)
+    m["range"] = [(float(lo), float(hi)) for lo, hi in ranges]
+    return m
+
+
 def parse_header(data: bytes, what: str = "model file") -> Dict[str, Any]:
     """The architecture in a model file's bytes: a dict with manifold (kind,
     dim, K, periodic and the kind's fields; products: a and b), cond (0
@@ -70,7 +94,7 @@ def parse_header(data: bytes, what: str = "model file") -> Dict[str, Any]:
     if end > len(data):
         raise ValueError(f"{what}: the model header is truncated")
     r.data = data[:end]
-    arch: Dict[str, Any] = {"manifold": _manifold(r), "cond": r.u32(), "n_inputs": r.u32()}
+    arch: Dict[str, Any] = {"manifold": _net_manifold(r), "cond": r.u32(), "n_inputs": r.u32()}
     shape = (r.u32(), r.u32(), r.u32())
     arch["input_shape"] = None if shape == (0, 0, 0) else shape
     arch["loss"] = r.u32()

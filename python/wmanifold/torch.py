@@ -260,6 +260,11 @@ class WManifoldModule(nn.Module):
                 s = s.expand(n, dim)
             if s.shape[0] != n:
                 raise ValueError(f"s: expected {n} contexts of dim {dim}, got {tuple(s.shape)}")
+        rng = self.manifold.get("range")
+        if rng is not None:                         # the user's units to the basis' [0, 1]
+            lo = torch.tensor([a for a, _ in rng], dtype=torch.float64, device=s.device)
+            hi = torch.tensor([b for _, b in rng], dtype=torch.float64, device=s.device)
+            s = ((s.to(torch.float64) - lo) / (hi - lo)).to(s.dtype)
         if self._any_periodic:                      # wrap periodic coordinates into [0, 1)
             wrapped = s - torch.floor(s)
             wrapped = torch.where(wrapped >= 1, torch.zeros_like(wrapped), wrapped)

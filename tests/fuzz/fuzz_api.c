@@ -915,6 +915,33 @@ static void op_infer_context(rd *r, snapshot *sn)
         for (int d = 0; d < dim; d++)
             FZ_CHECK(s_out[d] == -3.0f, "a failed wm_infer_context wrote s_out");
     free(s_out);
+    /* the batch form, shared or per sample, with labels, targets or neither */
+    uint8_t mode = u8(r);
+    int shared = mode % 3 == 2 ? (int)u8(r) - 128 : mode % 3, rows = shared == 0 && b.n > 0 ? b.n : 1;
+    size_t ns = (size_t)rows * (size_t)(dim > 0 ? dim : 1);
+    float *so = malloc(sizeof(float) * ns), *lo = malloc(sizeof(float) * (size_t)rows);
+    FZ_CHECK(so && lo, "harness out of memory");
+    for (size_t j = 0; j < ns; j++)
+        so[j] = -3.0f;
+    for (int j = 0; j < rows; j++)
+        lo[j] = -3.0f;
+    wm_batch wb = {b.n, b.null_x ? NULL : b.x, b.s, b.null_labels ? NULL : b.labels,
+                   b.null_targets ? NULL : b.t};
+    st = wm_infer_context_batch(net, b.null_batch ? NULL : &wb, shared, b.null_s ? NULL : so,
+                                (mode & 8) ? NULL : lo);
+    after(sn, st, "wm_infer_context_batch", 1);
+    for (size_t j = 0; j < ns && dim > 0; j++) {
+        int d = (int)(j % (size_t)dim);
+        if (st == WM_OK)
+            FZ_CHECK(isfinite(so[j]) && (wm_manifold_periodic(m, d) == 1 || (so[j] >= 0 && so[j] <= 1)),
+                     "inferred context %zu = %g is outside the domain", j, so[j]);
+        else
+            FZ_CHECK(so[j] == -3.0f, "a failed wm_infer_context_batch wrote s_out");
+    }
+    if (st != WM_OK)
+        for (int j = 0; j < rows; j++)
+            FZ_CHECK(lo[j] == -3.0f, "a failed wm_infer_context_batch wrote loss_out");
+    free(so), free(lo);
     free_batch(&b);
 }
 

@@ -131,6 +131,39 @@ def test_same_outputs_as_the_library(manifold, arch, cond):
             assert np.abs(want - net(x, s[::-1].copy())).max() > 1e-3
 
 
+@pytest.mark.parametrize("manifold", ["line", "circle", "torus", "cylinder"])
+def test_contexts_in_user_units(manifold, tmp_path):
+    """A net with context ranges (wm_net_set_context_range): the module takes
+    the same units, also when rebuilt from a saved file."""
+    rng = np.random.default_rng(5)
+    with wm.Manifold.circle() as c, wm.Manifold.line() as line:
+        m = {"line": line, "circle": c}.get(manifold)
+        own = None
+        if m is None:
+            own = wm.Manifold.product(c if manifold == "torus" else line, c)
+            m = own
+        net = wm.Net(m, 4)
+        ranges = [(0.0, 360.0), (-40.0, 60.0)][:m.dim]
+        for d, (lo, hi) in enumerate(ranges):
+            net.set_context_range(d, lo, hi)
+        net.dense(6, wm.Activation.TANH).dense(3).init(2)
+        if own is not None:
+            own.close()
+    randomise(net, rng)
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    s = np.stack([lo + (hi - lo) * rng.random(30) for lo, hi in ranges], 1).astype(np.float32)
+    want = net(x, s)
+    with torch.no_grad():
+        got = wmt.to_torch(net)(torch.from_numpy(x), torch.from_numpy(s)).numpy()
+    assert_same(got, want, f"{manifold} in units")
+    path = tmp_path / "units.wm"
+    net.save(path)
+    with wm.Net.load(path) as back, torch.no_grad():
+        got = wmt.to_torch(back)(torch.from_numpy(x), torch.from_numpy(s)).numpy()
+    assert_same(got, want, f"{manifold} in units, loaded")
+    net.close()
+
+
 def test_basis_matches_the_library():
     rng = np.random.default_rng(5)
     for name in MANIFOLDS:

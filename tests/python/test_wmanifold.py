@@ -1254,6 +1254,34 @@ def test_models_in_memory(tmp_path):
         net.close()
 
 
+def test_contexts_in_user_units(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((16, 2)).astype(np.float32)
+    deg = rng.uniform(-720, 720, 16).astype(np.float32)       # angles, wrapping
+    with wm.Manifold.circle() as m:
+        a = wm.Net(m, 2).set_context_range(0, 0, 360).dense(4, wm.Activation.TANH).dense(2).init(3)
+        b = wm.Net(m, 2).dense(4, wm.Activation.TANH).dense(2).init(3)
+        assert m.spec.get("range") is None                    # the manifold's own spec untouched
+    q = rng.standard_normal(a.n_params).astype(np.float32)
+    a.set_params(q)
+    b.set_params(q)
+    np.testing.assert_allclose(a(x, deg), b(x, deg / 360.0), rtol=1e-4, atol=1e-5)
+    assert a.context_range(0) == (0.0, 360.0) and b.context_range(0) == (0.0, 1.0)
+    path = tmp_path / "deg.wm"
+    a.save(path)
+    with wm.Net.load(path) as back:
+        assert back.context_range(0) == (0.0, 360.0)
+        assert back.architecture()["manifold"]["range"] == [(0.0, 360.0)]
+        np.testing.assert_array_equal(back(x, deg), a(x, deg))
+    with wm.Manifold.line() as line:
+        c = wm.Net(line, 2).set_context_range(0, 10, 30).dense(2).init(1)
+    expect_error(wm.Status.EINVAL, c, x[:1], np.array([[31.0]], np.float32))
+    expect_error(wm.Status.ESTATE, c.set_context_range, 0, 0, 40)    # after init
+    expect_error(wm.Status.EINVAL, c.context_range, 3)
+    for net in (a, b, c):
+        net.close()
+
+
 # --------------------------------------------------------------------------
 # Must stay last: every C function was reached by some test above.
 # --------------------------------------------------------------------------
