@@ -22,7 +22,7 @@ endif
 
 test-python: lib
 	@.ci/ensure-deps python3-numpy python3-pytest
-	$(PY_TEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider tests/python
+	$(PY_TEST_ENV) $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/python
 
 # ---- C++ ------------------------------------------------------------------------
 CXX_EX_FLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wpedantic -Werror -Iinclude $(LDFLAGS_SAN)
