@@ -2,7 +2,7 @@
 #
 #   make                 build lib/libwmanifold.{so,a} and lib/wmanifold.pc
 #   make test            build and run every test suite (one line each, a total)
-#   make demo            the flagship experiment on Fashion-MNIST
+#   make demo            the flagship experiment on Fashion-MNIST, into build/demo
 #   make install PREFIX=/usr/local DESTDIR=    |  make uninstall (same variables)
 #   make help            every target
 #   make BLAS=openblas | BLAS=reference    choose the BLAS (default: OpenBLAS if found)
@@ -279,7 +279,9 @@ help:
 	@echo "                       logs in build/<variant>/test-logs/; as root installs what it needs"
 	@echo "  make test-c          the C suites only;  SANITIZE=1 (ASan+UBSan), VALGRIND=1 (memcheck)"
 	@echo "  make test-suites SUITES='test-abi suite-c-test_io'   chosen suites only"
-	@echo "  make demo            rotation, noise and torus on Fashion-MNIST, into DEMO_OUT=$(DEMO_OUT)"
+	@echo "  make demo            Fashion-MNIST: rotation for seeds DEMO_SEEDS='$(DEMO_SEEDS)', noise and torus"
+	@echo "                       for DEMO_OTHER_SEEDS='$(DEMO_OTHER_SEEDS)'; into OUT=$(DEMO_OUT) (never over tracked files)"
+	@echo "  make results RUN=dir record a demo run in docs/results/ and regenerate docs/results.md"
 	@echo "  make demo-cnn        the CNN on rotated Fashion-MNIST, into CNN_OUT=$(CNN_OUT)"
 	@echo "  make examples        build the example programs into $(BUILD)/examples"
 	@echo "  make install         PREFIX=$(PREFIX) (LIBDIR, INCDIR) DESTDIR=; runs ldconfig as root in the loader's path"
