@@ -368,8 +368,8 @@ rotation × every 45° of phase, with 2 000 test images per cell.
     add("""- **Rotation (circle)**: on the unseen arc the manifold is %s input
   concatenation by %s; on the trained arc the two are within %s points on
   average.%s
-- **Noise (line)**: beyond the trained range the line manifold is %s
-  (%s).
+- **Noise (line)**: beyond the trained range the line manifold is %s;
+  the gap is %s.
 - **Torus**: on unseen combinations of the two contexts, %s; the manifold
   has %s× the parameters and a much slower training step.
 """ % ("ahead of" if stats(rot.held_gap)[0] > 0 else "behind",
@@ -454,7 +454,8 @@ def main(argv):
     if open(readme).read() != new_readme:
         bad.append(readme + " (its results paragraph)")
     for name in bad:
-        print("FAIL %s is not what docs/results.py makes of %s (make results RUN=%s)" % (name, run, run))
+        print("FAIL %s is not what docs/results.py makes of %s (docs/results.py write %s %s %s)"
+              % (name, run, run, doc, readme))
     if not bad:
         print("ok   %s and %s's results paragraph match the run recorded in %s" % (doc, readme, run))
     print("results: %d passed, %d failed" % (2 - len(bad), len(bad)))

@@ -23,7 +23,7 @@ OUT         ?= build/demo
 DEMO_OUT    ?= $(OUT)
 # The headline (the rotation) runs for three seeds, for the spread of its
 # numbers; noise and torus for DEMO_OTHER_SEEDS (the first seed; set it to
-# "1 2 3" for their spread, at about twice the time). Every program runs
+# "1 2 3" for their spread too). Every program runs
 # with its defaults (they are the demo's settings); the first seed also runs
 # the rotation against a baseline widened to the manifold's parameter count,
 # into seedN/matched/ (DEMO_MATCHED=0 skips it). docs/results.md has the
@@ -104,6 +104,8 @@ demo:
 # their own directory, so they are left out), then regenerate from the record.
 results:
 	@test -r $(RUN)/run.txt || { echo "results: $(RUN)/run.txt is missing; run make demo first (or RUN=dir)"; exit 1; }
+	@test "$$(readlink -f $(RUN))" != "$$(readlink -f $(RESULTS_DIR))" || \
+	    { echo "results: RUN is the record itself; to regenerate from it: $(PYTHON) docs/results.py write $(RESULTS_DIR) docs/results.md README.md"; exit 1; }
 	rm -rf $(RESULTS_DIR) && mkdir -p $(RESULTS_DIR)
 	cp $(RUN)/run.txt $(RESULTS_DIR)/
 	cd $(RUN) && find . -name '*.log' -o -name '*.csv' -o -name '*.png' | while read -r f; do \

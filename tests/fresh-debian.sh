@@ -175,6 +175,6 @@ step readme-install in_chroot sh -c 'set -e; cd /src/wmanifold; make install
 step ci-run in_chroot sh -c 'cd /src/wmanifold && .ci/run'
 # The totals each printed, for the summary.
 for n in root-make-test root-make-demo ci-run; do
-    grep -E '^(test|demo|ci): ' "$logs/$n.log" | tail -n 2 | sed "s/^/     $n: /"
+    grep -E '^(make test|make test-c|demo|ci): ' "$logs/$n.log" | tail -n 2 | sed "s/^/     $n: /"
 done
 finish
