@@ -1,9 +1,10 @@
 # libwmanifold -- the one build entry.
 #
 #   make                 build lib/libwmanifold.{so,a} and lib/wmanifold.pc
-#   make test            build and run every test suite
-#   make demo            the flagship experiment on Fashion-MNIST
-#   make install PREFIX=/usr/local DESTDIR=
+#   make test            build and run every test suite (one line each, a total)
+#   make demo            the flagship experiment on Fashion-MNIST, into build/demo
+#   make install PREFIX=/usr/local DESTDIR=    |  make uninstall (same variables)
+#   make help            every target
 #   make BLAS=openblas | BLAS=reference    choose the BLAS (default: OpenBLAS if found)
 #   make test SANITIZE=1 (ASan+UBSan)  |  make test VALGRIND=1 (memcheck)
 #
@@ -34,8 +35,21 @@ CFLAGS  ?=
 VECTORIZE := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fvect-cost-model=dynamic)
 BASE_CFLAGS := -std=c11 $(OPT) $(VECTORIZE) -fno-math-errno -fno-trapping-math -g $(WARN) -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 
-# Packages the build and the test suite need on Debian.
-BUILD_DEBS := libopenblas-dev libcmocka-dev pkg-config zlib1g-dev
+# Debian packages. The build: a C compiler, pkg-config, OpenBLAS and what its
+# static link needs (openblas.pc's Libs.private name -lgfortran, which is
+# libgfortran-N-dev of the system's gcc; zlib for the examples' data reader).
+# The tests add C++, cmocka, python3 with numpy and pytest, and doxygen; the
+# demo its data set, gnuplot and python3. `make test` and `make demo` install
+# these as root, else stop with the one `apt-get install` line to run.
+GCC_MAJOR  := $(or $(shell gcc -dumpversion 2>/dev/null | cut -d. -f1),12)
+BUILD_DEBS := gcc libc6-dev make pkg-config libopenblas-dev libgfortran-$(GCC_MAJOR)-dev zlib1g-dev
+TEST_DEBS  := $(BUILD_DEBS) g++ libcmocka-dev python3 python3-numpy python3-pytest doxygen \
+              python3-pip python3-setuptools python3-wheel \
+              $(if $(filter 1,$(VALGRIND)),valgrind)
+DEMO_DEBS  := $(BUILD_DEBS) python3 dataset-fashion-mnist gnuplot-nox
+# Checks that run only when these are present (each SKIP line names its own):
+# the real-data example runs and plots, libFuzzer and TSan, TSan's BLAS.
+OPTIONAL_TEST_DEBS := dataset-fashion-mnist gnuplot-nox clang libclang-rt-14-dev libblas-dev python3-torch
 
 # ---- BLAS selection ---------------------------------------------------------
 BLAS ?= auto
@@ -93,7 +107,7 @@ endif
 SHLIB  := $(LIBOUT)/libwmanifold.so.$(VERSION)
 STLIB  := $(LIBOUT)/libwmanifold.a
 
-.PHONY: all lib deps test test-c test-docs check-blas install uninstall clean demo bench docs
+.PHONY: all lib deps print-debs test test-c test-docs test-suites check-blas install install-ldconfig uninstall clean demo bench docs help
 all: lib
 lib: check-blas $(SHLIB) $(LIBOUT)/$(SONAME) $(LIBOUT)/libwmanifold.so $(STLIB) $(LIBOUT)/wmanifold.pc
 
@@ -102,7 +116,11 @@ check-blas:
 	@test -n "$(BLAS_LIBS)" || { echo "no BLAS found: sudo apt-get install -y libopenblas-dev"; exit 1; }
 
 deps:
-	@.ci/ensure-deps $(BUILD_DEBS)
+	@.ci/ensure-deps $(TEST_DEBS)
+
+# Every package any target here installs or skips for (.ci/run installs these).
+print-debs:
+	@echo $(sort $(TEST_DEBS) $(DEMO_DEBS) $(OPTIONAL_TEST_DEBS))
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/wmanifold.h Makefile | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -154,15 +172,45 @@ TEST_EXTRA :=
 -include $(sort $(wildcard examples/*.mk tests/*.mk docs/*.mk python/*.mk))
 -include src/mpi/mpi.mk
 
-test: deps
-	@$(MAKE) --no-print-directory test-c $(TEST_EXTRA)
+# Each suite runs with its whole output in $(TEST_LOGS)/NAME.log and prints one
+# line (tests/suite.sh); tests/summary.sh prints the total. The C suites are
+# one per tests/test_*.c and the README's quickstart; the fragments add theirs
+# to TEST_EXTRA. Everything the suites share is built first, so that suites
+# running in parallel (make -j2 test) never build the same file.
+TEST_LOGS    := $(BUILD)/test-logs
+C_SUITES     := $(patsubst tests/%.c,%,$(TEST_SRCS)) quickstart
+TEST_PREBUILD = lib $(TEST_BINS) $(BUILD)/quickstart
+SUITE_NAME    = $(patsubst test-%,%,$(patsubst suite-c-%,%,$(1)))
 
-test-c: lib $(TEST_BINS) $(BUILD)/quickstart
-	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
-	    CMOCKA_MESSAGE_OUTPUT=stdout $(TEST_RUN) $$t; done
-	@echo "== quickstart (the README's example, which must match examples/quickstart.c)"
-	@$(PYTHON) -c "import sys; r=open('README.md').read(); q=open('examples/quickstart.c').read(); sys.exit(0 if q in r else 'README.md does not contain examples/quickstart.c verbatim')"
-	@$(TEST_RUN) $(BUILD)/quickstart
+test: deps
+	@$(MAKE) --no-print-directory test-suites TEST_LABEL="make test" \
+	    SUITES="$(addprefix suite-c-,$(C_SUITES)) $(TEST_EXTRA)" PREBUILD="$(TEST_PREBUILD) examples"
+
+test-c:
+	@$(MAKE) --no-print-directory test-suites TEST_LABEL="make test-c" \
+	    SUITES="$(addprefix suite-c-,$(C_SUITES))" PREBUILD="$(TEST_PREBUILD)"
+
+# (`make test-suites SUITES="test-abi test-install"` runs any chosen few.)
+SUITES   ?= $(addprefix suite-c-,$(C_SUITES))
+PREBUILD ?= $(TEST_PREBUILD)
+test-suites:
+	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS) && date +%s > $(TEST_LOGS)/.start
+	@sh tests/suite.sh $(TEST_LOGS) build sh -c '$(MAKE) --no-print-directory $(PREBUILD) && echo "build: 1 passed, 0 failed"'; \
+	if [ "$$(cut -d' ' -f1 $(TEST_LOGS)/build.result)" = 0 ]; then \
+	    $(MAKE) --no-print-directory $(addprefix run-suite/,$(SUITES)); fi; \
+	sh tests/summary.sh $(TEST_LOGS) "$(or $(TEST_LABEL),make test-suites)" build $(foreach t,$(SUITES),$(call SUITE_NAME,$(t)))
+
+run-suite/%:
+	@sh tests/suite.sh $(TEST_LOGS) $(call SUITE_NAME,$*) $(MAKE) --no-print-directory $*
+
+suite-c-%: $(BUILD)/tests/%
+	@CMOCKA_MESSAGE_OUTPUT=stdout $(TEST_RUN) $<
+
+suite-c-quickstart: $(BUILD)/quickstart
+	@$(PYTHON) -c "import sys; r=open('README.md').read(); q=open('examples/quickstart.c').read(); sys.exit(0 if q in r else 'README.md does not contain examples/quickstart.c verbatim')" \
+	    && echo "ok   README.md quotes examples/quickstart.c verbatim"
+	@$(TEST_RUN) $(BUILD)/quickstart && echo "ok   quickstart runs"
+	@echo "quickstart: 2 passed, 0 failed"
 
 $(BUILD)/quickstart: examples/quickstart.c $(STLIB) $(BLAS_STAMP)
 	@mkdir -p $(BUILD)
@@ -179,6 +227,18 @@ test-docs: docs
 TEST_EXTRA += test-docs
 
 # ---- install ------------------------------------------------------------------
+# Into the loader's own search path (e.g. /usr/local/lib on Debian) as root,
+# install runs ldconfig so that programs find libwmanifold.so.0 at once; for
+# any other directory it says how to point programs at it (README: Installing).
+# The directories ld.so searches: ldconfig's list, and the built-in /lib, /usr/lib.
+# LDCONFIG is what install runs (tests/install_test.sh replaces it by an echo).
+LDCONFIG ?= $(firstword $(wildcard /sbin/ldconfig /usr/sbin/ldconfig) ldconfig)
+LD_LIST  := $(firstword $(wildcard /sbin/ldconfig /usr/sbin/ldconfig) ldconfig)
+LD_DIRS   = $$( { $(LD_LIST) -v -N 2>/dev/null | sed -n 's|^\(/[^:]*\):.*|\1|p'; echo /lib; echo /usr/lib; } \
+	      | while read -r d; do readlink -f "$$d"; done)
+INSTALLED := $(INCDIR)/wmanifold.h $(INCDIR)/wmanifold.hpp $(LIBDIR)/libwmanifold.so.$(VERSION) \
+	     $(LIBDIR)/$(SONAME) $(LIBDIR)/libwmanifold.so $(LIBDIR)/libwmanifold.a $(LIBDIR)/pkgconfig/wmanifold.pc
+
 install: lib
 	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 include/wmanifold.h include/wmanifold.hpp $(DESTDIR)$(INCDIR)/
@@ -187,10 +247,54 @@ install: lib
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libwmanifold.so
 	install -m 644 lib/libwmanifold.a $(DESTDIR)$(LIBDIR)/
 	$(PC_WRITE) > $(DESTDIR)$(LIBDIR)/pkgconfig/wmanifold.pc
+	@$(MAKE) --no-print-directory install-ldconfig
 
+# (its own target so that `make install` shows what it decided)
+install-ldconfig:
+	@if [ -n "$(DESTDIR)" ]; then \
+	    echo "libwmanifold: staged under DESTDIR=$(DESTDIR); ldconfig is the package manager's job"; \
+	elif echo "$(LD_DIRS)" | tr ' ' '\n' | grep -qx "$$(readlink -f $(LIBDIR))"; then \
+	    if [ "$$(id -u)" = 0 ]; then echo "$(LDCONFIG)"; $(LDCONFIG); \
+	    else echo "libwmanifold: $(LIBDIR) is on the loader's path; run ldconfig as root to refresh its cache"; fi; \
+	else \
+	    echo "libwmanifold: $(LIBDIR) is not on the loader's search path; programs need one of"; \
+	    echo "    cc prog.c \$$(pkg-config --cflags --libs wmanifold) -Wl,-rpath,$(LIBDIR)"; \
+	    echo "    LD_LIBRARY_PATH=$(LIBDIR) ./prog"; \
+	    echo "  (and PKG_CONFIG_PATH=$(LIBDIR)/pkgconfig for pkg-config to find wmanifold.pc)"; \
+	fi
+
+# Removes exactly the files install writes (the directories stay: they may
+# be shared, like /usr/local/include).
 uninstall:
-	rm -f $(DESTDIR)$(INCDIR)/wmanifold.h $(DESTDIR)$(INCDIR)/wmanifold.hpp $(DESTDIR)$(LIBDIR)/libwmanifold.* \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/wmanifold.pc
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && \
+	    echo "$(LD_DIRS)" | tr ' ' '\n' | grep -qx "$$(readlink -f $(LIBDIR) 2>/dev/null)"; then \
+	    echo "$(LDCONFIG)"; $(LDCONFIG); fi
+
+# ---- help -----------------------------------------------------------------------
+help:
+	@echo "libwmanifold $(VERSION) -- make targets (variables: VAR=value on the command line)"
+	@echo ""
+	@echo "  make [all|lib]       lib/libwmanifold.so.$(VERSION) (+ soname links), lib/libwmanifold.a, lib/wmanifold.pc"
+	@echo "                       BLAS=openblas|reference (default: OpenBLAS if pkg-config finds it)"
+	@echo "  make test            every suite: one line each, then 'N passed, M failed, K skipped';"
+	@echo "                       logs in build/<variant>/test-logs/; as root installs what it needs"
+	@echo "  make test-c          the C suites only;  SANITIZE=1 (ASan+UBSan), VALGRIND=1 (memcheck)"
+	@echo "  make test-suites SUITES='test-abi suite-c-test_io'   chosen suites only"
+	@echo "  make demo            Fashion-MNIST: rotation for seeds DEMO_SEEDS='$(DEMO_SEEDS)', noise and torus"
+	@echo "                       for DEMO_OTHER_SEEDS='$(DEMO_OTHER_SEEDS)'; into OUT=$(DEMO_OUT) (never over tracked files)"
+	@echo "  make results RUN=dir record a demo run in docs/results/ and regenerate docs/results.md"
+	@echo "  make demo-cnn        the CNN on rotated Fashion-MNIST, into CNN_OUT=$(CNN_OUT)"
+	@echo "  make examples        build the example programs into $(BUILD)/examples"
+	@echo "  make install         PREFIX=$(PREFIX) (LIBDIR, INCDIR) DESTDIR=; runs ldconfig as root in the loader's path"
+	@echo "  make uninstall       the same variables: removes what install wrote"
+	@echo "  make docs            the API reference (Doxygen) in build/docs/html"
+	@echo "  make bench | bench-quick   speed against PyTorch and the GEMM floor (build/bench.md)"
+	@echo "  make fuzz [FUZZ_SECONDS=60] | fuzz-load | fuzz-api    libFuzzer (docs/reliability.md)"
+	@echo "  make coverage        gcov/lcov coverage of src/ from the C suites"
+	@echo "  make deps            install (as root) or name the Debian packages make test needs:"
+	@echo "                       $(TEST_DEBS)"
+	@echo "  make clean           remove build/ and lib/"
 
 clean:
 	rm -rf build lib/libwmanifold.* lib/wmanifold.pc

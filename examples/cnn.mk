@@ -3,7 +3,7 @@
 # BUILD, TEST_RUN and TEST_EXTRA.
 #
 #   make $(BUILD)/examples/cnn_rotation   (also built by `make examples`)
-#   make demo-cnn        the default experiment, results in docs/results/cnn_rotation.*
+#   make demo-cnn        the default experiment, results in build/demo-cnn/ (or CNN_OUT=dir)
 #   make test-cnn        quick end-to-end checks (part of `make test`)
 #
 # This file is read before examples/examples.mk, so it uses its own variable
@@ -15,7 +15,7 @@ CNN_OBJS     := $(CNN_BIN)/cnn_rotation.o $(CNN_BIN)/cifar.o $(CNN_BIN)/cnn-comm
                 $(CNN_BIN)/cnn-idx.o
 CNN_HEADERS  := examples/cifar.h examples/common.h examples/idx.h include/wmanifold.h
 CNN_DATA     ?= /usr/share/datasets/fashion-mnist
-CNN_OUT      ?= docs/results
+CNN_OUT      ?= build/demo-cnn
 CNN_FLAGS    ?=
 
 .PHONY: demo-cnn test-cnn examples
@@ -35,7 +35,7 @@ $(CNN_BIN)/cnn-common.o $(CNN_BIN)/cnn-idx.o: $(CNN_BIN)/cnn-%.o: examples/%.c $
 $(CNN_PROG): $(CNN_OBJS) $(STLIB)
 	$(CC) -o $@ $(CNN_OBJS) $(STLIB) $(LIBS) -lz $(LDFLAGS_SAN)
 
-# The output goes to the terminal and to docs/results/cnn_rotation.log; the
+# The output goes to the terminal and to $(CNN_OUT)/cnn_rotation.log; the
 # exit status survives the pipe through tee via a status file.
 demo-cnn:
 	@.ci/ensure-deps dataset-fashion-mnist zlib1g-dev gnuplot-nox

@@ -138,7 +138,7 @@ else
     if command -v gnuplot > /dev/null 2>&1; then
         if [ -s "$o/cnn_rotation.png" ]; then ok "cnn_rotation.png rendered"; else bad "cnn_rotation.png rendered"; fi
     else
-        skp "cnn_rotation.png rendered" "gnuplot is absent"
+        skp "cnn_rotation.png rendered" "gnuplot is absent (sudo apt-get install -y gnuplot-nox)"
     fi
     if grep -q "held-out arc" "$tmp/out" && grep -q "parameters" "$tmp/out"; then
         ok "prints the summary and parameter counts"

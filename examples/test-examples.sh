@@ -126,7 +126,7 @@ else
     if command -v gnuplot > /dev/null 2>&1; then
         if [ -s "$o/rotation.png" ]; then ok "rotation.png rendered"; else bad "rotation.png rendered"; fi
     else
-        skp "rotation.png rendered" "gnuplot is absent"
+        skp "rotation.png rendered" "gnuplot is absent (sudo apt-get install -y gnuplot-nox)"
     fi
     if grep -q "held-out arc" "$tmp/out" && grep -q "parameters" "$tmp/out"; then
         ok "rotation prints the summary and parameter counts"

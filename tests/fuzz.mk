@@ -64,7 +64,7 @@ fuzz: fuzz-load fuzz-api
 test-fuzz-corpus:
 	@mkdir -p $(FUZZ_DIR)
 	@if ! $(FUZZ_PROBE); then \
-	    echo "fuzz-corpus: SKIP ($(FUZZ_CC) -fsanitize=fuzzer does not link; apt-get install clang libclang-rt-dev)"; \
+	    echo "fuzz-corpus: SKIP ($(FUZZ_CC) -fsanitize=fuzzer does not link: apt-get install clang libclang-rt-14-dev)"; \
 	    exit 0; fi; \
 	$(MAKE) --no-print-directory -s fuzz-bins || exit 1; \
 	pass=0; fail=0; \
@@ -105,7 +105,7 @@ $(TSAN_DIR)/tsan_test: tests/tsan_test.c $(TSAN_OBJS)
 test-tsan:
 	@mkdir -p $(TSAN_DIR)
 	@if [ -z "$(TSAN_BLASDIR)" ]; then echo "tsan: SKIP (no reference BLAS: apt-get install libblas-dev)"; exit 0; fi; \
-	if ! $(TSAN_PROBE); then echo "tsan: SKIP ($(TSAN_CC) -fsanitize=thread does not link)"; exit 0; fi; \
+	if ! $(TSAN_PROBE); then echo "tsan: SKIP ($(TSAN_CC) -fsanitize=thread does not link: apt-get install clang libclang-rt-14-dev)"; exit 0; fi; \
 	$(MAKE) --no-print-directory -s $(TSAN_DIR)/tsan_test || exit 1; \
 	if TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" $(TSAN_DIR)/tsan_test; then \
 	    echo "tsan: 1 passed, 0 failed"; else echo "tsan: 0 passed, 1 failed"; exit 1; fi

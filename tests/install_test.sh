@@ -8,12 +8,21 @@
 #     builds with `pkg-config --cflags --libs wmanifold` against the shared
 #     library and runs with LD_LIBRARY_PATH, resolving the installed copy;
 #  3. the C++ example builds the same way with an rpath and runs;
-#  4. `pkg-config --static` links libwmanifold.a into the program (no
-#     libwmanifold.so NEEDED) and it runs;
+#  4. the README's static links (its "install_test: static" block): with
+#     `pkg-config --static` alone, -static makes a program with no NEEDED
+#     entry at all, and -l:libwmanifold.a one without libwmanifold.so; both run;
 #  5. make install DESTDIR=$tmp/stage PREFIX=/opt/... stages under DESTDIR
 #     only, its .pc names the final prefix (not the staging directory), and a
-#     program builds against the staged tree (PKG_CONFIG_SYSROOT_DIR) and runs;
-#  6. make uninstall removes what install put there.
+#     program builds against the staged tree (PKG_CONFIG_SYSROOT_DIR) and
+#     runs; make uninstall with the same DESTDIR and PREFIX empties it;
+#  6. make uninstall removes what install put there;
+#  7. ldconfig: install into a directory the loader searches runs it (as
+#     root; LDCONFIG is replaced by an echo) or says to run it (not root);
+#     into any other directory it does not, and prints the rpath and
+#     LD_LIBRARY_PATH ways instead;
+#  8. the README's "install_test: other-prefix" block, run as written with
+#     HOME in a temp dir: install, rpath build, LD_LIBRARY_PATH build, both
+#     run, uninstall leaves nothing.
 # Ends with "install: N passed, N failed"; exits non-zero on any failure.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -111,24 +120,55 @@ else
     bad "C++ example does not build with pkg-config: $(head -5 "$tmp/err")"
 fi
 
-# ---- 4. static ------------------------------------------------------------------
-fresh
-# -lwmanifold would pick the .so next to the .a: ask for the archive by name.
-# shellcheck disable=SC2086
-static_libs=$(pkg-config $pc_override --static --libs wmanifold | sed 's/-lwmanifold\b/-l:libwmanifold.a/')
-# shellcheck disable=SC2086
-if "$CC" -std=c11 -Wall -Wextra -Werror -o "$app/app_static" "$app/app.c" \
-    $(pkg-config $pc_override --cflags wmanifold) $static_libs 2>"$tmp/err"; then
-    if readelf -d "$app/app_static" | grep -q 'NEEDED.*libwmanifold'; then
-        bad "static program still needs libwmanifold.so"
-    elif (cd "$app" && ./app_static >"$tmp/out" 2>&1); then
-        ok "C program linked with pkg-config --static (libwmanifold.a) runs"
+# ---- 4. static (the README's commands) ------------------------------------------
+# readme_block NAME: the ```sh block after README.md's "<!-- install_test: NAME -->".
+readme_block() {
+    awk -v m="<!-- install_test: $1 -->" '$0 == m { f = 1; next }
+        f && /^```sh/ { g = 1; next } g && /^```/ { exit } g { print }' "$root/README.md"
+}
+mkdir -p "$app/examples"
+cp "$root/examples/quickstart.c" "$app/examples/"
+readme_block static >"$tmp/static.sh"
+if [ "$(wc -l <"$tmp/static.sh")" -ne 2 ]; then
+    bad "README.md's static block has $(wc -l <"$tmp/static.sh") commands, want 2"
+fi
+n=0
+while IFS= read -r cmd; do
+    n=$((n + 1))
+    fresh
+    rm -f "$app/quickstart"
+    # shellcheck disable=SC2086
+    if ! (cd "$app" && eval "$cmd") 2>"$tmp/err"; then
+        bad "README static link $n does not link: $cmd: $(head -5 "$tmp/err")"
+        continue
+    fi
+    needed=$(readelf -d "$app/quickstart" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+    if [ $n = 1 ] && [ -n "$needed" ]; then
+        bad "README static link 1 (-static) still needs: $needed"
+    elif echo "$needed" | grep -q libwmanifold; then
+        bad "README static link $n still needs libwmanifold.so"
+    elif (cd "$app" && ./quickstart >"$tmp/out" 2>&1); then
+        ok "README static link $n runs (NEEDED: ${needed:-none})"
     else
-        bad "static C program failed:"
+        bad "README static link $n: the program failed:"
         cat "$tmp/out"
     fi
+done <"$tmp/static.sh"
+# What the static link pulls in: at least every library the BLAS's own
+# static link names (OpenBLAS: -lgfortran).
+blas_pc=$(pkg-config $pc_override --print-requires-private wmanifold 2>/dev/null | awk '{ print $1 }')
+if [ -n "$blas_pc" ]; then
+    want=$(pkg-config --static --libs-only-l "$blas_pc" | tr ' ' '\n' | grep . | sort -u)
+    # shellcheck disable=SC2086
+    have=$(pkg-config $pc_override --static --libs-only-l wmanifold | tr ' ' '\n' | grep . | sort -u)
+    lacking=$(printf '%s\n' "$want" | while read -r l; do printf '%s\n' "$have" | grep -qx -- "$l" || printf '%s ' "$l"; done)
+    if [ -z "$lacking" ]; then
+        ok "pkg-config --static --libs wmanifold includes $blas_pc's static libs ($(echo $want))"
+    else
+        bad "pkg-config --static --libs wmanifold lacks $lacking"
+    fi
 else
-    bad "C program does not link with pkg-config --static: $(head -5 "$tmp/err")"
+    bad "wmanifold.pc names no BLAS in Requires.private"
 fi
 
 # ---- 5. DESTDIR staging ---------------------------------------------------------
@@ -162,6 +202,13 @@ else
     bad "C program against the staged tree failed: $(head -5 "$tmp/err" "$tmp/out" 2>/dev/null)"
 fi
 
+if "$MAKE" -C "$root" --no-print-directory uninstall DESTDIR="$stage" PREFIX="$final" >"$tmp/install.log" 2>&1 &&
+    [ -z "$(find "$stage" -type f -o -type l)" ]; then
+    ok "make uninstall DESTDIR=... PREFIX=... empties the staged tree"
+else
+    bad "make uninstall DESTDIR=... left: $(find "$stage" -type f -o -type l | tr '\n' ' ')"
+fi
+
 # ---- 6. uninstall -----------------------------------------------------------------
 if "$MAKE" -C "$root" --no-print-directory uninstall PREFIX="$prefix" >"$tmp/install.log" 2>&1 &&
     [ -z "$(find "$prefix" -type f -o -type l)" ]; then
@@ -169,6 +216,68 @@ if "$MAKE" -C "$root" --no-print-directory uninstall PREFIX="$prefix" >"$tmp/ins
 else
     bad "make uninstall left: $(find "$prefix" -type f -o -type l | tr '\n' ' ')"
 fi
+
+# ---- 7. ldconfig -------------------------------------------------------------------
+# A directory the loader searches on this system, and one it does not.
+sysdir=$( { /sbin/ldconfig -v -N 2>/dev/null || ldconfig -v -N 2>/dev/null; } |
+    sed -n 's|^\(/[^:]*\):.*|\1|p' | sort | grep -x /usr/local/lib || echo)
+[ -n "$sysdir" ] || sysdir=$( { /sbin/ldconfig -v -N 2>/dev/null || ldconfig -v -N 2>/dev/null; } |
+    sed -n 's|^\(/[^:]*\):.*|\1|p' | head -n 1)
+if [ -z "$sysdir" ]; then
+    bad "ldconfig -v -N lists no directory"
+else
+    "$MAKE" -C "$root" --no-print-directory install-ldconfig LIBDIR="$sysdir" \
+        LDCONFIG="echo LDCONFIG-RAN" >"$tmp/out" 2>&1
+    if [ "$(id -u)" = 0 ]; then
+        if grep -q '^LDCONFIG-RAN$' "$tmp/out"; then ok "install into $sysdir as root runs ldconfig"
+        else bad "install into $sysdir as root does not run ldconfig: $(cat "$tmp/out")"; fi
+    else
+        if grep -q 'run ldconfig as root' "$tmp/out"; then ok "install into $sysdir not as root says to run ldconfig"
+        else bad "install into $sysdir not as root: $(cat "$tmp/out")"; fi
+    fi
+fi
+"$MAKE" -C "$root" --no-print-directory install-ldconfig LIBDIR="$tmp/elsewhere/lib" \
+    LDCONFIG="echo LDCONFIG-RAN" >"$tmp/out" 2>&1
+if ! grep -q LDCONFIG-RAN "$tmp/out" && grep -q -- "-Wl,-rpath,$tmp/elsewhere/lib" "$tmp/out" &&
+    grep -q "LD_LIBRARY_PATH=$tmp/elsewhere/lib" "$tmp/out"; then
+    ok "install elsewhere does not run ldconfig and names -Wl,-rpath and LD_LIBRARY_PATH"
+else
+    bad "install elsewhere: $(cat "$tmp/out")"
+fi
+
+# ---- 8. the README's other-prefix commands, as written --------------------------------
+readme_block other-prefix >"$tmp/readme.sh"
+home=$tmp/home
+mkdir -p "$home"
+fresh
+if [ ! -s "$tmp/readme.sh" ]; then
+    bad "README.md has no install_test: other-prefix block"
+elif (cd "$app" && HOME=$home PKG_CONFIG_PATH= sh -ec "make() { command \"$MAKE\" -C \"$root\" --no-print-directory \"\$@\"; }
+        $(cat "$tmp/readme.sh")") >"$tmp/out" 2>&1; then
+    left=$(find "$home" -type f -o -type l | tr '\n' ' ')
+    if [ "$(grep -c 'want' "$tmp/out")" -ne 2 ]; then
+        bad "README other-prefix block: the two programs did not both print their result"
+    elif [ -n "$left" ]; then
+        bad "README other-prefix block: make uninstall left $left"
+    else
+        ok "README's other-prefix commands (install, rpath, LD_LIBRARY_PATH, uninstall) work as written"
+    fi
+else
+    bad "README's other-prefix commands failed:"
+    tail -15 "$tmp/out"
+fi
+# The rpath line alone really records the directory.
+rline=$(grep -- '-Wl,-rpath' "$tmp/readme.sh" | head -n 1)
+fresh
+if [ -n "$rline" ] &&
+    "$MAKE" -C "$root" --no-print-directory install PREFIX="$home/.local" >"$tmp/install.log" 2>&1 &&
+    (cd "$app" && HOME=$home PKG_CONFIG_PATH=$home/.local/lib/pkgconfig && eval "$rline") 2>"$tmp/err" &&
+    readelf -d "$app/quickstart" | grep -E '(RUNPATH|RPATH)' | grep -q "$home/.local/lib"; then
+    ok "the README's rpath build records \$HOME/.local/lib in the program"
+else
+    bad "the README's rpath build: no RUNPATH naming $home/.local/lib $(head -3 "$tmp/err" 2>/dev/null)"
+fi
+"$MAKE" -C "$root" --no-print-directory uninstall PREFIX="$home/.local" >/dev/null 2>&1
 
 echo "install: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
