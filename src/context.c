@@ -64,7 +64,7 @@ static wm_status evaluate(void *ctx, const double *s, int lanes, double *f)
     objective *o = ctx;
     int n = o->b->n, dim = o->net->m->dim;
     (void)lanes;
-    for (int i = 0; i < n; i++)         /* wm_infer takes the user's units */
+    for (int i = 0; i < n && dim > 0; i++)   /* wm_infer takes the user's units (a point: s is NULL) */
         wmi_context_to_user(o->net->m, s + (o->shared ? 0 : (size_t)i * dim), o->s_rows + (size_t)i * dim);
     wm_status st = wm_infer(o->net, o->b->x, dim > 0 ? o->s_rows : NULL, n, o->out);
     if (st != WM_OK)
