@@ -25,6 +25,7 @@
 
 #include "crc32.h"
 #include "error.h"
+#include "layers/layer.h"
 #include "net.h"
 #include "optim.h"
 
@@ -164,24 +165,12 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
     put_u32(&hdr, (uint32_t)net->n_layers);
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        const wm_layer_ops *ops = wmi_ops(ly);
+        uint32_t v[WMI_LAYER_MAX_FIELDS];
+        ops->fields(ly, v);
         put_u32(&hdr, (uint32_t)ly->kind);
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:
-            put_u32(&hdr, (uint32_t)ly->out);
-            put_u32(&hdr, (uint32_t)ly->act);
-            break;
-        case WM_LAYER_CONV:
-            put_u32(&hdr, (uint32_t)ly->out_c);
-            put_u32(&hdr, (uint32_t)ly->k);
-            put_u32(&hdr, (uint32_t)ly->stride);
-            put_u32(&hdr, (uint32_t)ly->pad);
-            put_u32(&hdr, (uint32_t)ly->act);
-            break;
-        case WM_LAYER_MAXPOOL:
-        case WM_LAYER_AVGPOOL:
-            put_u32(&hdr, (uint32_t)ly->k);
-            break;
-        }
+        for (int j = 0; j < ops->n_fields; j++)
+            put_u32(&hdr, v[j]);
     }
     put_bytes(w, MAGIC, 4);
     put_u32(w, FORMAT_VERSION);
@@ -482,22 +471,22 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
         st = bad(c, "input shape does not match the input count");
     for (uint32_t l = 0; l < n_layers && st == WM_OK; l++) {
         /* every value is range-checked by the same calls that built the net */
-        uint32_t kind = get_u32(&r), v[5] = {0};
-        int nv = kind == WM_LAYER_DENSE ? 2 : kind == WM_LAYER_CONV ? 5 : 1;
-        for (int j = 0; j < nv; j++)
-            v[j] = get_u32(&r);
-        int bad_value = 0;
-        for (int j = 0; j < nv; j++)
-            bad_value |= v[j] > (1u << 24);
-        if (r.bad || kind > WM_LAYER_AVGPOOL || bad_value) {
+        uint32_t kind = get_u32(&r), v[WMI_LAYER_MAX_FIELDS] = {0};
+        if (r.bad || kind >= WM_LAYER_N_KINDS) {
             st = bad(c, "bad layer description");
             break;
         }
-        wm_status add = kind == WM_LAYER_DENSE  ? wm_net_dense(net, (int)v[0], (wm_activation)v[1])
-                        : kind == WM_LAYER_CONV ? wm_net_conv2d(net, (int)v[0], (int)v[1], (int)v[2],
-                                                                (int)v[3], (wm_activation)v[4])
-                        : kind == WM_LAYER_MAXPOOL ? wm_net_maxpool(net, (int)v[0])
-                                                   : wm_net_avgpool(net, (int)v[0]);
+        const wm_layer_ops *ops = wmi_layer_ops[kind];
+        int bad_value = 0;
+        for (int j = 0; j < ops->n_fields; j++) {
+            v[j] = get_u32(&r);
+            bad_value |= v[j] > (1u << 24);
+        }
+        if (r.bad || bad_value) {
+            st = bad(c, "bad layer description");
+            break;
+        }
+        wm_status add = ops->rebuild(net, v);
         if (add != WM_OK)
             st = add == WM_ENOMEM ? add : bad(c, "a layer cannot be rebuilt (sizes out of range)");
     }

@@ -4,14 +4,21 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdint.h>
 
 #include "manifold.h"
 #include "wmanifold.h"
 
 #define WM_MAX_LAYERS 128
 
-typedef enum { WM_LAYER_DENSE, WM_LAYER_CONV, WM_LAYER_MAXPOOL, WM_LAYER_AVGPOOL } wm_layer_kind;
+/* A layer's kind: its index in wmi_layer_ops (layers/layer.h) and its code
+ * in model files, so the numbers never change; new kinds go at the end. */
+typedef enum {
+    WM_LAYER_DENSE,
+    WM_LAYER_CONV,
+    WM_LAYER_MAXPOOL,
+    WM_LAYER_AVGPOOL,
+    WM_LAYER_N_KINDS
+} wm_layer_kind;
 
 /* One layer. `in` and `out` are the per-sample activation sizes it reads and
  * writes (CHW order for images). A layer with parameters keeps them as a
@@ -67,5 +74,27 @@ static inline int wmi_net_in0(const wm_net *net)
 /* P_k from Q: P = L^-T Q, i.e. P_k = sum_{j>=k} Linv[j][k] Q_j, for a block of
  * Kp rows of `len` floats each (stride `len`). Writes len floats. */
 void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk);
+
+/* ---- for the layer adders (src/layers/): check, then append ---- */
+
+/* Every per-sample size (inputs, outputs, matrix columns) fits this. */
+#define WMI_MAX_FEATURES ((int64_t)1 << 24)
+
+/* net not NULL, not initialised, room for one more layer. */
+wm_status wmi_net_check_add(const wm_net *net, const char *fn);
+/* An image input and an image current output (conv, pooling and the like). */
+wm_status wmi_net_check_spatial(const wm_net *net, const char *fn);
+/* The first layer's input fits (a concat net's features as values, or as
+ * constant planes when spatial). Pure; wmi_net_append commits it. */
+wm_status wmi_net_check_first_input(const wm_net *net, int spatial, const char *fn);
+/* The input channels an image layer added now sees (a concat net's first
+ * image layer also reads the feature planes). */
+int wmi_net_in_channels(const wm_net *net);
+/* The flat width a layer added now reads (dense columns). */
+int wmi_net_in_features(const wm_net *net);
+/* Append ly (kind, out, rows, cols, shapes, act filled in; out_c > 0 for
+ * an image output), placing its parameter blocks; fails without changing
+ * the net if too large. spatial: the layer reads an image. */
+wm_status wmi_net_append(wm_net *net, wm_layer *ly, int spatial, const char *fn);
 
 #endif

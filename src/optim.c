@@ -26,6 +26,7 @@
 
 #include "blas.h"
 #include "error.h"
+#include "layers/layer.h"
 #include "loss.h"
 #include "memory.h"
 #include "optim.h"
@@ -638,8 +639,8 @@ wm_status wm_apply(wm_optimizer *o)
     return apply_bounded(o, wmi_max_abs(o->grad, o->net->n_params));
 }
 
-/* Whether wm_step may update directly: only dense layers (conv gradients
- * sum over positions) and a plain learning-rate step (a volume budget needs
+/* Whether wm_step may update directly: only layers whose table says their
+ * gradient is the rank-n dense form (dense; conv gradients sum over positions) and a plain learning-rate step (a volume budget needs
  * the whole gradient's norm before any write). Mixed contexts only up to a
  * few dozen rows: beyond, the stacked gradient GEMMs dominate and splitting
  * them into blocks costs more (the BLAS re-packs X per block, measured 8% at
@@ -652,7 +653,7 @@ static int direct_eligible(const wm_optimizer *o, const wm_pass *p)
     if (o->clip > 0 && p->n > 1)        /* the clip needs |g| first: only rank 1 knows it early */
         return 0;
     for (int l = 0; l < o->net->n_layers; l++)
-        if (o->net->layers[l].kind != WM_LAYER_DENSE)
+        if (!wmi_ops(&o->net->layers[l])->direct_update)
             return 0;
     return 1;
 }

@@ -7,9 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "conv.h"
-#include "dense.h"
 #include "error.h"
+#include "layers/layer.h"
 #include "memory.h"
 #include "pass.h"
 #include "simd.h"
@@ -28,12 +27,15 @@ static size_t wmat_floats(const wm_layer *ly)
     return wmi_layer_has_params(ly) ? round_up((size_t)ly->rows * (ly->cols + 1)) : 0;
 }
 
-static size_t conv_floats(const wm_net *net)
+/* The largest per-layer scratch any layer asks for (one slot, shared). */
+static size_t scratch_floats(const wm_net *net)
 {
     size_t most = 0;
-    for (int l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind == WM_LAYER_CONV && wmi_conv_scratch_floats(&net->layers[l]) > most)
-            most = wmi_conv_scratch_floats(&net->layers[l]);
+    for (int l = 0; l < net->n_layers; l++) {
+        const wm_layer_ops *ops = wmi_ops(&net->layers[l]);
+        size_t f = ops->scratch_floats ? ops->scratch_floats(&net->layers[l]) : 0;
+        most = f > most ? f : most;
+    }
     return most;
 }
 
@@ -75,7 +77,7 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
         TAKE(p ? &p->wmat : NULL, most);
     }
     TAKE(p ? &p->z : NULL, MUL(MUL(N, (size_t)net->Kp), (size_t)net->max_out));
-    TAKE(p ? &p->conv : NULL, conv_floats(net));
+    TAKE(p ? &p->conv : NULL, scratch_floats(net));
 #undef MUL
 #undef TAKE
     return wmi_mul_sat(off, sizeof(float));
@@ -171,25 +173,21 @@ static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
     return p->wmat + off;
 }
 
+/* What layer l's forward and backward see besides their input and output. */
+static wm_layer_io io_of(const wm_net *net, const wm_pass *p, int l)
+{
+    wm_layer_io io = {net->params, net->Kp, net->conv_strategy, p->C, p->shared, p->z,
+                      wmat_of(net, p, l), p->conv};
+    return io;
+}
+
 float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
 {
     const float *X = p->x0;
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:
-            wmi_dense_forward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], p->z,
-                              wmat_of(net, p, l));
-            break;
-        case WM_LAYER_CONV:
-            wmi_conv_forward(ly, net->params, net->Kp, net->conv_strategy, X, n, p->C, p->shared,
-                             p->act[l], p->z, wmat_of(net, p, l), p->conv);
-            break;
-        case WM_LAYER_MAXPOOL:
-        case WM_LAYER_AVGPOOL:
-            wmi_pool_forward(ly, X, n, p->act[l]);
-            break;
-        }
+        wm_layer_io io = io_of(net, p, l);
+        wmi_ops(ly)->forward(ly, &io, X, n, p->act[l]);
         X = p->act[l];
     }
     return p->act[net->n_layers - 1];
@@ -225,23 +223,11 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
         const wm_layer *ly = &net->layers[l];
         const float *X = l > 0 ? p->act[l - 1] : p->x0;
         float *d = p->delta[l], *dX = l > 0 ? p->delta[l - 1] : NULL;
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:
-            wmi_dense_backward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], d, grad,
-                               dX, p->z, wmat_of(net, p, l));
-            break;
-        case WM_LAYER_CONV:
-            wmi_conv_backward(ly, net->params, net->Kp, net->conv_strategy, X, n, p->C, p->shared,
-                              p->act[l], d, grad, dX, p->z, wmat_of(net, p, l), p->conv);
-            break;
-        case WM_LAYER_MAXPOOL:
-        case WM_LAYER_AVGPOOL:
-            if (dX)
-                wmi_pool_backward(ly, X, p->act[l], d, n, dX);
-            break;
-        }
+        const wm_layer_ops *ops = wmi_ops(ly);
+        wm_layer_io io = io_of(net, p, l);
+        ops->backward(ly, &io, X, n, p->act[l], d, grad, dX);
         if (wmi_layer_has_params(ly)) {     /* d now holds this layer's delta */
-            double positions = ly->kind == WM_LAYER_CONV ? (double)ly->out_h * ly->out_w : 1.0;
+            double positions = ops->grad_uses ? ops->grad_uses(ly) : 1.0;
             double xmax = wmi_max_abs(X, (size_t)n * ly->in), dmax = wmi_max_abs(d, (size_t)n * ly->out);
             /* x2: room for the rounding of n-term float sums */
             double b = 2.0 * n * positions * cmax * dmax * (xmax > 1.0 ? xmax : 1.0);

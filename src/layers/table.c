@@ -1,0 +1,10 @@
+/* layers/table.c -- every layer kind, indexed by wm_layer_kind (its code in
+ * model files). A new kind is one row here and one file beside this one. */
+#include "layers/layer.h"
+
+const wm_layer_ops *const wmi_layer_ops[WM_LAYER_N_KINDS] = {
+    [WM_LAYER_DENSE] = &wmi_dense_ops,
+    [WM_LAYER_CONV] = &wmi_conv2d_ops,
+    [WM_LAYER_MAXPOOL] = &wmi_maxpool_ops,
+    [WM_LAYER_AVGPOOL] = &wmi_avgpool_ops,
+};
