@@ -239,6 +239,19 @@ WM_API wm_status wm_net_maxpool(wm_net *net, int size);
 /** Average pooling; as wm_net_maxpool. */
 WM_API wm_status wm_net_avgpool(wm_net *net, int size);
 
+/** Append a residual connection: out = act(current output + output of layer
+ * from_layer), elementwise. Layers are numbered 0, 1, ... in the order they
+ * are added, every kind counted (this one too); from_layer = -1 is the net's
+ * input (on a concatenation net, the input without the context features).
+ * The two shapes must be equal: the same feature count, and on images the
+ * same channels x height x width. No parameters. A layer's output may feed
+ * any number of residuals; inference keeps it only until its last reader
+ * has run (wm_infer_workspace_size grows by one batch-sized buffer per
+ * output a skip keeps alive across other layers).
+ * Returns WM_OK, WM_EINVAL (NULL net, no layer yet, from_layer out of
+ * -1..n_layers-1, shapes differ, bad act), WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_residual(wm_net *net, int from_layer, wm_activation act);
+
 /** How a convolution runs a batch whose samples have different contexts:
  * WM_CONV_STACKED: im2col and one GEMM with the K basis kernels stacked (K x
  * the FLOPs of a plain conv); WM_CONV_MATERIALISED: build each sample's kernel

@@ -104,6 +104,8 @@ wm_status wmi_net_append(wm_net *net, wm_layer *ly, int spatial, const char *fn)
     ly->b_off = net->n_params + (size_t)net->Kp * ly->rows * ly->cols;
     net->n_params += add;
     net->layers[net->n_layers++] = *ly;
+    if (ly->has_in2)
+        net->has_skips = 1;
     if (ly->out > net->max_out)
         net->max_out = ly->out;
     if (ly->out > net->max_in)
@@ -204,6 +206,30 @@ void wmi_init_weights(const wm_layer *ly, float *w0, wmi_rng *rng)
         w0[j] = (float)(sd * wmi_rng_normal(rng));
 }
 
+void wmi_net_plan(wm_net *net)
+{
+    int L = net->n_layers, last[WM_MAX_LAYERS], holder[WM_MAX_LAYERS], n_slots = 0;
+    for (int j = 0; j < L; j++)                /* the last layer that reads output j */
+        last[j] = j + 1;                       /* the last layer's: the caller, after all */
+    for (int l = 0; l < L; l++)
+        if (net->layers[l].has_in2 && net->layers[l].in2 >= 0 && last[net->layers[l].in2] < l)
+            last[net->layers[l].in2] = l;
+    for (int l = 0; l < L; l++) {
+        int s = -1;
+        for (int j = 0; j < n_slots; j++) {    /* free what no later layer reads */
+            if (holder[j] >= 0 && last[holder[j]] < l)
+                holder[j] = -1;
+            if (holder[j] < 0 && s < 0)
+                s = j;
+        }
+        if (s < 0)
+            s = n_slots++;
+        holder[s] = l;
+        net->slot[l] = s;
+    }
+    net->n_slots = n_slots < 2 ? 2 : n_slots;  /* a chain's two, as before the plan */
+}
+
 wm_status wm_net_init(wm_net *net, uint64_t seed)
 {
     if (!net)
@@ -241,6 +267,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         }
     }
     free(q0);
+    wmi_net_plan(net);
     net->params = params;
     net->initialised = 1;
     net->inits++;

@@ -17,6 +17,7 @@ typedef enum {
     WM_LAYER_CONV,
     WM_LAYER_MAXPOOL,
     WM_LAYER_AVGPOOL,
+    WM_LAYER_RESIDUAL,
     WM_LAYER_N_KINDS
 } wm_layer_kind;
 
@@ -36,6 +37,9 @@ typedef struct {
     int k, stride, pad;           /* conv kernel; pools use k = stride = size */
     wm_activation act;
     size_t w_off, b_off;          /* offsets into wm_net.params */
+    /* Every layer reads the previous layer's output (layer -1: the net's
+     * input); a layer with has_in2 also reads layer in2's (-1: the input). */
+    int has_in2, in2;
 } wm_layer;
 
 static inline int wmi_layer_has_params(const wm_layer *ly) { return ly->rows > 0; }
@@ -58,6 +62,12 @@ struct wm_net {
     int shape_c, shape_h, shape_w;/* shape of the next layer's input (c = 0: flat) */
     int image_concat;             /* concat features enter as constant input planes */
     int conv_strategy;            /* wm_conv_strategy */
+    int has_skips;                /* some layer reads an output other than the previous one */
+    /* The inference plan (wmi_net_plan, at wm_net_init): layer l's output
+     * lives in activation buffer slot[l] of n_slots, a buffer reused once
+     * every reader of its last output has run (ggml-alloc's liveness). */
+    int n_slots;
+    int slot[WM_MAX_LAYERS];
     uint64_t inits;               /* wm_net_init calls: optimizers restart their moments */
     uint64_t version;             /* bumped by every write to params, so optimizers know
                                      when their bounds on |Q| are stale */
@@ -74,6 +84,9 @@ static inline int wmi_net_in0(const wm_net *net)
 /* P_k from Q: P = L^-T Q, i.e. P_k = sum_{j>=k} Linv[j][k] Q_j, for a block of
  * Kp rows of `len` floats each (stride `len`). Writes len floats. */
 void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk);
+
+/* Assign the inference activation buffers by liveness (net->slot, n_slots). */
+void wmi_net_plan(wm_net *net);
 
 /* ---- for the layer adders (src/layers/): check, then append ---- */
 

@@ -484,6 +484,8 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
 #define UPDATE(off, len, c, g) UPDATE_ROWS(off, 1, len, c, NULL, g)
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        if (!wmi_layer_has_params(ly))               /* a residual: nothing to update */
+            continue;
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
         const int in = ly->cols, out = ly->rows, plain = Kp == 1 || p->shared || n == 1;
         const int rb = (int)(block_floats(net) / (size_t)in);
@@ -549,6 +551,8 @@ static double rank1_sumsq(const wm_net *net, const wm_pass *p)
         cc += (double)p->C[kk] * p->C[kk];
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        if (!wmi_layer_has_params(ly))
+            continue;
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
         double dd = 0, xx = 1.0;
         for (int o2 = 0; o2 < ly->rows; o2++)

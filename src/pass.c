@@ -64,13 +64,17 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
         for (int l = 0; l < net->n_layers; l++)
             all += wmat_floats(&net->layers[l]);
         TAKE(p ? &p->wmat : NULL, all);
+        if (net->has_skips)
+            TAKE(p ? &p->dtmp : NULL, MUL(N, (size_t)net->max_out));
     } else {
-        float *ping = NULL, *pong = NULL;
-        TAKE(&ping, MUL(N, (size_t)net->max_out));
-        TAKE(&pong, MUL(N, (size_t)net->max_out));
+        /* the plan wm_net_init made: a chain alternates two buffers; a skip
+         * keeps its source's buffer until its last reader has run */
+        float *slot[WM_MAX_LAYERS];
+        for (int j = 0; j < net->n_slots; j++)
+            TAKE(&slot[j], MUL(N, (size_t)net->max_out));
         if (p && mem)
             for (int l = 0; l < net->n_layers; l++)
-                p->act[l] = l % 2 ? pong : ping;
+                p->act[l] = slot[net->slot[l]];
         size_t most = 0;
         for (int l = 0; l < net->n_layers; l++)
             most = wmat_floats(&net->layers[l]) > most ? wmat_floats(&net->layers[l]) : most;
@@ -176,8 +180,13 @@ static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
 /* What layer l's forward and backward see besides their input and output. */
 static wm_layer_io io_of(const wm_net *net, const wm_pass *p, int l)
 {
+    const wm_layer *ly = &net->layers[l];
     wm_layer_io io = {net->params, net->Kp, net->conv_strategy, p->C, p->shared, p->z,
-                      wmat_of(net, p, l), p->conv};
+                      wmat_of(net, p, l), p->conv, NULL, 0, NULL, 0};
+    if (ly->has_in2) {
+        io.X2 = ly->in2 < 0 ? p->x0 : p->act[ly->in2];
+        io.x2_stride = ly->in2 < 0 ? (size_t)wmi_net_in0(net) : (size_t)net->layers[ly->in2].out;
+    }
     return io;
 }
 
@@ -218,14 +227,33 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
 {
     double bound = 0.0, cmax = wmi_max_abs(p->C, (size_t)n * net->Kp);
     int last = net->n_layers - 1;
+    /* written[j]: a reader of output j has already put its part of the
+     * gradient in delta[j]; the next reader adds to it */
+    unsigned char written[WM_MAX_LAYERS] = {0};
     memcpy(p->delta[last], dy, sizeof(float) * (size_t)n * net->layers[last].out);
     for (int l = last; l >= 0; l--) {
         const wm_layer *ly = &net->layers[l];
         const float *X = l > 0 ? p->act[l - 1] : p->x0;
         float *d = p->delta[l], *dX = l > 0 ? p->delta[l - 1] : NULL;
+        int add = l > 0 && written[l - 1];     /* a skip read output l-1 too */
+        if (add)
+            dX = p->dtmp;
         const wm_layer_ops *ops = wmi_ops(ly);
         wm_layer_io io = io_of(net, p, l);
+        if (l > 0)
+            written[l - 1] = 1;
+        if (ly->has_in2 && ly->in2 >= 0) {
+            io.dX2 = p->delta[ly->in2];
+            io.dX2_add = written[ly->in2];
+        }
         ops->backward(ly, &io, X, n, p->act[l], d, grad, dX);
+        if (ly->has_in2 && ly->in2 >= 0)
+            written[ly->in2] = 1;
+        if (add) {
+            float *acc = p->delta[l - 1];
+            for (size_t j = 0, len = (size_t)n * ly->in; j < len; j++)
+                acc[j] += dX[j];
+        }
         if (wmi_layer_has_params(ly)) {     /* d now holds this layer's delta */
             double positions = ops->grad_uses ? ops->grad_uses(ly) : 1.0;
             double xmax = wmi_max_abs(X, (size_t)n * ly->in), dmax = wmi_max_abs(d, (size_t)n * ly->out);

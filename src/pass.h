@@ -14,11 +14,12 @@ typedef struct {
     int shared;                   /* every sample has the same c_hat */
     float *xin;                   /* concat: n x in0 input with features; else NULL */
     const float *x0;              /* what the first layer reads (x or xin) */
-    float *act[WM_MAX_LAYERS];    /* layer outputs (training) or two ping-pong buffers */
+    float *act[WM_MAX_LAYERS];    /* layer outputs (training) or the liveness plan's buffers */
     float *z;                     /* n x Kp*max_out */
     float *delta[WM_MAX_LAYERS];  /* training: dL/d(layer output), then its pre-activation delta */
     float *wmat;                  /* materialised layers (shared contexts) */
-    float *conv;                  /* per-sample conv scratch (largest conv layer) */
+    float *conv;                  /* per-layer scratch (the largest any layer asks for) */
+    float *dtmp;                  /* training with skips: a second reader's dX, then added */
 } wm_pass;
 
 /* Bytes of workspace for n rows (training keeps all activations). */

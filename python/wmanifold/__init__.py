@@ -336,6 +336,7 @@ _PROTOTYPES = {
                                 ctypes.c_int]),
     "wm_net_maxpool": (_status, [_handle, ctypes.c_int]),
     "wm_net_avgpool": (_status, [_handle, ctypes.c_int]),
+    "wm_net_residual": (_status, [_handle, ctypes.c_int, ctypes.c_int]),
     "wm_net_set_conv_strategy": (_status, [_handle, ctypes.c_int]),
     "wm_net_set_loss": (_status, [_handle, ctypes.c_int]),
     "wm_net_init": (_status, [_handle, ctypes.c_uint64]),
@@ -859,6 +860,12 @@ class Net(_Handle):
         """Append average pooling over size x size windows, stride size."""
         _call("wm_net_avgpool", self._p, int(size))
         return self._add_layer(kind="avgpool", size=int(size))
+
+    def residual(self, from_layer: int, act: Activation = Activation.NONE) -> "Net":
+        """Append act(current output + output of layer from_layer); -1 is
+        the net's input. The shapes must be equal. No parameters."""
+        _call("wm_net_residual", self._p, int(from_layer), int(act))
+        return self._add_layer(kind="residual", from_layer=int(from_layer), act=int(act))
 
     def set_conv_strategy(self, strategy: ConvStrategy) -> "Net":
         """How convolutions run mixed-context batches (ConvStrategy)."""

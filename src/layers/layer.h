@@ -21,6 +21,10 @@ typedef struct {
     float *z;                     /* n x Kp*max_out floats of scratch */
     float *wmat;                  /* the layer's materialised W(s), b(s) (wmi_layer_wmat_floats) */
     float *scratch;               /* ops->scratch_floats(ly) floats */
+    const float *X2;              /* has_in2: the second input, rows x2_stride apart */
+    size_t x2_stride;
+    float *dX2;                   /* backward: its gradient (NULL: not needed) */
+    int dX2_add;                  /* add to dX2 (another reader wrote it first), else write */
 } wm_layer_io;
 
 #define WMI_LAYER_MAX_FIELDS 5    /* u32 fields of a layer in a model file, after its kind */
@@ -31,7 +35,7 @@ typedef struct {
     /* The gradient is dW_k = sum_i C_ik delta_i x_i^T with delta the
      * pre-activation delta backward leaves in p->delta: the optimizer's
      * direct path may then form and apply it itself (optim.c). */
-    int direct_update;
+    int direct_update;            /* (a layer without parameters: the direct path skips it) */
     int n_fields;                 /* fields in a model file */
     /* The fields that rebuild the layer through its public adder. */
     void (*fields)(const wm_layer *ly, uint32_t *v);
@@ -49,12 +53,13 @@ typedef struct {
     /* How many times per sample each weight is used (conv: output
      * positions; NULL: 1), a factor of the backward pass's gradient bound. */
     double (*grad_uses)(const wm_layer *ly);
-    /* Y (n x out) from X (n x in). */
+    /* Y (n x out) from X (n x in) (and io->X2). */
     void (*forward)(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y);
     /* dY = dL/dY (n x out) in, overwritten with the delta before the
      * activation; writes the parameter gradient blocks into grad (layout of
      * params; NULL: skip) and dX = dL/dX (n x in; NULL: skip). X and Y are
-     * the forward's input and output. */
+     * the forward's input and output. A layer with a second input writes
+     * dX before it adds to io->dX2 (the two may be the same buffer). */
     void (*backward)(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
                      const float *Y, float *dY, float *grad, float *dX);
 } wm_layer_ops;
@@ -65,7 +70,8 @@ extern const wm_layer_ops *const wmi_layer_ops[WM_LAYER_N_KINDS];
 static inline const wm_layer_ops *wmi_ops(const wm_layer *ly) { return wmi_layer_ops[ly->kind]; }
 
 /* Each kind's table, defined in its own file. */
-extern const wm_layer_ops wmi_dense_ops, wmi_conv2d_ops, wmi_maxpool_ops, wmi_avgpool_ops;
+extern const wm_layer_ops wmi_dense_ops, wmi_conv2d_ops, wmi_maxpool_ops, wmi_avgpool_ops,
+    wmi_residual_ops;
 
 /* He (relu, none) or Glorot (tanh, sigmoid) normal weights as PyTorch counts
  * the fans (a conv's fan_out includes its kernel area), for ops->init. */

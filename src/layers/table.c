@@ -7,4 +7,5 @@ const wm_layer_ops *const wmi_layer_ops[WM_LAYER_N_KINDS] = {
     [WM_LAYER_CONV] = &wmi_conv2d_ops,
     [WM_LAYER_MAXPOOL] = &wmi_maxpool_ops,
     [WM_LAYER_AVGPOOL] = &wmi_avgpool_ops,
+    [WM_LAYER_RESIDUAL] = &wmi_residual_ops,
 };

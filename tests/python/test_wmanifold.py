@@ -1218,6 +1218,25 @@ def test_net_clone_and_summary():
     wm.scratch_free()
 
 
+def test_layer_modules_residual(tmp_path):
+    """A residual net builds, infers, saves and loads through the binding."""
+    with wm.Manifold.circle() as c:
+        net = (wm.Net(c, 4).dense(4, wm.Activation.TANH).dense(4, wm.Activation.TANH)
+               .residual(0, wm.Activation.RELU).residual(-1).dense(3))
+    assert "residual(0, relu) -> residual(-1)" in repr(net)
+    net.init(2)
+    x = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
+    s = np.linspace(0, 1, 6, dtype=np.float32)
+    y = net(x, s)
+    net.save(tmp_path / "r.wm")
+    with wm.Net.load(tmp_path / "r.wm") as back:
+        np.testing.assert_array_equal(back(x, s), y)
+        assert repr(back) == repr(net)
+    with pytest.raises(wm.InvalidArgumentError):
+        wm.Net(wm.Manifold.line(), 3).dense(2).residual(0).residual(5)
+    net.close()
+
+
 # --------------------------------------------------------------------------
 # Must stay last: every C function was reached by some test above.
 # --------------------------------------------------------------------------
