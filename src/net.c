@@ -95,6 +95,8 @@ wm_status wmi_net_append(wm_net *net, wm_layer *ly, int spatial, const char *fn)
     if (ly->out < 1 || ly->out > MAX_FEATURES || ly->cols > MAX_FEATURES)
         return wmi_fail(WM_EINVAL, "%s: the layer would have %d outputs and %d columns per sample; "
                                   "each must be in 1..%lld", fn, ly->out, ly->cols, (long long)MAX_FEATURES);
+    ly->Kp = net->Kp;                  /* on the manifold, until wm_net_set_layer_manifold */
+    ly->index = net->n_layers;
     size_t add = (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1);
     if (add > MAX_PARAMS - net->n_params)
         return wmi_fail(WM_EINVAL, "%s: the net would exceed %zu parameters", fn, MAX_PARAMS);
@@ -149,6 +151,64 @@ wm_status wmi_net_check_spatial(const wm_net *net, const char *fn)
 int wmi_net_in_channels(const wm_net *net)
 {
     return net->n_layers == 0 && net->n_feat > 0 ? net->input_c + net->n_feat : net->shape_c;
+}
+
+wm_status wmi_net_current(const wm_net *net, int *F, int *c, int *h, int *w, const char *fn)
+{
+    if (net->n_layers > 0) {
+        const wm_layer *ly = &net->layers[net->n_layers - 1];
+        *F = ly->out, *c = ly->out_c, *h = ly->out_h, *w = ly->out_w;
+        return WM_OK;
+    }
+    if (net->n_feat > 0)
+        return wmi_fail(WM_EINVAL, "%s: on a concatenation net this cannot be the first layer (add a dense "
+                                  "or conv layer first)", fn);
+    *F = net->n_inputs, *c = net->input_c, *h = net->input_h, *w = net->input_w;
+    return WM_OK;
+}
+
+/* Lay the parameter blocks out again after a placement changed. */
+static void place_blocks(wm_net *net)
+{
+    size_t off = 0;
+    net->has_points = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        wm_layer *ly = &net->layers[l];
+        ly->w_off = off;
+        ly->b_off = off + (size_t)ly->Kp * ly->rows * ly->cols;
+        off += (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1);
+        if (ly->rows > 0 && ly->Kp < net->Kp)
+            net->has_points = 1;
+    }
+    net->n_params = off;
+}
+
+wm_status wm_net_set_layer_manifold(wm_net *net, int layer, int on)
+{
+    if (!net)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: net is NULL");
+    if (layer < 0 || layer >= net->n_layers)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: layer %d does not exist (the net has %d)",
+                       layer, net->n_layers);
+    if (on != 0 && on != 1)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: on = %d must be 0 or 1", on);
+    if (net->cond == WM_COND_CONCAT)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: a concatenation net has one point of "
+                                  "weights; placement is for manifold nets");
+    if (net->initialised)
+        return wmi_fail(WM_ESTATE, "wm_net_set_layer_manifold: placement must be set before wm_net_init");
+    wm_layer *ly = &net->layers[layer];
+    if (!wmi_layer_has_params(ly))
+        return WM_OK;                           /* nothing to place */
+    int Kp = on ? net->Kp : 1;
+    size_t now = (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1);
+    size_t then = (size_t)Kp * ly->rows * ((size_t)ly->cols + 1);
+    if (then > now && then - now > MAX_PARAMS - net->n_params)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: the net would exceed %zu parameters",
+                       MAX_PARAMS);
+    ly->Kp = Kp;
+    place_blocks(net);
+    return WM_OK;
 }
 
 int wmi_net_in_features(const wm_net *net)
@@ -248,6 +308,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         return wmi_fail(WM_ENOMEM, "wm_net_init: out of memory for %zu parameters", net->n_params);
     }
     constant_direction(net, q0);
+    double one = 1.0;                           /* a point layer's constant direction */
     wmi_rng rng;
     wmi_rng_seed(&rng, seed);
     for (int l = 0; l < net->n_layers; l++) {
@@ -259,11 +320,12 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         float *Q = params + ly->w_off, *B = params + ly->b_off;
         memset(B, 0, sizeof(float) * bn);
         wmi_ops(ly)->init(ly, Q, B, &rng);
-        for (int k = net->Kp - 1; k >= 0; k--) {
+        const double *qd = ly->Kp == net->Kp ? q0 : &one;
+        for (int k = ly->Kp - 1; k >= 0; k--) {
             for (size_t j = 0; j < wn; j++)
-                Q[(size_t)k * wn + j] = (float)(q0[k] * Q[j]);
+                Q[(size_t)k * wn + j] = (float)(qd[k] * Q[j]);
             for (size_t j = 0; j < bn; j++)          /* + 0: a zero bias stays +0 */
-                B[(size_t)k * bn + j] = (float)(q0[k] * B[j]) + 0.0f;
+                B[(size_t)k * bn + j] = (float)(qd[k] * B[j]) + 0.0f;
         }
     }
     free(q0);
@@ -271,6 +333,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     net->params = params;
     net->initialised = 1;
     net->inits++;
+    net->seed = seed;
     net->version++;
     return WM_OK;
 }
@@ -328,7 +391,7 @@ wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
     if (st != WM_OK)
         return st;
     const wm_layer *ly = &net->layers[layer];
-    int has = wmi_layer_has_params(ly);
+    int has = wmi_layer_has_params(ly) && wmi_ops(ly)->info_matrix;
     if (n_in)
         *n_in = has ? ly->cols : ly->in;
     if (n_out)
@@ -349,7 +412,7 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
     if (!net->initialised)
         return wmi_fail(WM_ESTATE, "wm_net_weights_at: the net is not initialised (call wm_net_init)");
     float chat[WM_MAX_BASIS];
-    if (net->Kp == 1) {
+    if (net->layers[layer].Kp == 1) {
         chat[0] = 1.0f;                        /* a point or a concat net: s is unused */
     } else {
         double sw[WM_MAX_DIM];
@@ -360,14 +423,14 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
             return st;
         wmi_basis_hat(net->m, sw, chat);
     }
-    wmi_dense_materialise(&net->layers[layer], net->params, net->Kp, chat, w, b);
+    wmi_dense_materialise(&net->layers[layer], net->params, net->layers[layer].Kp, chat, w, b);
     return WM_OK;
 }
 
-void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk)
+void wmi_q_to_p(const wm_net *net, int Kp, const float *Qblock, size_t len, int k, float *Pk)
 {
     const wm_manifold *m = net->m;
-    if (net->Kp == 1) {
+    if (Kp == 1) {
         memcpy(Pk, Qblock, sizeof(float) * len);
         return;
     }
@@ -387,8 +450,9 @@ static wm_status check_point(const wm_net *net, int layer, int k, const char *fn
     if (!wmi_layer_has_params(&net->layers[layer]))
         return wmi_fail(WM_EINVAL, "%s: layer %d (%s) has no parameters", fn, layer,
                          wmi_ops(&net->layers[layer])->name);
-    if (k < 0 || k >= net->Kp)
-        return wmi_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d)", fn, k, net->Kp);
+    if (k < 0 || k >= net->layers[layer].Kp)
+        return wmi_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d%s)", fn, k,
+                       net->layers[layer].Kp, net->layers[layer].Kp < net->Kp ? ": a point layer" : "");
     if (!net->initialised)
         return wmi_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
     return WM_OK;
@@ -401,19 +465,19 @@ wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, fl
         return st;
     const wm_layer *ly = &net->layers[layer];
     if (w)
-        wmi_q_to_p(net, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
+        wmi_q_to_p(net, ly->Kp, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
     if (b)
-        wmi_q_to_p(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
+        wmi_q_to_p(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
     return WM_OK;
 }
 
 /* Q = L^T P: changing P_k by d changes Q_j by L_kj d for j <= k. */
-static void set_point_block(wm_net *net, float *Qblock, size_t len, int k, const float *Pk_new)
+static void set_point_block(wm_net *net, int Kp, float *Qblock, size_t len, int k, const float *Pk_new)
 {
     const wm_manifold *m = net->m;
     for (size_t j = 0; j < len; j++) {
         double old = 0;
-        if (net->Kp == 1) {
+        if (Kp == 1) {
             Qblock[j] = Pk_new[j];
             continue;
         }
@@ -439,9 +503,9 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
         if (!isfinite(b[j]))
             return wmi_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
     if (w)
-        set_point_block(net, net->params + ly->w_off, wn, k, w);
+        set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w);
     if (b)
-        set_point_block(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
+        set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
     net->version++;
     return WM_OK;
 }

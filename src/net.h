@@ -18,6 +18,11 @@ typedef enum {
     WM_LAYER_MAXPOOL,
     WM_LAYER_AVGPOOL,
     WM_LAYER_RESIDUAL,
+    WM_LAYER_LAYERNORM,
+    WM_LAYER_GROUPNORM,
+    WM_LAYER_FILM,
+    WM_LAYER_DROPOUT,
+    WM_LAYER_GLOBAL_AVGPOOL,
     WM_LAYER_N_KINDS
 } wm_layer_kind;
 
@@ -40,6 +45,10 @@ typedef struct {
     /* Every layer reads the previous layer's output (layer -1: the net's
      * input); a layer with has_in2 also reads layer in2's (-1: the input). */
     int has_in2, in2;
+    int Kp;                       /* basis points of its parameters: the net's Kp, or 1 (a point) */
+    int index;                    /* its number in the net */
+    int groups;                   /* groupnorm: groups; layernorm 1; FiLM 0 (no normalisation) */
+    float p;                      /* dropout probability */
 } wm_layer;
 
 static inline int wmi_layer_has_params(const wm_layer *ly) { return ly->rows > 0; }
@@ -63,6 +72,8 @@ struct wm_net {
     int image_concat;             /* concat features enter as constant input planes */
     int conv_strategy;            /* wm_conv_strategy */
     int has_skips;                /* some layer reads an output other than the previous one */
+    int has_points;               /* a manifold net with some layer's parameters at one point */
+    uint64_t seed;                /* wm_net_init's (dropout masks) */
     /* The inference plan (wmi_net_plan, at wm_net_init): layer l's output
      * lives in activation buffer slot[l] of n_slots, a buffer reused once
      * every reader of its last output has run (ggml-alloc's liveness). */
@@ -83,7 +94,7 @@ static inline int wmi_net_in0(const wm_net *net)
 
 /* P_k from Q: P = L^-T Q, i.e. P_k = sum_{j>=k} Linv[j][k] Q_j, for a block of
  * Kp rows of `len` floats each (stride `len`). Writes len floats. */
-void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk);
+void wmi_q_to_p(const wm_net *net, int Kp, const float *Qblock, size_t len, int k, float *Pk);
 
 /* Assign the inference activation buffers by liveness (net->slot, n_slots). */
 void wmi_net_plan(wm_net *net);
@@ -103,6 +114,10 @@ wm_status wmi_net_check_first_input(const wm_net *net, int spatial, const char *
 /* The input channels an image layer added now sees (a concat net's first
  * image layer also reads the feature planes). */
 int wmi_net_in_channels(const wm_net *net);
+/* The shape of the current output (the input's when no layer was added;
+ * c = 0: flat). WM_EINVAL on a concatenation net without a layer (its
+ * input then carries the context features). */
+wm_status wmi_net_current(const wm_net *net, int *F, int *c, int *h, int *w, const char *fn);
 /* The flat width a layer added now reads (dense columns). */
 int wmi_net_in_features(const wm_net *net);
 /* Append ly (kind, out, rows, cols, shapes, act filled in; out_c > 0 for

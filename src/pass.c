@@ -53,6 +53,8 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
     } while (0)
 #define MUL wmi_mul_sat
     TAKE(p ? &p->C : NULL, MUL(N, (size_t)net->Kp));
+    if (net->has_points)
+        TAKE(p ? &p->ones : NULL, N);
     if (net->n_feat > 0)
         TAKE(p ? &p->xin : NULL, MUL(N, (size_t)wmi_net_in0(net)));
     if (training) {
@@ -158,6 +160,8 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
         }
     }
     p->x0 = net->n_feat > 0 ? p->xin : x;
+    for (int i = 0; p->ones && i < n; i++)
+        p->ones[i] = 1.0f;
     /* one sample: the stacked product is a GEMV over the K points, as cheap as
      * materialising W(s) and in the BLAS's wider SIMD, so no "shared" path */
     p->shared = n > 1;
@@ -181,8 +185,9 @@ static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
 static wm_layer_io io_of(const wm_net *net, const wm_pass *p, int l)
 {
     const wm_layer *ly = &net->layers[l];
-    wm_layer_io io = {net->params, net->Kp, net->conv_strategy, p->C, p->shared, p->z,
-                      wmat_of(net, p, l), p->conv, NULL, 0, NULL, 0};
+    wm_layer_io io = {net->params, ly->Kp, net->conv_strategy, ly->Kp == net->Kp ? p->C : p->ones,
+                      p->shared, p->z, wmat_of(net, p, l), p->conv, NULL, 0, NULL, 0,
+                      p->training, net->seed, p->step};
     if (ly->has_in2) {
         io.X2 = ly->in2 < 0 ? p->x0 : p->act[ly->in2];
         io.x2_stride = ly->in2 < 0 ? (size_t)wmi_net_in0(net) : (size_t)net->layers[ly->in2].out;
@@ -258,7 +263,8 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
             double positions = ops->grad_uses ? ops->grad_uses(ly) : 1.0;
             double xmax = wmi_max_abs(X, (size_t)n * ly->in), dmax = wmi_max_abs(d, (size_t)n * ly->out);
             /* x2: room for the rounding of n-term float sums */
-            double b = 2.0 * n * positions * cmax * dmax * (xmax > 1.0 ? xmax : 1.0);
+            double cl = ly->Kp == net->Kp ? cmax : 1.0;     /* a point layer's c_hat is 1 */
+            double b = 2.0 * n * positions * cl * dmax * (xmax > 1.0 ? xmax : 1.0);
             bound = b > bound || isnan(b) ? b : bound;
         }
     }

@@ -11,6 +11,8 @@ typedef struct {
     int n;                        /* rows this layout holds */
     int training;                 /* keeps every layer's output for backward */
     float *C;                     /* n x Kp: c_hat(s_i) */
+    float *ones;                  /* n ones: c_hat of a point layer (net->has_points) */
+    uint64_t step;                /* the optimizer's step count (dropout masks) */
     int shared;                   /* every sample has the same c_hat */
     float *xin;                   /* concat: n x in0 input with features; else NULL */
     const float *x0;              /* what the first layer reads (x or xin) */

@@ -103,13 +103,13 @@ wm_status wm_net_summary(const wm_net *net, char *buf, size_t len)
         put(&t, " ");
         put_shape(&t, ly->out_c, ly->out_h, ly->out_w, ly->out, 14);
         put(&t, " ");
-        size_t np = wmi_layer_has_params(ly) ? (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1) : 0;
+        size_t np = wmi_layer_has_params(ly) ? (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1) : 0;
         const char *where = !wmi_layer_has_params(ly) ? "-"
-                            : net->Kp > 1             ? "manifold"
+                            : ly->Kp > 1              ? "manifold"
                                                       : "one point";
         put(&t, "%-8s %12zu  %s", act_name(ly->act), np, where);
-        if (wmi_layer_has_params(ly) && net->Kp > 1)
-            put(&t, " (K = %d)", net->Kp);
+        if (wmi_layer_has_params(ly) && ly->Kp > 1)
+            put(&t, " (K = %d)", ly->Kp);
         put(&t, "\n");
     }
     put(&t, "total parameters: %zu\n", net->n_params);

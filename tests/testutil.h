@@ -309,7 +309,7 @@ typedef struct {
 } tu_gref;
 
 /* Add spec's layer to net (and set its placement). */
-static inline wm_status tu_gadd(wm_net *net, const tu_spec *sp, int l)
+static inline wm_status tu_gadd(wm_net *net, const tu_spec *sp, int l, int concat)
 {
     wm_status st = WM_EINVAL;
     switch (sp->kind) {
@@ -325,10 +325,10 @@ static inline wm_status tu_gadd(wm_net *net, const tu_spec *sp, int l)
     default: fail_msg("kind %d not built", (int)sp->kind);
     }
 #ifdef TU_HAVE_NORMS
-    if (st == WM_OK && sp->point)
+    if (st == WM_OK && sp->point && !concat)      /* a concat net is one point already */
         st = wm_net_set_layer_manifold(net, l, 0);
 #else
-    (void)l;
+    (void)l, (void)concat;
 #endif
     return st;
 }
@@ -347,7 +347,7 @@ static inline wm_net *tu_gbuild(tu_gref *r, const char *mname, wm_conditioning c
     if (c > 0)
         WM_OK_OR_FAIL(wm_net_input_shape(net, c, h, w));
     for (int l = 0; l < n_layers; l++)
-        WM_OK_OR_FAIL(tu_gadd(net, &spec[l], l));
+        WM_OK_OR_FAIL(tu_gadd(net, &spec[l], l, cond == WM_COND_CONCAT));
     WM_OK_OR_FAIL(wm_net_set_loss(net, loss));
     WM_OK_OR_FAIL(wm_net_init(net, seed));
     memset(r, 0, sizeof *r);

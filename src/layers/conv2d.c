@@ -340,6 +340,7 @@ static void conv_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, 
 const wm_layer_ops wmi_conv2d_ops = {
     .name = "conv2d",
     .has_params = 1,
+    .info_matrix = 1,
     .n_fields = 5,
     .fields = conv_fields,
     .rebuild = conv_rebuild,

@@ -260,6 +260,7 @@ const wm_layer_ops wmi_dense_ops = {
     .name = "dense",
     .has_params = 1,
     .direct_update = 1,
+    .info_matrix = 1,
     .n_fields = 2,
     .fields = dense_fields,
     .rebuild = dense_rebuild,

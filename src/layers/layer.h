@@ -25,6 +25,8 @@ typedef struct {
     size_t x2_stride;
     float *dX2;                   /* backward: its gradient (NULL: not needed) */
     int dX2_add;                  /* add to dX2 (another reader wrote it first), else write */
+    int training;                 /* wm_step / wm_grad (dropout), not inference */
+    uint64_t seed, step;          /* the init seed and the optimizer's step count (dropout) */
 } wm_layer_io;
 
 #define WMI_LAYER_MAX_FIELDS 5    /* u32 fields of a layer in a model file, after its kind */
@@ -37,6 +39,10 @@ typedef struct {
      * direct path may then form and apply it itself (optim.c). */
     int direct_update;            /* (a layer without parameters: the direct path skips it) */
     int n_fields;                 /* fields in a model file */
+    uint32_t float_fields;        /* bit j: field j holds a float's bits (no 2^24 range check) */
+    /* wm_net_layer_info reports the parameter matrix (cols, rows), as dense and
+     * conv2d always have; otherwise the input and output feature counts. */
+    int info_matrix;
     /* The fields that rebuild the layer through its public adder. */
     void (*fields)(const wm_layer *ly, uint32_t *v);
     /* The public adder called with the fields (each already <= 2^24);
@@ -71,7 +77,8 @@ static inline const wm_layer_ops *wmi_ops(const wm_layer *ly) { return wmi_layer
 
 /* Each kind's table, defined in its own file. */
 extern const wm_layer_ops wmi_dense_ops, wmi_conv2d_ops, wmi_maxpool_ops, wmi_avgpool_ops,
-    wmi_residual_ops;
+    wmi_residual_ops, wmi_layernorm_ops, wmi_groupnorm_ops, wmi_film_ops, wmi_dropout_ops,
+    wmi_global_avgpool_ops;
 
 /* He (relu, none) or Glorot (tanh, sigmoid) normal weights as PyTorch counts
  * the fans (a conv's fan_out includes its kernel area), for ops->init. */
