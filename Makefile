@@ -95,7 +95,7 @@ BLAS_STAMP := build/blas-$(BLAS).stamp
 $(BLAS_STAMP):
 	@mkdir -p build && rm -f build/blas-*.stamp && touch $@
 
-SRCS := $(wildcard src/*.c)
+SRCS := $(wildcard src/*.c src/layers/*.c)
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 PIC_OBJS := $(patsubst src/%.c,$(BUILD)/pic/%.o,$(SRCS))
 
@@ -122,9 +122,11 @@ deps:
 print-debs:
 	@echo $(sort $(TEST_DEBS) $(DEMO_DEBS) $(OPTIONAL_TEST_DEBS))
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/wmanifold.h Makefile | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/layers/*.h) include/wmanifold.h Makefile | $(BUILD)/obj
+	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
-$(BUILD)/pic/%.o: src/%.c $(wildcard src/*.h) include/wmanifold.h Makefile | $(BUILD)/pic
+$(BUILD)/pic/%.o: src/%.c $(wildcard src/*.h src/layers/*.h) include/wmanifold.h Makefile | $(BUILD)/pic
+	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 $(BUILD)/obj $(BUILD)/pic:
 	@mkdir -p $@

@@ -239,6 +239,78 @@ WM_API wm_status wm_net_maxpool(wm_net *net, int size);
 /** Average pooling; as wm_net_maxpool. */
 WM_API wm_status wm_net_avgpool(wm_net *net, int size);
 
+/** Append a residual connection: out = act(current output + output of layer
+ * from_layer), elementwise. Layers are numbered 0, 1, ... in the order they
+ * are added, every kind counted (this one too); from_layer = -1 is the net's
+ * input (on a concatenation net, the input without the context features).
+ * The two shapes must be equal: the same feature count, and on images the
+ * same channels x height x width. No parameters. A layer's output may feed
+ * any number of residuals; inference keeps it only until its last reader
+ * has run (wm_infer_workspace_size grows by one batch-sized buffer per
+ * output a skip keeps alive across other layers).
+ * Returns WM_OK, WM_EINVAL (NULL net, no layer yet, from_layer out of
+ * -1..n_layers-1, shapes differ, bad act), WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_residual(wm_net *net, int from_layer, wm_activation act);
+
+/** Append a layer normalisation: per sample, over all F features of the
+ * current output (all of channels x height x width on an image),
+ * y = (x - mean) / sqrt(var + 1e-5) * g(s) + b(s), var the biased
+ * (population) variance; as torch.nn.LayerNorm(F) with a weight and bias
+ * that depend on s. g and b (F each) live on the manifold (or at one point,
+ * see wm_net_set_layer_manifold), initialised to g = 1, b = 0 at every
+ * context; wm_net_control_point and wm_net_weights_at give g as w (F x 1)
+ * and b as b. The output keeps the input's shape.
+ * Returns WM_OK, WM_EINVAL (NULL net; first layer of a concatenation net),
+ * WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_layernorm(wm_net *net);
+
+/** Append a group normalisation (images only): the C channels in `groups`
+ * contiguous groups (groups divides C), each group normalised over its
+ * (C/groups) x H x W values per sample, eps 1e-5, biased variance; then a
+ * per-channel gain and bias on the manifold, initialised to 1 and 0. As
+ * torch.nn.GroupNorm(groups, C). w is the gain (C x 1), b the bias.
+ * Returns WM_OK, WM_EINVAL (NULL net, no image, groups not dividing C),
+ * WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_groupnorm(wm_net *net, int groups);
+
+/** Append a FiLM layer: per feature (per channel on an image)
+ * y = gamma(s) * x + beta(s), gamma and beta on the manifold, initialised to
+ * gamma = 1, beta = 0 at every context; w is gamma, b is beta. FiLM as the
+ * paper's other baseline (Perez et al. 2018) is a composition: layers kept
+ * at one point (wm_net_set_layer_manifold(net, l, 0)) each followed by a
+ * wm_net_film layer on the manifold.
+ * Returns WM_OK, WM_EINVAL (NULL net; first layer of a concatenation net),
+ * WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_film(wm_net *net);
+
+/** Append inverted dropout with probability p (0 <= p < 1): in wm_step and
+ * wm_grad each element is zeroed with probability p and the rest scaled by
+ * 1/(1 - p); in wm_infer, wm_evaluate and context inference it is the
+ * identity. The mask is a function of the wm_net_init seed, the optimizer's
+ * step count and the sample's index in the batch (and the layer and the
+ * element): the same step on the same batch drops the same elements.
+ * p = 0 is the identity everywhere, bit for bit. No parameters.
+ * Returns WM_OK, WM_EINVAL (NULL net, p out of range or NaN; first layer of
+ * a concatenation net), WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_dropout(wm_net *net, float p);
+
+/** Append a global average pooling (images only): channel c's output is the
+ * mean of its H x W values; the output is an image of C x 1 x 1 (a dense
+ * layer after it sees C features). No parameters.
+ * Returns WM_OK, WM_EINVAL (NULL net, no image), WM_ESTATE (after init). */
+WM_API wm_status wm_net_global_avgpool(wm_net *net);
+
+/** Place layer `layer`'s parameters, any time after the layer is added and
+ * before wm_net_init: on = 0 makes them one point shared by every context
+ * (K = 1 for that layer, G = [1]: its control point 0 is its only one);
+ * on = 1 (the default on a manifold net) puts them on the net's manifold.
+ * The training step stays the paper's layer by layer: SD with lr = eta moves
+ * a manifold layer's control points by -eta (G^-1 (x) I) dL/dP and a point
+ * layer's by -eta dL/dP. Layers without parameters accept it and ignore it.
+ * Returns WM_OK, WM_EINVAL (NULL net, no such layer, on not 0 or 1, a
+ * concatenation net), WM_ESTATE (after wm_net_init). */
+WM_API wm_status wm_net_set_layer_manifold(wm_net *net, int layer, int on);
+
 /** How a convolution runs a batch whose samples have different contexts:
  * WM_CONV_STACKED: im2col and one GEMM with the K basis kernels stacked (K x
  * the FLOPs of a plain conv); WM_CONV_MATERIALISED: build each sample's kernel

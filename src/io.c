@@ -4,7 +4,10 @@
  *   "WMNF" | version | header bytes (u32) | header | u64 n_params | params
  *        | u32 has_optimizer | [optimizer section] | crc32
  * header = manifold (recursive) | cond | n_inputs | input c, h, w | loss | n_layers | layers
- * layer  = kind | dense: out, act | conv: out_c, kernel, stride, pad, act | pool: size
+ * layer  = kind | placement (version 2 only: 1 manifold, 0 one point) | the kind's
+ *          fields (its table's n_fields: layers/, docs/model-format.md)
+ * A net that version 1 can hold (its four kinds, every layer on the manifold)
+ * is written as version 1, byte for byte as before; others as version 2.
  * optimizer section = kind | lr, volume, momentum, beta1, beta2, eps, weight_decay (f32)
  *            | u64 steps | first moment (n_params f32, not SD) | second (Adam only)
  * manifold = kind | dim | K | periodic[dim] | kind fields (Fourier: H;
@@ -27,11 +30,13 @@
 
 #include "crc32.h"
 #include "error.h"
+#include "layers/layer.h"
 #include "net.h"
 #include "optim.h"
 
 #define MAGIC "WMNF"
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u          /* the newest this library reads and writes */
+#define V1_KINDS 4u                /* dense, conv2d, maxpool, avgpool: version 1's kinds */
 #define MAX_FILE ((long long)1 << 36)
 
 /* ---- writing ------------------------------------------------------------- */
@@ -312,29 +317,23 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
     put_u32(&hdr, (uint32_t)net->input_w);
     put_u32(&hdr, (uint32_t)net->loss);
     put_u32(&hdr, (uint32_t)net->n_layers);
+    uint32_t version = 1;               /* the oldest version that holds the net */
+    for (int l = 0; l < net->n_layers; l++)
+        if ((uint32_t)net->layers[l].kind >= V1_KINDS || net->layers[l].Kp != net->Kp)
+            version = 2;
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        const wm_layer_ops *ops = wmi_ops(ly);
+        uint32_t v[WMI_LAYER_MAX_FIELDS];
+        ops->fields(ly, v);
         put_u32(&hdr, (uint32_t)ly->kind);
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:
-            put_u32(&hdr, (uint32_t)ly->out);
-            put_u32(&hdr, (uint32_t)ly->act);
-            break;
-        case WM_LAYER_CONV:
-            put_u32(&hdr, (uint32_t)ly->out_c);
-            put_u32(&hdr, (uint32_t)ly->k);
-            put_u32(&hdr, (uint32_t)ly->stride);
-            put_u32(&hdr, (uint32_t)ly->pad);
-            put_u32(&hdr, (uint32_t)ly->act);
-            break;
-        case WM_LAYER_MAXPOOL:
-        case WM_LAYER_AVGPOOL:
-            put_u32(&hdr, (uint32_t)ly->k);
-            break;
-        }
+        if (version >= 2)
+            put_u32(&hdr, ly->Kp == net->Kp);       /* placement: on the manifold, or a point */
+        for (int j = 0; j < ops->n_fields; j++)
+            put_u32(&hdr, v[j]);
     }
     put_bytes(w, MAGIC, 4);
-    put_u32(w, FORMAT_VERSION);
+    put_u32(w, version);
     put_u32(w, (uint32_t)hdr.len);
     if (hdr.oom)
         w->oom = 1;
@@ -743,8 +742,8 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
                       (uint32_t)data[len - 2] << 16 | (uint32_t)data[len - 1] << 24;
     rbuf r = {data, len - 4, 4, 0};
     uint32_t version = get_u32(&r);
-    if (version != FORMAT_VERSION)
-        return wmi_fail(WM_EFORMAT, "%s: model format version %u is not supported (this library reads %u)",
+    if (version < 1 || version > FORMAT_VERSION)
+        return wmi_fail(WM_EFORMAT, "%s: model format version %u is not supported (this library reads 1..%u)",
                        c->path, version, FORMAT_VERSION);
     if (wmi_crc32(0, data, len - 4) != stored)
         return bad(c, "checksum mismatch (the file is corrupted or truncated)");
@@ -773,22 +772,25 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
         st = bad(c, "input shape does not match the input count");
     for (uint32_t l = 0; l < n_layers && st == WM_OK; l++) {
         /* every value is range-checked by the same calls that built the net */
-        uint32_t kind = get_u32(&r), v[5] = {0};
-        int nv = kind == WM_LAYER_DENSE ? 2 : kind == WM_LAYER_CONV ? 5 : 1;
-        for (int j = 0; j < nv; j++)
-            v[j] = get_u32(&r);
-        int bad_value = 0;
-        for (int j = 0; j < nv; j++)
-            bad_value |= v[j] > (1u << 24);
-        if (r.bad || kind > WM_LAYER_AVGPOOL || bad_value) {
+        uint32_t kind = get_u32(&r), v[WMI_LAYER_MAX_FIELDS] = {0};
+        if (r.bad || kind >= (version >= 2 ? (uint32_t)WM_LAYER_N_KINDS : V1_KINDS)) {
             st = bad(c, "bad layer description");
             break;
         }
-        wm_status add = kind == WM_LAYER_DENSE  ? wm_net_dense(net, (int)v[0], (wm_activation)v[1])
-                        : kind == WM_LAYER_CONV ? wm_net_conv2d(net, (int)v[0], (int)v[1], (int)v[2],
-                                                                (int)v[3], (wm_activation)v[4])
-                        : kind == WM_LAYER_MAXPOOL ? wm_net_maxpool(net, (int)v[0])
-                                                   : wm_net_avgpool(net, (int)v[0]);
+        const wm_layer_ops *ops = wmi_layer_ops[kind];
+        uint32_t on = version >= 2 ? get_u32(&r) : 1;
+        int bad_value = on > 1;
+        for (int j = 0; j < ops->n_fields; j++) {
+            v[j] = get_u32(&r);
+            bad_value |= !(ops->float_fields >> j & 1) && v[j] > (1u << 24);
+        }
+        if (r.bad || bad_value) {
+            st = bad(c, "bad layer description");
+            break;
+        }
+        wm_status add = ops->rebuild(net, v);
+        if (add == WM_OK && !on)
+            add = wm_net_set_layer_manifold(net, (int)l, 0);
         if (add != WM_OK)
             st = add == WM_ENOMEM ? add : bad(c, "a layer cannot be rebuilt (sizes out of range)");
     }

@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "activation.h"
-#include "dense.h"
+#include "layers/dense.h"
+#include "layers/layer.h"
 #include "error.h"
 #include "memory.h"
 #include "net.h"
@@ -17,7 +18,7 @@
  * product the passes form in int (a row index times a width, Kp x rows) stays
  * far from INT_MAX. Sizes are computed in 64 bits and checked against it
  * before anything changes. */
-#define MAX_FEATURES ((int64_t)1 << 24)
+#define MAX_FEATURES WMI_MAX_FEATURES
 
 wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_conditioning cond)
 {
@@ -48,7 +49,7 @@ wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_con
 }
 
 /* Common checks before adding any layer. */
-static wm_status check_add(const wm_net *net, const char *fn)
+wm_status wmi_net_check_add(const wm_net *net, const char *fn)
 {
     if (!net)
         return wmi_fail(WM_EINVAL, "%s: net is NULL", fn);
@@ -62,7 +63,7 @@ static wm_status check_add(const wm_net *net, const char *fn)
 /* The first layer decides how a concat net's features enter: as values after
  * the inputs (dense), or as constant planes (conv, pool). The check is pure
  * (the adders call it with their other checks); append commits. */
-static wm_status check_first_input(const wm_net *net, int spatial, const char *fn)
+wm_status wmi_net_check_first_input(const wm_net *net, int spatial, const char *fn)
 {
     if (net->n_layers > 0)
         return WM_OK;
@@ -89,11 +90,13 @@ static void commit_first_input(wm_net *net, int spatial)
 
 /* Append ly (kind, out, rows, cols, shapes, act filled in), placing its
  * parameter blocks; fails without changing the net if too large. */
-static wm_status append(wm_net *net, wm_layer *ly, int spatial, const char *fn)
+wm_status wmi_net_append(wm_net *net, wm_layer *ly, int spatial, const char *fn)
 {
     if (ly->out < 1 || ly->out > MAX_FEATURES || ly->cols > MAX_FEATURES)
         return wmi_fail(WM_EINVAL, "%s: the layer would have %d outputs and %d columns per sample; "
                                   "each must be in 1..%lld", fn, ly->out, ly->cols, (long long)MAX_FEATURES);
+    ly->Kp = net->Kp;                  /* on the manifold, until wm_net_set_layer_manifold */
+    ly->index = net->n_layers;
     size_t add = (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1);
     if (add > MAX_PARAMS - net->n_params)
         return wmi_fail(WM_EINVAL, "%s: the net would exceed %zu parameters", fn, MAX_PARAMS);
@@ -103,36 +106,18 @@ static wm_status append(wm_net *net, wm_layer *ly, int spatial, const char *fn)
     ly->b_off = net->n_params + (size_t)net->Kp * ly->rows * ly->cols;
     net->n_params += add;
     net->layers[net->n_layers++] = *ly;
+    if (ly->has_in2)
+        net->has_skips = 1;
     if (ly->out > net->max_out)
         net->max_out = ly->out;
     if (ly->out > net->max_in)
         net->max_in = ly->out;
-    if (ly->kind == WM_LAYER_CONV || ly->kind == WM_LAYER_MAXPOOL || ly->kind == WM_LAYER_AVGPOOL) {
+    if (ly->out_c > 0) {                                  /* an image output */
         net->shape_c = ly->out_c, net->shape_h = ly->out_h, net->shape_w = ly->out_w;
     } else {
         net->shape_c = net->shape_h = net->shape_w = 0;   /* flat from here on */
     }
     return WM_OK;
-}
-
-wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
-{
-    wm_status st = check_add(net, __func__);
-    if (st != WM_OK)
-        return st;
-    if (n_outputs < 1 || n_outputs > (1 << 24))
-        return wmi_fail(WM_EINVAL, "wm_net_dense: n_outputs = %d must be in 1..%d", n_outputs, 1 << 24);
-    if (!wmi_act_valid((int)act))
-        return wmi_fail(WM_EINVAL, "wm_net_dense: activation %d is not a wm_activation", (int)act);
-    if ((st = check_first_input(net, 0, __func__)) != WM_OK)
-        return st;
-    wm_layer ly;
-    memset(&ly, 0, sizeof ly);
-    ly.kind = WM_LAYER_DENSE;
-    ly.out = ly.rows = n_outputs;
-    ly.cols = net->n_layers ? net->layers[net->n_layers - 1].out : net->n_inputs + net->n_feat;
-    ly.act = act;
-    return append(net, &ly, 0, __func__);
 }
 
 wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
@@ -154,7 +139,7 @@ wm_status wm_net_input_shape(wm_net *net, int channels, int height, int width)
     return WM_OK;
 }
 
-static wm_status spatial_input(const wm_net *net, const char *fn)
+wm_status wmi_net_check_spatial(const wm_net *net, const char *fn)
 {
     if (net->input_c == 0)
         return wmi_fail(WM_EINVAL, "%s: the net has no input shape (call wm_net_input_shape first)", fn);
@@ -163,77 +148,73 @@ static wm_status spatial_input(const wm_net *net, const char *fn)
     return WM_OK;
 }
 
-wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
-                        wm_activation act)
+int wmi_net_in_channels(const wm_net *net)
 {
-    wm_status st = check_add(net, __func__);
-    if (st != WM_OK || (st = spatial_input(net, __func__)) != WM_OK)
-        return st;
-    if (out_channels < 1 || out_channels > (1 << 16) || kernel < 1 || kernel > 64 || stride < 1 ||
-        stride > 64 || pad < 0 || pad >= kernel)
-        return wmi_fail(WM_EINVAL, "wm_net_conv2d: out_channels = %d, kernel = %d, stride = %d, pad = %d: "
-                                  "need out_channels >= 1, 1 <= kernel <= 64, 1 <= stride <= 64, 0 <= pad < kernel",
-                       out_channels, kernel, stride, pad);
-    if (!wmi_act_valid((int)act))
-        return wmi_fail(WM_EINVAL, "wm_net_conv2d: activation %d is not a wm_activation", (int)act);
-    /* the shape the layer would see (a concat net's first conv also reads
-     * the feature planes), all in 64 bits: in_c * k * k overflows int */
-    int in_c = net->shape_c;
-    if (net->n_layers == 0 && net->n_feat > 0)
-        in_c = net->input_c + net->n_feat;
-    int64_t oh = ((int64_t)net->shape_h + 2 * pad - kernel) / stride + 1;
-    int64_t ow = ((int64_t)net->shape_w + 2 * pad - kernel) / stride + 1;
-    int64_t cols = (int64_t)in_c * kernel * kernel;
-    if ((int64_t)net->shape_h + 2 * pad < kernel || (int64_t)net->shape_w + 2 * pad < kernel)
-        return wmi_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
-                       kernel, kernel, net->shape_h, net->shape_w, pad);
-    if ((int64_t)out_channels * oh * ow > MAX_FEATURES)
-        return wmi_fail(WM_EINVAL, "wm_net_conv2d: an output of %d x %lld x %lld values is too large (at most %lld)",
-                       out_channels, (long long)oh, (long long)ow, (long long)MAX_FEATURES);
-    if (cols > MAX_FEATURES)
-        return wmi_fail(WM_EINVAL, "wm_net_conv2d: %d input channels x %d x %d kernel = %lld weights per "
-                                  "filter; at most %lld", in_c, kernel, kernel, (long long)cols,
-                       (long long)MAX_FEATURES);
-    if ((st = check_first_input(net, 1, __func__)) != WM_OK)
-        return st;
-    wm_layer ly;
-    memset(&ly, 0, sizeof ly);
-    ly.kind = WM_LAYER_CONV;
-    ly.in_c = in_c, ly.in_h = net->shape_h, ly.in_w = net->shape_w;
-    ly.out_c = out_channels, ly.out_h = (int)oh, ly.out_w = (int)ow;
-    ly.k = kernel, ly.stride = stride, ly.pad = pad;
-    ly.rows = out_channels;
-    ly.cols = (int)cols;
-    ly.out = out_channels * (int)oh * (int)ow;
-    ly.act = act;
-    return append(net, &ly, 1, __func__);
+    return net->n_layers == 0 && net->n_feat > 0 ? net->input_c + net->n_feat : net->shape_c;
 }
 
-static wm_status add_pool(wm_net *net, int size, wm_layer_kind kind, const char *fn)
+wm_status wmi_net_current(const wm_net *net, int *F, int *c, int *h, int *w, const char *fn)
 {
-    wm_status st = check_add(net, fn);
-    if (st != WM_OK || (st = spatial_input(net, fn)) != WM_OK)
-        return st;
-    if (size < 1 || size > net->shape_h || size > net->shape_w)
-        return wmi_fail(WM_EINVAL, "%s: size = %d must be in 1..%d for a %dx%d input", fn, size,
-                       net->shape_h < net->shape_w ? net->shape_h : net->shape_w, net->shape_h,
-                       net->shape_w);
-    if ((st = check_first_input(net, 1, fn)) != WM_OK)
-        return st;
-    wm_layer ly;
-    memset(&ly, 0, sizeof ly);
-    ly.kind = kind;
-    ly.in_c = ly.out_c = net->n_layers == 0 && net->n_feat > 0 ? net->input_c + net->n_feat : net->shape_c;
-    ly.in_h = net->shape_h, ly.in_w = net->shape_w;
-    ly.out_h = net->shape_h / size, ly.out_w = net->shape_w / size;
-    ly.k = ly.stride = size;
-    ly.out = ly.out_c * ly.out_h * ly.out_w;
-    ly.act = WM_ACT_NONE;
-    return append(net, &ly, 1, fn);
+    if (net->n_layers > 0) {
+        const wm_layer *ly = &net->layers[net->n_layers - 1];
+        *F = ly->out, *c = ly->out_c, *h = ly->out_h, *w = ly->out_w;
+        return WM_OK;
+    }
+    if (net->n_feat > 0)
+        return wmi_fail(WM_EINVAL, "%s: on a concatenation net this cannot be the first layer (add a dense "
+                                  "or conv layer first)", fn);
+    *F = net->n_inputs, *c = net->input_c, *h = net->input_h, *w = net->input_w;
+    return WM_OK;
 }
 
-wm_status wm_net_maxpool(wm_net *net, int size) { return add_pool(net, size, WM_LAYER_MAXPOOL, __func__); }
-wm_status wm_net_avgpool(wm_net *net, int size) { return add_pool(net, size, WM_LAYER_AVGPOOL, __func__); }
+/* Lay the parameter blocks out again after a placement changed. */
+static void place_blocks(wm_net *net)
+{
+    size_t off = 0;
+    net->has_points = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        wm_layer *ly = &net->layers[l];
+        ly->w_off = off;
+        ly->b_off = off + (size_t)ly->Kp * ly->rows * ly->cols;
+        off += (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1);
+        if (ly->rows > 0 && ly->Kp < net->Kp)
+            net->has_points = 1;
+    }
+    net->n_params = off;
+}
+
+wm_status wm_net_set_layer_manifold(wm_net *net, int layer, int on)
+{
+    if (!net)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: net is NULL");
+    if (layer < 0 || layer >= net->n_layers)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: layer %d does not exist (the net has %d)",
+                       layer, net->n_layers);
+    if (on != 0 && on != 1)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: on = %d must be 0 or 1", on);
+    if (net->cond == WM_COND_CONCAT)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: a concatenation net has one point of "
+                                  "weights; placement is for manifold nets");
+    if (net->initialised)
+        return wmi_fail(WM_ESTATE, "wm_net_set_layer_manifold: placement must be set before wm_net_init");
+    wm_layer *ly = &net->layers[layer];
+    if (!wmi_layer_has_params(ly))
+        return WM_OK;                           /* nothing to place */
+    int Kp = on ? net->Kp : 1;
+    size_t now = (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1);
+    size_t then = (size_t)Kp * ly->rows * ((size_t)ly->cols + 1);
+    if (then > now && then - now > MAX_PARAMS - net->n_params)
+        return wmi_fail(WM_EINVAL, "wm_net_set_layer_manifold: the net would exceed %zu parameters",
+                       MAX_PARAMS);
+    ly->Kp = Kp;
+    place_blocks(net);
+    return WM_OK;
+}
+
+int wmi_net_in_features(const wm_net *net)
+{
+    return net->n_layers ? net->layers[net->n_layers - 1].out : net->n_inputs + net->n_feat;
+}
 
 wm_status wm_net_set_conv_strategy(wm_net *net, wm_conv_strategy strategy)
 {
@@ -274,6 +255,41 @@ static void constant_direction(const wm_net *net, double *q0)
     }
 }
 
+void wmi_init_weights(const wm_layer *ly, float *w0, wmi_rng *rng)
+{
+    /* fans as PyTorch counts them: a conv's fan_out includes its kernel area */
+    int glorot = ly->act == WM_ACT_TANH || ly->act == WM_ACT_SIGMOID;
+    double fan_in = ly->cols, fan_out = (double)ly->rows * (ly->k ? ly->k * ly->k : 1);
+    double sd = glorot ? sqrt(2.0 / (fan_in + fan_out)) : sqrt(2.0 / fan_in);
+    size_t wn = (size_t)ly->rows * ly->cols;
+    for (size_t j = 0; j < wn; j++)
+        w0[j] = (float)(sd * wmi_rng_normal(rng));
+}
+
+void wmi_net_plan(wm_net *net)
+{
+    int L = net->n_layers, last[WM_MAX_LAYERS], holder[WM_MAX_LAYERS], n_slots = 0;
+    for (int j = 0; j < L; j++)                /* the last layer that reads output j */
+        last[j] = j + 1;                       /* the last layer's: the caller, after all */
+    for (int l = 0; l < L; l++)
+        if (net->layers[l].has_in2 && net->layers[l].in2 >= 0 && last[net->layers[l].in2] < l)
+            last[net->layers[l].in2] = l;
+    for (int l = 0; l < L; l++) {
+        int s = -1;
+        for (int j = 0; j < n_slots; j++) {    /* free what no later layer reads */
+            if (holder[j] >= 0 && last[holder[j]] < l)
+                holder[j] = -1;
+            if (holder[j] < 0 && s < 0)
+                s = j;
+        }
+        if (s < 0)
+            s = n_slots++;
+        holder[s] = l;
+        net->slot[l] = s;
+    }
+    net->n_slots = n_slots < 2 ? 2 : n_slots;  /* a chain's two, as before the plan */
+}
+
 wm_status wm_net_init(wm_net *net, uint64_t seed)
 {
     if (!net)
@@ -292,29 +308,32 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
         return wmi_fail(WM_ENOMEM, "wm_net_init: out of memory for %zu parameters", net->n_params);
     }
     constant_direction(net, q0);
+    double one = 1.0;                           /* a point layer's constant direction */
     wmi_rng rng;
     wmi_rng_seed(&rng, seed);
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         if (!wmi_layer_has_params(ly))
             continue;
-        /* fans as PyTorch counts them: a conv's fan_out includes its kernel area */
-        int glorot = ly->act == WM_ACT_TANH || ly->act == WM_ACT_SIGMOID;
-        double fan_in = ly->cols, fan_out = (double)ly->rows * (ly->k ? ly->k * ly->k : 1);
-        double sd = glorot ? sqrt(2.0 / (fan_in + fan_out)) : sqrt(2.0 / fan_in);
-        size_t wn = (size_t)ly->rows * ly->cols;
-        float *Q = params + ly->w_off;
-        for (size_t j = 0; j < wn; j++)           /* W0 into slot 0, then spread */
-            Q[j] = (float)(sd * wmi_rng_normal(&rng));
-        for (int k = net->Kp - 1; k >= 0; k--)
+        /* W0 and b0 into slot 0, then spread over the constant direction */
+        size_t wn = (size_t)ly->rows * ly->cols, bn = (size_t)ly->rows;
+        float *Q = params + ly->w_off, *B = params + ly->b_off;
+        memset(B, 0, sizeof(float) * bn);
+        wmi_ops(ly)->init(ly, Q, B, &rng);
+        const double *qd = ly->Kp == net->Kp ? q0 : &one;
+        for (int k = ly->Kp - 1; k >= 0; k--) {
             for (size_t j = 0; j < wn; j++)
-                Q[(size_t)k * wn + j] = (float)(q0[k] * Q[j]);
-        memset(params + ly->b_off, 0, sizeof(float) * (size_t)net->Kp * ly->rows);
+                Q[(size_t)k * wn + j] = (float)(qd[k] * Q[j]);
+            for (size_t j = 0; j < bn; j++)          /* + 0: a zero bias stays +0 */
+                B[(size_t)k * bn + j] = (float)(qd[k] * B[j]) + 0.0f;
+        }
     }
     free(q0);
+    wmi_net_plan(net);
     net->params = params;
     net->initialised = 1;
     net->inits++;
+    net->seed = seed;
     net->version++;
     return WM_OK;
 }
@@ -372,7 +391,7 @@ wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
     if (st != WM_OK)
         return st;
     const wm_layer *ly = &net->layers[layer];
-    int has = wmi_layer_has_params(ly);
+    int has = wmi_layer_has_params(ly) && wmi_ops(ly)->info_matrix;
     if (n_in)
         *n_in = has ? ly->cols : ly->in;
     if (n_out)
@@ -388,11 +407,12 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
     if (st != WM_OK)
         return st;
     if (!wmi_layer_has_params(&net->layers[layer]))
-        return wmi_fail(WM_EINVAL, "wm_net_weights_at: layer %d is a pooling layer and has no weights", layer);
+        return wmi_fail(WM_EINVAL, "wm_net_weights_at: layer %d (%s) has no weights", layer,
+                         wmi_ops(&net->layers[layer])->name);
     if (!net->initialised)
         return wmi_fail(WM_ESTATE, "wm_net_weights_at: the net is not initialised (call wm_net_init)");
     float chat[WM_MAX_BASIS];
-    if (net->Kp == 1) {
+    if (net->layers[layer].Kp == 1) {
         chat[0] = 1.0f;                        /* a point or a concat net: s is unused */
     } else {
         double sw[WM_MAX_DIM];
@@ -403,7 +423,7 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
             return st;
         wmi_basis_hat(net->m, sw, chat);
     }
-    wmi_dense_materialise(&net->layers[layer], net->params, net->Kp, chat, w, b);
+    wmi_dense_materialise(&net->layers[layer], net->params, net->layers[layer].Kp, chat, w, b);
     return WM_OK;
 }
 
@@ -446,10 +466,10 @@ wm_status wm_net_context_range(const wm_net *net, int coord, float *lo, float *h
     return WM_OK;
 }
 
-void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk)
+void wmi_q_to_p(const wm_net *net, int Kp, const float *Qblock, size_t len, int k, float *Pk)
 {
     const wm_manifold *m = net->m;
-    if (net->Kp == 1) {
+    if (Kp == 1) {
         memcpy(Pk, Qblock, sizeof(float) * len);
         return;
     }
@@ -467,9 +487,11 @@ static wm_status check_point(const wm_net *net, int layer, int k, const char *fn
     if (st != WM_OK)
         return st;
     if (!wmi_layer_has_params(&net->layers[layer]))
-        return wmi_fail(WM_EINVAL, "%s: layer %d is a pooling layer and has no parameters", fn, layer);
-    if (k < 0 || k >= net->Kp)
-        return wmi_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d)", fn, k, net->Kp);
+        return wmi_fail(WM_EINVAL, "%s: layer %d (%s) has no parameters", fn, layer,
+                         wmi_ops(&net->layers[layer])->name);
+    if (k < 0 || k >= net->layers[layer].Kp)
+        return wmi_fail(WM_EINVAL, "%s: control point %d does not exist (K = %d%s)", fn, k,
+                       net->layers[layer].Kp, net->layers[layer].Kp < net->Kp ? ": a point layer" : "");
     if (!net->initialised)
         return wmi_fail(WM_ESTATE, "%s: the net is not initialised (call wm_net_init)", fn);
     return WM_OK;
@@ -482,19 +504,19 @@ wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, fl
         return st;
     const wm_layer *ly = &net->layers[layer];
     if (w)
-        wmi_q_to_p(net, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
+        wmi_q_to_p(net, ly->Kp, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
     if (b)
-        wmi_q_to_p(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
+        wmi_q_to_p(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
     return WM_OK;
 }
 
 /* Q = L^T P: changing P_k by d changes Q_j by L_kj d for j <= k. */
-static void set_point_block(wm_net *net, float *Qblock, size_t len, int k, const float *Pk_new)
+static void set_point_block(wm_net *net, int Kp, float *Qblock, size_t len, int k, const float *Pk_new)
 {
     const wm_manifold *m = net->m;
     for (size_t j = 0; j < len; j++) {
         double old = 0;
-        if (net->Kp == 1) {
+        if (Kp == 1) {
             Qblock[j] = Pk_new[j];
             continue;
         }
@@ -520,9 +542,9 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
         if (!isfinite(b[j]))
             return wmi_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
     if (w)
-        set_point_block(net, net->params + ly->w_off, wn, k, w);
+        set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w);
     if (b)
-        set_point_block(net, net->params + ly->b_off, (size_t)ly->rows, k, b);
+        set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
     net->version++;
     return WM_OK;
 }

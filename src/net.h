@@ -4,14 +4,27 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdint.h>
 
 #include "manifold.h"
 #include "wmanifold.h"
 
 #define WM_MAX_LAYERS 128
 
-typedef enum { WM_LAYER_DENSE, WM_LAYER_CONV, WM_LAYER_MAXPOOL, WM_LAYER_AVGPOOL } wm_layer_kind;
+/* A layer's kind: its index in wmi_layer_ops (layers/layer.h) and its code
+ * in model files, so the numbers never change; new kinds go at the end. */
+typedef enum {
+    WM_LAYER_DENSE,
+    WM_LAYER_CONV,
+    WM_LAYER_MAXPOOL,
+    WM_LAYER_AVGPOOL,
+    WM_LAYER_RESIDUAL,
+    WM_LAYER_LAYERNORM,
+    WM_LAYER_GROUPNORM,
+    WM_LAYER_FILM,
+    WM_LAYER_DROPOUT,
+    WM_LAYER_GLOBAL_AVGPOOL,
+    WM_LAYER_N_KINDS
+} wm_layer_kind;
 
 /* One layer. `in` and `out` are the per-sample activation sizes it reads and
  * writes (CHW order for images). A layer with parameters keeps them as a
@@ -29,6 +42,13 @@ typedef struct {
     int k, stride, pad;           /* conv kernel; pools use k = stride = size */
     wm_activation act;
     size_t w_off, b_off;          /* offsets into wm_net.params */
+    /* Every layer reads the previous layer's output (layer -1: the net's
+     * input); a layer with has_in2 also reads layer in2's (-1: the input). */
+    int has_in2, in2;
+    int Kp;                       /* basis points of its parameters: the net's Kp, or 1 (a point) */
+    int index;                    /* its number in the net */
+    int groups;                   /* groupnorm: groups; layernorm 1; FiLM 0 (no normalisation) */
+    float p;                      /* dropout probability */
 } wm_layer;
 
 static inline int wmi_layer_has_params(const wm_layer *ly) { return ly->rows > 0; }
@@ -51,6 +71,14 @@ struct wm_net {
     int shape_c, shape_h, shape_w;/* shape of the next layer's input (c = 0: flat) */
     int image_concat;             /* concat features enter as constant input planes */
     int conv_strategy;            /* wm_conv_strategy */
+    int has_skips;                /* some layer reads an output other than the previous one */
+    int has_points;               /* a manifold net with some layer's parameters at one point */
+    uint64_t seed;                /* wm_net_init's (dropout masks) */
+    /* The inference plan (wmi_net_plan, at wm_net_init): layer l's output
+     * lives in activation buffer slot[l] of n_slots, a buffer reused once
+     * every reader of its last output has run (ggml-alloc's liveness). */
+    int n_slots;
+    int slot[WM_MAX_LAYERS];
     uint64_t inits;               /* wm_net_init calls: optimizers restart their moments */
     uint64_t version;             /* bumped by every write to params, so optimizers know
                                      when their bounds on |Q| are stale */
@@ -66,6 +94,35 @@ static inline int wmi_net_in0(const wm_net *net)
 
 /* P_k from Q: P = L^-T Q, i.e. P_k = sum_{j>=k} Linv[j][k] Q_j, for a block of
  * Kp rows of `len` floats each (stride `len`). Writes len floats. */
-void wmi_q_to_p(const wm_net *net, const float *Qblock, size_t len, int k, float *Pk);
+void wmi_q_to_p(const wm_net *net, int Kp, const float *Qblock, size_t len, int k, float *Pk);
+
+/* Assign the inference activation buffers by liveness (net->slot, n_slots). */
+void wmi_net_plan(wm_net *net);
+
+/* ---- for the layer adders (src/layers/): check, then append ---- */
+
+/* Every per-sample size (inputs, outputs, matrix columns) fits this. */
+#define WMI_MAX_FEATURES ((int64_t)1 << 24)
+
+/* net not NULL, not initialised, room for one more layer. */
+wm_status wmi_net_check_add(const wm_net *net, const char *fn);
+/* An image input and an image current output (conv, pooling and the like). */
+wm_status wmi_net_check_spatial(const wm_net *net, const char *fn);
+/* The first layer's input fits (a concat net's features as values, or as
+ * constant planes when spatial). Pure; wmi_net_append commits it. */
+wm_status wmi_net_check_first_input(const wm_net *net, int spatial, const char *fn);
+/* The input channels an image layer added now sees (a concat net's first
+ * image layer also reads the feature planes). */
+int wmi_net_in_channels(const wm_net *net);
+/* The shape of the current output (the input's when no layer was added;
+ * c = 0: flat). WM_EINVAL on a concatenation net without a layer (its
+ * input then carries the context features). */
+wm_status wmi_net_current(const wm_net *net, int *F, int *c, int *h, int *w, const char *fn);
+/* The flat width a layer added now reads (dense columns). */
+int wmi_net_in_features(const wm_net *net);
+/* Append ly (kind, out, rows, cols, shapes, act filled in; out_c > 0 for
+ * an image output), placing its parameter blocks; fails without changing
+ * the net if too large. spatial: the layer reads an image. */
+wm_status wmi_net_append(wm_net *net, wm_layer *ly, int spatial, const char *fn);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "blas.h"
 #include "error.h"
+#include "layers/layer.h"
 #include "loss.h"
 #include "memory.h"
 #include "optim.h"
@@ -215,6 +216,7 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     wm_pass p;
     int n = b->n, m = net->layers[net->n_layers - 1].out;
     wmi_pass_layout(net, n, 1, o->ws, &p);
+    p.step = o->t;                      /* dropout masks follow the step count */
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1));
     if ((st = wmi_pass_encode(net, &p, b->x, b->s, n, 0)) != WM_OK)
         return st;
@@ -473,7 +475,6 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
 {
     const float gs = k->gs;             /* the clip's scale (1 unless n = 1 and clipping) */
     wm_net *net = o->net;
-    const int Kp = net->Kp;
     const float lr = o->cfg.lr;
     float *gbuf = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1)) + (size_t)n * net->max_out + 16;
     float *bbuf = gbuf + block_floats(net) + 16;
@@ -483,13 +484,17 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
 #define UPDATE(off, len, c, g) UPDATE_ROWS(off, 1, len, c, NULL, g)
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        if (!wmi_layer_has_params(ly))               /* a residual: nothing to update */
+            continue;
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
+        const int Kp = ly->Kp;                          /* 1: a point layer, c_hat = 1 */
+        const float *C = Kp == net->Kp ? p->C : p->ones;
         const int in = ly->cols, out = ly->rows, plain = Kp == 1 || p->shared || n == 1;
         const int rb = (int)(block_floats(net) / (size_t)in);
         if (n == 1) {                               /* rank 1: g = (c_k delta_r) x */
             for (int kk = 0; kk < Kp; kk++) {
-                UPDATE_ROWS(ly->w_off + (size_t)kk * out * in, out, (size_t)in, gs * p->C[kk], delta, x);
-                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, gs * p->C[kk], delta);
+                UPDATE_ROWS(ly->w_off + (size_t)kk * out * in, out, (size_t)in, gs * C[kk], delta, x);
+                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, gs * C[kk], delta);
             }
         } else if (plain) {                         /* one W(s): dW = delta^T X, spread by c_hat */
             /* Few rows: form dW a cache-sized block at a time. Many rows: one
@@ -508,7 +513,7 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
                     wmi_gemm(1, 0, r, in, n, 1.0f, delta + r0, out, x, in, 0.0f, gbuf, in);
                 for (int kk = 0; kk < Kp; kk++)
                     UPDATE(ly->w_off + ((size_t)kk * out + r0) * in, (size_t)r * in,
-                           Kp == 1 ? 1.0f : p->C[kk], g);
+                           Kp == 1 ? 1.0f : C[kk], g);
             }
             for (int o2 = 0; o2 < out; o2++)      /* row by row: the sums vectorise */
                 bbuf[o2] = 0.0f;
@@ -516,20 +521,20 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
                 for (int o2 = 0; o2 < out; o2++)
                     bbuf[o2] += delta[(size_t)i * out + o2];
             for (int kk = 0; kk < Kp; kk++)
-                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, Kp == 1 ? 1.0f : p->C[kk], bbuf);
+                UPDATE(ly->b_off + (size_t)kk * out, (size_t)out, Kp == 1 ? 1.0f : C[kk], bbuf);
         } else {                                    /* stacked: dWst = D^T X, D_ik = C_ik delta_i */
             const int ko = Kp * out;
             for (int i = 0; i < n; i++)
                 for (int kk = 0; kk < Kp; kk++)
                     for (int o2 = 0; o2 < out; o2++)
                         p->z[(size_t)i * ko + (size_t)kk * out + o2] =
-                            p->C[(size_t)i * Kp + kk] * delta[(size_t)i * out + o2];
+                            C[(size_t)i * Kp + kk] * delta[(size_t)i * out + o2];
             for (int r0 = 0; r0 < ko; r0 += rb) {
                 int r = ko - r0 < rb ? ko - r0 : rb;
                 wmi_gemm(1, 0, r, in, n, 1.0f, p->z + r0, ko, x, in, 0.0f, gbuf, in);
                 UPDATE(ly->w_off + (size_t)r0 * in, (size_t)r * in, 1.0f, gbuf);
             }
-            wmi_gemm(1, 0, Kp, out, n, 1.0f, p->C, Kp, delta, out, 0.0f, bbuf, out);
+            wmi_gemm(1, 0, Kp, out, n, 1.0f, C, Kp, delta, out, 0.0f, bbuf, out);
             UPDATE(ly->b_off, (size_t)ko, 1.0f, bbuf);
         }
     }
@@ -543,20 +548,22 @@ static void direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *
  * |g|^2 = |c|^2 sum_l |delta_l|^2 (|x_l|^2 + 1). */
 static double rank1_sumsq(const wm_net *net, const wm_pass *p)
 {
-    double cc = 0, total = 0;
+    double cc = 0, total = 0;               /* |c_hat|^2 of the manifold layers (point layers: 1) */
     for (int kk = 0; kk < net->Kp; kk++)
         cc += (double)p->C[kk] * p->C[kk];
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
+        if (!wmi_layer_has_params(ly))
+            continue;
         const float *x = l > 0 ? p->act[l - 1] : p->x0, *delta = p->delta[l];
         double dd = 0, xx = 1.0;
         for (int o2 = 0; o2 < ly->rows; o2++)
             dd += (double)delta[o2] * delta[o2];
         for (int j = 0; j < ly->cols; j++)
             xx += (double)x[j] * x[j];
-        total += dd * xx;
+        total += (ly->Kp == net->Kp ? cc : 1.0) * dd * xx;
     }
-    return cc * total;
+    return total;
 }
 
 /* The careful path: pass 1 proves every new value finite and measures the
@@ -638,8 +645,8 @@ wm_status wm_apply(wm_optimizer *o)
     return apply_bounded(o, wmi_max_abs(o->grad, o->net->n_params));
 }
 
-/* Whether wm_step may update directly: only dense layers (conv gradients
- * sum over positions) and a plain learning-rate step (a volume budget needs
+/* Whether wm_step may update directly: only layers whose table says their
+ * gradient is the rank-n dense form (dense; conv gradients sum over positions) and a plain learning-rate step (a volume budget needs
  * the whole gradient's norm before any write). Mixed contexts only up to a
  * few dozen rows: beyond, the stacked gradient GEMMs dominate and splitting
  * them into blocks costs more (the BLAS re-packs X per block, measured 8% at
@@ -652,7 +659,7 @@ static int direct_eligible(const wm_optimizer *o, const wm_pass *p)
     if (o->clip > 0 && p->n > 1)        /* the clip needs |g| first: only rank 1 knows it early */
         return 0;
     for (int l = 0; l < o->net->n_layers; l++)
-        if (o->net->layers[l].kind != WM_LAYER_DENSE)
+        if (!wmi_ops(&o->net->layers[l])->direct_update)
             return 0;
     return 1;
 }

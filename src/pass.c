@@ -7,9 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "conv.h"
-#include "dense.h"
 #include "error.h"
+#include "layers/layer.h"
 #include "memory.h"
 #include "pass.h"
 #include "simd.h"
@@ -28,12 +27,15 @@ static size_t wmat_floats(const wm_layer *ly)
     return wmi_layer_has_params(ly) ? round_up((size_t)ly->rows * (ly->cols + 1)) : 0;
 }
 
-static size_t conv_floats(const wm_net *net)
+/* The largest per-layer scratch any layer asks for (one slot, shared). */
+static size_t scratch_floats(const wm_net *net)
 {
     size_t most = 0;
-    for (int l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind == WM_LAYER_CONV && wmi_conv_scratch_floats(&net->layers[l]) > most)
-            most = wmi_conv_scratch_floats(&net->layers[l]);
+    for (int l = 0; l < net->n_layers; l++) {
+        const wm_layer_ops *ops = wmi_ops(&net->layers[l]);
+        size_t f = ops->scratch_floats ? ops->scratch_floats(&net->layers[l]) : 0;
+        most = f > most ? f : most;
+    }
     return most;
 }
 
@@ -51,6 +53,8 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
     } while (0)
 #define MUL wmi_mul_sat
     TAKE(p ? &p->C : NULL, MUL(N, (size_t)net->Kp));
+    if (net->has_points)
+        TAKE(p ? &p->ones : NULL, N);
     if (net->n_feat > 0)
         TAKE(p ? &p->xin : NULL, MUL(N, (size_t)wmi_net_in0(net)));
     if (training) {
@@ -62,20 +66,24 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
         for (int l = 0; l < net->n_layers; l++)
             all += wmat_floats(&net->layers[l]);
         TAKE(p ? &p->wmat : NULL, all);
+        if (net->has_skips)
+            TAKE(p ? &p->dtmp : NULL, MUL(N, (size_t)net->max_out));
     } else {
-        float *ping = NULL, *pong = NULL;
-        TAKE(&ping, MUL(N, (size_t)net->max_out));
-        TAKE(&pong, MUL(N, (size_t)net->max_out));
+        /* the plan wm_net_init made: a chain alternates two buffers; a skip
+         * keeps its source's buffer until its last reader has run */
+        float *slot[WM_MAX_LAYERS];
+        for (int j = 0; j < net->n_slots; j++)
+            TAKE(&slot[j], MUL(N, (size_t)net->max_out));
         if (p && mem)
             for (int l = 0; l < net->n_layers; l++)
-                p->act[l] = l % 2 ? pong : ping;
+                p->act[l] = slot[net->slot[l]];
         size_t most = 0;
         for (int l = 0; l < net->n_layers; l++)
             most = wmat_floats(&net->layers[l]) > most ? wmat_floats(&net->layers[l]) : most;
         TAKE(p ? &p->wmat : NULL, most);
     }
     TAKE(p ? &p->z : NULL, MUL(MUL(N, (size_t)net->Kp), (size_t)net->max_out));
-    TAKE(p ? &p->conv : NULL, conv_floats(net));
+    TAKE(p ? &p->conv : NULL, scratch_floats(net));
 #undef MUL
 #undef TAKE
     return wmi_mul_sat(off, sizeof(float));
@@ -152,6 +160,8 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
         }
     }
     p->x0 = net->n_feat > 0 ? p->xin : x;
+    for (int i = 0; p->ones && i < n; i++)
+        p->ones[i] = 1.0f;
     /* one sample: the stacked product is a GEMV over the K points, as cheap as
      * materialising W(s) and in the BLAS's wider SIMD, so no "shared" path */
     p->shared = n > 1;
@@ -171,25 +181,27 @@ static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
     return p->wmat + off;
 }
 
+/* What layer l's forward and backward see besides their input and output. */
+static wm_layer_io io_of(const wm_net *net, const wm_pass *p, int l)
+{
+    const wm_layer *ly = &net->layers[l];
+    wm_layer_io io = {net->params, ly->Kp, net->conv_strategy, ly->Kp == net->Kp ? p->C : p->ones,
+                      p->shared, p->z, wmat_of(net, p, l), p->conv, NULL, 0, NULL, 0,
+                      p->training, net->seed, p->step};
+    if (ly->has_in2) {
+        io.X2 = ly->in2 < 0 ? p->x0 : p->act[ly->in2];
+        io.x2_stride = ly->in2 < 0 ? (size_t)wmi_net_in0(net) : (size_t)net->layers[ly->in2].out;
+    }
+    return io;
+}
+
 float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
 {
     const float *X = p->x0;
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:
-            wmi_dense_forward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], p->z,
-                              wmat_of(net, p, l));
-            break;
-        case WM_LAYER_CONV:
-            wmi_conv_forward(ly, net->params, net->Kp, net->conv_strategy, X, n, p->C, p->shared,
-                             p->act[l], p->z, wmat_of(net, p, l), p->conv);
-            break;
-        case WM_LAYER_MAXPOOL:
-        case WM_LAYER_AVGPOOL:
-            wmi_pool_forward(ly, X, n, p->act[l]);
-            break;
-        }
+        wm_layer_io io = io_of(net, p, l);
+        wmi_ops(ly)->forward(ly, &io, X, n, p->act[l]);
         X = p->act[l];
     }
     return p->act[net->n_layers - 1];
@@ -220,31 +232,39 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
 {
     double bound = 0.0, cmax = wmi_max_abs(p->C, (size_t)n * net->Kp);
     int last = net->n_layers - 1;
+    /* written[j]: a reader of output j has already put its part of the
+     * gradient in delta[j]; the next reader adds to it */
+    unsigned char written[WM_MAX_LAYERS] = {0};
     memcpy(p->delta[last], dy, sizeof(float) * (size_t)n * net->layers[last].out);
     for (int l = last; l >= 0; l--) {
         const wm_layer *ly = &net->layers[l];
         const float *X = l > 0 ? p->act[l - 1] : p->x0;
         float *d = p->delta[l], *dX = l > 0 ? p->delta[l - 1] : NULL;
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:
-            wmi_dense_backward(ly, net->params, net->Kp, X, n, p->C, p->shared, p->act[l], d, grad,
-                               dX, p->z, wmat_of(net, p, l));
-            break;
-        case WM_LAYER_CONV:
-            wmi_conv_backward(ly, net->params, net->Kp, net->conv_strategy, X, n, p->C, p->shared,
-                              p->act[l], d, grad, dX, p->z, wmat_of(net, p, l), p->conv);
-            break;
-        case WM_LAYER_MAXPOOL:
-        case WM_LAYER_AVGPOOL:
-            if (dX)
-                wmi_pool_backward(ly, X, p->act[l], d, n, dX);
-            break;
+        int add = l > 0 && written[l - 1];     /* a skip read output l-1 too */
+        if (add)
+            dX = p->dtmp;
+        const wm_layer_ops *ops = wmi_ops(ly);
+        wm_layer_io io = io_of(net, p, l);
+        if (l > 0)
+            written[l - 1] = 1;
+        if (ly->has_in2 && ly->in2 >= 0) {
+            io.dX2 = p->delta[ly->in2];
+            io.dX2_add = written[ly->in2];
+        }
+        ops->backward(ly, &io, X, n, p->act[l], d, grad, dX);
+        if (ly->has_in2 && ly->in2 >= 0)
+            written[ly->in2] = 1;
+        if (add) {
+            float *acc = p->delta[l - 1];
+            for (size_t j = 0, len = (size_t)n * ly->in; j < len; j++)
+                acc[j] += dX[j];
         }
         if (wmi_layer_has_params(ly)) {     /* d now holds this layer's delta */
-            double positions = ly->kind == WM_LAYER_CONV ? (double)ly->out_h * ly->out_w : 1.0;
+            double positions = ops->grad_uses ? ops->grad_uses(ly) : 1.0;
             double xmax = wmi_max_abs(X, (size_t)n * ly->in), dmax = wmi_max_abs(d, (size_t)n * ly->out);
             /* x2: room for the rounding of n-term float sums */
-            double b = 2.0 * n * positions * cmax * dmax * (xmax > 1.0 ? xmax : 1.0);
+            double cl = ly->Kp == net->Kp ? cmax : 1.0;     /* a point layer's c_hat is 1 */
+            double b = 2.0 * n * positions * cl * dmax * (xmax > 1.0 ? xmax : 1.0);
             bound = b > bound || isnan(b) ? b : bound;
         }
     }

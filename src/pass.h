@@ -11,14 +11,17 @@ typedef struct {
     int n;                        /* rows this layout holds */
     int training;                 /* keeps every layer's output for backward */
     float *C;                     /* n x Kp: c_hat(s_i) */
+    float *ones;                  /* n ones: c_hat of a point layer (net->has_points) */
+    uint64_t step;                /* the optimizer's step count (dropout masks) */
     int shared;                   /* every sample has the same c_hat */
     float *xin;                   /* concat: n x in0 input with features; else NULL */
     const float *x0;              /* what the first layer reads (x or xin) */
-    float *act[WM_MAX_LAYERS];    /* layer outputs (training) or two ping-pong buffers */
+    float *act[WM_MAX_LAYERS];    /* layer outputs (training) or the liveness plan's buffers */
     float *z;                     /* n x Kp*max_out */
     float *delta[WM_MAX_LAYERS];  /* training: dL/d(layer output), then its pre-activation delta */
     float *wmat;                  /* materialised layers (shared contexts) */
-    float *conv;                  /* per-sample conv scratch (largest conv layer) */
+    float *conv;                  /* per-layer scratch (the largest any layer asks for) */
+    float *dtmp;                  /* training with skips: a second reader's dX, then added */
 } wm_pass;
 
 /* Bytes of workspace for n rows (training keeps all activations). */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "error.h"
+#include "layers/layer.h"
 #include "net.h"
 
 /* Appends like snprintf: writes what fits, always NUL-terminates. */
@@ -96,32 +97,19 @@ wm_status wm_net_summary(const wm_net *net, char *buf, size_t len)
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         char kind[40];
-        switch (ly->kind) {
-        case WM_LAYER_DENSE:   snprintf(kind, sizeof kind, "dense"); break;
-        case WM_LAYER_CONV:
-            snprintf(kind, sizeof kind, "conv2d %dx%d /%d pad %d", ly->k, ly->k, ly->stride, ly->pad);
-            break;
-        case WM_LAYER_MAXPOOL: snprintf(kind, sizeof kind, "maxpool %dx%d", ly->k, ly->k); break;
-        case WM_LAYER_AVGPOOL: snprintf(kind, sizeof kind, "avgpool %dx%d", ly->k, ly->k); break;
-        }
+        wmi_ops(ly)->describe(ly, kind, sizeof kind);
         put(&t, "%-5d %-22s ", l, kind);
-        if (ly->kind == WM_LAYER_DENSE)
-            put_shape(&t, 0, 0, 0, ly->cols, 14);
-        else
-            put_shape(&t, ly->in_c, ly->in_h, ly->in_w, ly->in, 14);
+        put_shape(&t, ly->in_c, ly->in_h, ly->in_w, ly->in, 14);
         put(&t, " ");
-        if (ly->kind == WM_LAYER_DENSE)
-            put_shape(&t, 0, 0, 0, ly->out, 14);
-        else
-            put_shape(&t, ly->out_c, ly->out_h, ly->out_w, ly->out, 14);
+        put_shape(&t, ly->out_c, ly->out_h, ly->out_w, ly->out, 14);
         put(&t, " ");
-        size_t np = wmi_layer_has_params(ly) ? (size_t)net->Kp * ly->rows * ((size_t)ly->cols + 1) : 0;
+        size_t np = wmi_layer_has_params(ly) ? (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1) : 0;
         const char *where = !wmi_layer_has_params(ly) ? "-"
-                            : net->Kp > 1             ? "manifold"
+                            : ly->Kp > 1              ? "manifold"
                                                       : "one point";
         put(&t, "%-8s %12zu  %s", act_name(ly->act), np, where);
-        if (wmi_layer_has_params(ly) && net->Kp > 1)
-            put(&t, " (K = %d)", net->Kp);
+        if (wmi_layer_has_params(ly) && ly->Kp > 1)
+            put(&t, " (K = %d)", ly->Kp);
         put(&t, "\n");
     }
     put(&t, "total parameters: %zu\n", net->n_params);

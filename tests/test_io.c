@@ -365,6 +365,85 @@ static int remove_dir(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Reads a whole file into a malloc'd buffer. */
+static unsigned char *fixture_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n + 1);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* A version-1 file written by the library before layer modules and model
+ * format 2 (main at f917607, by tests/data/make_v1.c: a conv net on the
+ * circle after 5 Adam steps): it loads; its parameters are bit for bit what
+ * the same calls, seed and steps give today; wm_infer gives bit for bit the
+ * outputs that library gave (v1_cnn_circle.out); saved again it is the same
+ * bytes (a net version 1 can hold is still written as version 1). */
+static void test_version1_fixture_loads_bit_for_bit(void **state)
+{
+    (void)state;
+    const char *path = "tests/data/v1_cnn_circle.wmn";
+    size_t len, olen;
+    unsigned char *file = fixture_read(path, &len);
+    unsigned char *outs = fixture_read("tests/data/v1_cnn_circle.out", &olen);
+    assert_int_equal(olen, 12 * sizeof(float));
+    assert_int_equal(file[4], 1);                              /* format version 1 */
+    wm_net *loaded;
+    WM_OK_OR_FAIL(wm_net_load(&loaded, path));
+    assert_int_equal(wm_net_n_layers(loaded), 6);
+
+    wm_manifold *m;
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_manifold_circle(&m));
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 2 * 6 * 6, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_input_shape(net, 2, 6, 6));
+    WM_OK_OR_FAIL(wm_net_conv2d(net, 3, 3, 1, 1, WM_ACT_RELU));
+    WM_OK_OR_FAIL(wm_net_maxpool(net, 2));
+    WM_OK_OR_FAIL(wm_net_conv2d(net, 4, 3, 1, 0, WM_ACT_TANH));
+    WM_OK_OR_FAIL(wm_net_avgpool(net, 1));
+    WM_OK_OR_FAIL(wm_net_dense(net, 5, WM_ACT_SIGMOID));
+    WM_OK_OR_FAIL(wm_net_dense(net, 3, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_init(net, 77));
+    float x[4 * 72], s[4], y[12];
+    int32_t labels[4] = {0, 1, 2, 1};
+    for (int j = 0; j < 4 * 72; j++) x[j] = (float)((j * 37 % 101) / 50.0 - 1.0);
+    for (int i = 0; i < 4; i++) s[i] = 0.2f * (float)i + 0.05f;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+    wm_optimizer *o;
+    WM_OK_OR_FAIL(wm_optimizer_create(&o, net, &cfg));
+    wm_batch b = {4, x, s, labels, NULL};
+    for (int t = 0; t < 5; t++) WM_OK_OR_FAIL(wm_step(o, &b, NULL));
+    size_t n1, n2;
+    const float *p1 = wm_net_params(loaded, &n1), *p2 = wm_net_params(net, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(p1, p2, n1 * sizeof(float));
+    WM_OK_OR_FAIL(wm_infer(loaded, x, s, 4, y));
+    assert_memory_equal(y, outs, sizeof y);
+    char tmp[] = "/tmp/wm_v1_again_XXXXXX";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    close(fd);
+    WM_OK_OR_FAIL(wm_net_save(loaded, tmp));
+    size_t alen;
+    unsigned char *again = fixture_read(tmp, &alen);
+    unlink(tmp);
+    assert_int_equal(alen, len);
+    assert_memory_equal(again, file, len);
+    free(again);
+    wm_optimizer_free(o);
+    wm_net_free(net), wm_net_free(loaded);
+    wm_manifold_free(m);
+    free(file), free(outs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_save_before_init),
         cmocka_unit_test(test_checkpoint_resume_is_bit_identical),
         cmocka_unit_test(test_killed_save_never_tears_the_file),
+        cmocka_unit_test(test_version1_fixture_loads_bit_for_bit),
     };
     return cmocka_run_group_tests_name("io", tests, make_dir, remove_dir);
 }

@@ -279,4 +279,303 @@ static inline void tu_cholesky(const double *G, double *L, int K)
     }
 }
 
+/* ---- a double-precision reference for graphs of layer modules -------------
+ * Nets described by a list of layer specs (dense, residual, and the
+ * parameter-free and normalisation kinds), built both in the library and
+ * here. The reference reads every parameter through wm_net_control_point (the
+ * paper's P coordinates), combines them with c(s) from wm_manifold_basis (or
+ * [1] for a point layer or a concatenation net) and runs each kind's formula
+ * from DESIGN.md section 5 in double; it shares no code with the library. */
+typedef enum { TU_DENSE, TU_RESIDUAL, TU_LAYERNORM, TU_GROUPNORM, TU_FILM, TU_DROPOUT, TU_GAP } tu_kind;
+
+typedef struct {
+    tu_kind kind;
+    int n;                        /* dense: outputs; groupnorm: groups */
+    wm_activation act;            /* dense, residual */
+    int from;                     /* residual: the layer it adds (-1: the input) */
+    int point;                    /* 1: wm_net_set_layer_manifold(net, l, 0) */
+    float p;                      /* dropout probability */
+} tu_spec;
+
+#define TU_MAXL 16
+typedef struct {
+    int n_layers, K, concat, n_inputs, in0;
+    tu_spec spec[TU_MAXL];
+    int out[TU_MAXL], ch[TU_MAXL], hw[TU_MAXL];   /* output: ch channels x hw (ch 0: flat) */
+    int Kl[TU_MAXL], rows[TU_MAXL], cols[TU_MAXL];
+    double *P[TU_MAXL], *B[TU_MAXL];             /* Kl x rows x cols, Kl x rows (NULL: none) */
+    wm_loss loss;
+    const char *mname;
+} tu_gref;
+
+/* Add spec's layer to net (and set its placement). */
+static inline wm_status tu_gadd(wm_net *net, const tu_spec *sp, int l, int concat)
+{
+    wm_status st = WM_EINVAL;
+    switch (sp->kind) {
+    case TU_DENSE: st = wm_net_dense(net, sp->n, sp->act); break;
+    case TU_RESIDUAL: st = wm_net_residual(net, sp->from, sp->act); break;
+#ifdef TU_HAVE_NORMS
+    case TU_LAYERNORM: st = wm_net_layernorm(net); break;
+    case TU_GROUPNORM: st = wm_net_groupnorm(net, sp->n); break;
+    case TU_FILM: st = wm_net_film(net); break;
+    case TU_DROPOUT: st = wm_net_dropout(net, sp->p); break;
+    case TU_GAP: st = wm_net_global_avgpool(net); break;
+#endif
+    default: fail_msg("kind %d not built", (int)sp->kind);
+    }
+#ifdef TU_HAVE_NORMS
+    if (st == WM_OK && sp->point && !concat)      /* a concat net is one point already */
+        st = wm_net_set_layer_manifold(net, l, 0);
+#else
+    (void)l, (void)concat;
+#endif
+    return st;
+}
+
+/* Build the net (input c x h x w, c = 0: flat n_inputs), initialise it with
+ * random parameters in [-0.8, 0.8] (gains and scales around 1) and load the
+ * reference from it. */
+static inline wm_net *tu_gbuild(tu_gref *r, const char *mname, wm_conditioning cond, int n_inputs,
+                                int c, int h, int w, const tu_spec *spec, int n_layers,
+                                wm_loss loss, uint64_t seed)
+{
+    wm_manifold *m = tu_manifold(mname);
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, n_inputs, cond));
+    wm_manifold_free(m);
+    if (c > 0)
+        WM_OK_OR_FAIL(wm_net_input_shape(net, c, h, w));
+    for (int l = 0; l < n_layers; l++)
+        WM_OK_OR_FAIL(tu_gadd(net, &spec[l], l, cond == WM_COND_CONCAT));
+    WM_OK_OR_FAIL(wm_net_set_loss(net, loss));
+    WM_OK_OR_FAIL(wm_net_init(net, seed));
+    memset(r, 0, sizeof *r);
+    r->n_layers = n_layers, r->loss = loss, r->mname = mname, r->n_inputs = n_inputs;
+    r->concat = cond == WM_COND_CONCAT;
+    r->K = wm_manifold_n_basis(wm_net_manifold(net));
+    int nf = 0;
+    if (r->concat) {
+        double f[16];
+        float s0[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+        nf = tu_features(mname, s0, f);
+    }
+    r->in0 = n_inputs + nf;
+    int ch = c > 0 ? c : 0, hw = c > 0 ? h * w : 1, F = n_inputs;
+    uint64_t st = seed * 7 + 1;
+    for (int l = 0; l < n_layers; l++) {
+        const tu_spec *sp = &spec[l];
+        r->spec[l] = *sp;
+        int in = F;
+        if (l == 0 && r->concat) in = r->in0;
+        switch (sp->kind) {
+        case TU_DENSE: ch = 0, hw = 1, F = sp->n; r->rows[l] = sp->n, r->cols[l] = in; break;
+        case TU_LAYERNORM: r->rows[l] = F, r->cols[l] = 1; break;
+        case TU_GROUPNORM: r->rows[l] = ch, r->cols[l] = 1; break;
+        case TU_FILM: r->rows[l] = ch ? ch : F, r->cols[l] = 1; break;
+        case TU_GAP: F = ch, hw = 1; break;
+        default: break;
+        }
+        r->out[l] = F, r->ch[l] = ch, r->hw[l] = hw;
+        r->Kl[l] = r->concat || sp->point ? 1 : r->K;
+        if (r->rows[l] == 0)
+            continue;
+        int K = r->Kl[l], rows = r->rows[l];
+        size_t wn = (size_t)rows * r->cols[l];
+        /* random control points, through the public setter */
+        float *pw = malloc(wn * sizeof(float)), *pb = malloc((size_t)rows * sizeof(float));
+        r->P[l] = calloc((size_t)K * wn, sizeof(double));
+        r->B[l] = calloc((size_t)K * rows, sizeof(double));
+        for (int k = 0; k < K; k++) {
+            int gain = sp->kind != TU_DENSE && k == 0;
+            tu_fill(pw, wn, gain ? 0.5 : -0.8, gain ? 1.5 : 0.8, &st);
+            tu_fill(pb, (size_t)rows, -0.8, 0.8, &st);
+            WM_OK_OR_FAIL(wm_net_set_control_point(net, l, k, pw, pb));
+        }
+        for (int k = 0; k < K; k++) {
+            WM_OK_OR_FAIL(wm_net_control_point(net, l, k, pw, pb));
+            for (size_t j = 0; j < wn; j++) r->P[l][k * wn + j] = pw[j];
+            for (int j = 0; j < rows; j++) r->B[l][(size_t)k * rows + j] = pb[j];
+        }
+        free(pw), free(pb);
+    }
+    return net;
+}
+
+static inline void tu_gref_free(tu_gref *r)
+{
+    for (int l = 0; l < r->n_layers; l++)
+        free(r->P[l]), free(r->B[l]);
+}
+
+/* Normalise v[0..len) in place by its mean and biased variance, eps 1e-5. */
+static inline void tu_normalise(double *v, int len)
+{
+    double mean = 0, var = 0;
+    for (int j = 0; j < len; j++) mean += v[j];
+    mean /= len;
+    for (int j = 0; j < len; j++) var += (v[j] - mean) * (v[j] - mean);
+    var /= len;
+    for (int j = 0; j < len; j++) v[j] = (v[j] - mean) / sqrt(var + 1e-5);
+}
+
+/* Batch-mean loss of the reference; the last layer's outputs to y_out if not NULL. */
+static inline double tu_gref_loss(const tu_gref *r, const wm_manifold *m, int n, const float *x,
+                                  const float *s, const int32_t *labels, const float *targets,
+                                  double *y_out)
+{
+    enum { MAXF = 2048 };
+    double *a = malloc(sizeof(double) * MAXF * (TU_MAXL + 1)), total = 0;
+    int dim = wm_manifold_dim(m);
+    for (int i = 0; i < n; i++) {
+        float c[256];
+        if (!r->concat) WM_OK_OR_FAIL(wm_manifold_basis(m, s ? s + i * dim : NULL, c));
+        double *x0 = a;                                 /* slot 0: the input; l + 1: layer l */
+        for (int j = 0; j < r->n_inputs; j++) x0[j] = x[i * r->n_inputs + j];
+        if (r->concat) tu_features(r->mname, s + i * dim, x0 + r->n_inputs);
+        for (int l = 0; l < r->n_layers; l++) {
+            const tu_spec *sp = &r->spec[l];
+            double *X = a + (size_t)l * MAXF, *Y = a + (size_t)(l + 1) * MAXF;
+            int F = r->out[l], ch = r->ch[l], hw = r->hw[l], K = r->Kl[l], rows = r->rows[l];
+            double g[MAXF], b[MAXF];                    /* the layer's W(s), b(s) when 1 column */
+            if (rows > 0 && r->cols[l] == 1)
+                for (int o = 0; o < rows; o++) {
+                    g[o] = b[o] = 0;
+                    for (int k = 0; k < K; k++) {
+                        double ck = K == 1 ? 1.0 : c[k];
+                        g[o] += ck * r->P[l][(size_t)k * rows + o];
+                        b[o] += ck * r->B[l][(size_t)k * rows + o];
+                    }
+                }
+            switch (sp->kind) {
+            case TU_DENSE: {
+                int in = r->cols[l];
+                for (int o = 0; o < F; o++) {
+                    double v = 0;
+                    for (int k = 0; k < K; k++) {
+                        double acc = r->B[l][(size_t)k * F + o];
+                        for (int j = 0; j < in; j++)
+                            acc += r->P[l][((size_t)k * F + o) * in + j] * X[j];
+                        v += (K == 1 ? 1.0 : c[k]) * acc;
+                    }
+                    Y[o] = tu_act(sp->act, v);
+                }
+                break;
+            }
+            case TU_RESIDUAL: {
+                const double *S = a + (size_t)(sp->from + 1) * MAXF;
+                for (int j = 0; j < F; j++) Y[j] = tu_act(sp->act, X[j] + S[j]);
+                break;
+            }
+            case TU_LAYERNORM:
+                memcpy(Y, X, sizeof(double) * F);
+                tu_normalise(Y, F);
+                for (int j = 0; j < F; j++) Y[j] = Y[j] * g[j] + b[j];
+                break;
+            case TU_GROUPNORM: {
+                int G = sp->n, per = ch / G * hw;
+                memcpy(Y, X, sizeof(double) * F);
+                for (int q = 0; q < G; q++) tu_normalise(Y + q * per, per);
+                for (int j = 0; j < F; j++) Y[j] = Y[j] * g[j / hw] + b[j / hw];
+                break;
+            }
+            case TU_FILM:
+                for (int j = 0; j < F; j++) Y[j] = g[j / hw] * X[j] + b[j / hw];
+                break;
+            case TU_DROPOUT:
+                memcpy(Y, X, sizeof(double) * F);
+                break;
+            case TU_GAP: {
+                int hw_in = l > 0 ? r->hw[l - 1] : 0;
+                if (hw_in == 0) fail_msg("reference: global avgpool needs an image");
+                for (int q = 0; q < F; q++) {
+                    double v = 0;
+                    for (int j = 0; j < hw_in; j++) v += X[q * hw_in + j];
+                    Y[q] = v / hw_in;
+                }
+                break;
+            }
+            }
+        }
+        const double *yl = a + (size_t)r->n_layers * MAXF;
+        int mo = r->out[r->n_layers - 1];
+        if (y_out) memcpy(y_out + (size_t)i * mo, yl, sizeof(double) * mo);
+        if (r->loss == WM_LOSS_SOFTMAX_CE) {
+            double mx = yl[0], sum = 0;
+            for (int j = 1; j < mo; j++) mx = yl[j] > mx ? yl[j] : mx;
+            for (int j = 0; j < mo; j++) sum += exp(yl[j] - mx);
+            total += log(sum) + mx - yl[labels[i]];
+        } else {
+            double sq = 0;
+            for (int j = 0; j < mo; j++) sq += (yl[j] - targets[i * mo + j]) * (yl[j] - targets[i * mo + j]);
+            total += sq / mo;
+        }
+    }
+    free(a);
+    return total / n;
+}
+
+/* The library's gradient (wm_grad on the batch) against central differences
+ * of the reference in P coordinates, every stride-th parameter; returns the
+ * max |analytic - fd| and sets *scale to the largest |fd|. The Q gradient
+ * of a manifold layer maps to P by the test's own Cholesky factor of G
+ * (dL/dP = L dL/dQ); a point layer's is already dL/dP. */
+static inline double tu_gcheck(tu_gref *r, wm_net *net, int n, const float *x, const float *s,
+                               const int32_t *labels, const float *targets, int stride,
+                               double *scale, double *loss_err)
+{
+    const wm_manifold *m = wm_net_manifold(net);
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+    float loss;
+    wm_batch b = {n, x, s, labels, targets};
+    WM_OK_OR_FAIL(wm_grad(opt, &b, &loss));
+    size_t np;
+    const float *gq = wm_grad_buffer(opt, &np);
+    double ref_loss = tu_gref_loss(r, m, n, x, s, labels, targets, NULL);
+    *loss_err = fabs(ref_loss - loss) / (1 + fabs(ref_loss));
+    int K = r->K;
+    double *G = malloc(sizeof(double) * K * K), *L = malloc(sizeof(double) * K * K);
+    if (K > 1) {
+        WM_OK_OR_FAIL(wm_manifold_gram(m, G));
+        tu_cholesky(G, L, K);
+    }
+    double max_err = 0;
+    *scale = 0;
+    size_t off = 0;
+    for (int l = 0; l < r->n_layers; l++) {
+        if (r->rows[l] == 0)
+            continue;
+        int Kl = r->Kl[l];
+        for (int part = 0; part < 2; part++) {
+            size_t len = part ? (size_t)r->rows[l] : (size_t)r->rows[l] * r->cols[l];
+            double *P = part ? r->B[l] : r->P[l];
+            for (int k = 0; k < Kl; k++)
+                for (size_t j = (size_t)k % stride; j < len; j += stride) {
+                    double lib = 0;
+                    if (Kl == 1)
+                        lib = gq[off + j];
+                    else
+                        for (int i = 0; i <= k; i++)
+                            lib += L[k * K + i] * gq[off + (size_t)i * len + j];
+                    double *p = &P[(size_t)k * len + j], save = *p, h = 1e-6;
+                    *p = save + h;
+                    double up = tu_gref_loss(r, m, n, x, s, labels, targets, NULL);
+                    *p = save - h;
+                    double dn = tu_gref_loss(r, m, n, x, s, labels, targets, NULL);
+                    *p = save;
+                    double fd = (up - dn) / (2 * h);
+                    max_err = fmax(max_err, fabs(lib - fd));
+                    *scale = fmax(*scale, fabs(fd));
+                }
+            off += (size_t)Kl * len;
+        }
+    }
+    assert_int_equal(off, np);
+    free(G), free(L);
+    wm_optimizer_free(opt);
+    return max_err;
+}
+
 #endif

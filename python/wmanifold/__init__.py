@@ -336,6 +336,13 @@ _PROTOTYPES = {
                                 ctypes.c_int]),
     "wm_net_maxpool": (_status, [_handle, ctypes.c_int]),
     "wm_net_avgpool": (_status, [_handle, ctypes.c_int]),
+    "wm_net_residual": (_status, [_handle, ctypes.c_int, ctypes.c_int]),
+    "wm_net_layernorm": (_status, [_handle]),
+    "wm_net_groupnorm": (_status, [_handle, ctypes.c_int]),
+    "wm_net_film": (_status, [_handle]),
+    "wm_net_dropout": (_status, [_handle, ctypes.c_float]),
+    "wm_net_global_avgpool": (_status, [_handle]),
+    "wm_net_set_layer_manifold": (_status, [_handle, ctypes.c_int, ctypes.c_int]),
     "wm_net_set_conv_strategy": (_status, [_handle, ctypes.c_int]),
     "wm_net_set_loss": (_status, [_handle, ctypes.c_int]),
     "wm_net_init": (_status, [_handle, ctypes.c_uint64]),
@@ -868,6 +875,49 @@ class Net(_Handle):
         """Append average pooling over size x size windows, stride size."""
         _call("wm_net_avgpool", self._p, int(size))
         return self._add_layer(kind="avgpool", size=int(size))
+
+    def residual(self, from_layer: int, act: Activation = Activation.NONE) -> "Net":
+        """Append act(current output + output of layer from_layer); -1 is
+        the net's input. The shapes must be equal. No parameters."""
+        _call("wm_net_residual", self._p, int(from_layer), int(act))
+        return self._add_layer(kind="residual", from_layer=int(from_layer), act=int(act))
+
+    def layernorm(self) -> "Net":
+        """Append a layer normalisation over all features of the current
+        output (torch.nn.LayerNorm, eps 1e-5), gain and bias on the manifold."""
+        _call("wm_net_layernorm", self._p)
+        return self._add_layer(kind="layernorm")
+
+    def groupnorm(self, groups: int) -> "Net":
+        """Append a group normalisation of an image (torch.nn.GroupNorm,
+        eps 1e-5), per-channel gain and bias on the manifold."""
+        _call("wm_net_groupnorm", self._p, int(groups))
+        return self._add_layer(kind="groupnorm", groups=int(groups))
+
+    def film(self) -> "Net":
+        """Append FiLM: per feature (per channel on images) gamma(s) x + beta(s),
+        initialised to gamma = 1, beta = 0."""
+        _call("wm_net_film", self._p)
+        return self._add_layer(kind="film")
+
+    def dropout(self, p: float) -> "Net":
+        """Append inverted dropout with probability p (training only; the mask
+        depends on the init seed, the step count and the sample index)."""
+        _call("wm_net_dropout", self._p, float(p))
+        return self._add_layer(kind="dropout", p=float(p))
+
+    def global_avgpool(self) -> "Net":
+        """Append a global average pooling of an image: C x 1 x 1."""
+        _call("wm_net_global_avgpool", self._p)
+        return self._add_layer(kind="global_avgpool")
+
+    def set_layer_manifold(self, layer: int, on: bool) -> "Net":
+        """Before init: on=False keeps layer's parameters at one point (K = 1),
+        on=True (the default) puts them on the net's manifold."""
+        _call("wm_net_set_layer_manifold", self._p, int(layer), int(bool(on)))
+        if self._arch is not None and 0 <= int(layer) < len(self._arch["layers"]):
+            self._arch["layers"][int(layer)]["manifold"] = int(bool(on))
+        return self
 
     def set_conv_strategy(self, strategy: ConvStrategy) -> "Net":
         """How convolutions run mixed-context batches (ConvStrategy)."""

@@ -12,10 +12,11 @@ import struct
 from typing import Any, Dict, List, Tuple
 
 MAGIC = b"WMNF"
-VERSIONS = (1,)
+VERSIONS = (1, 2)
 
 ACTIVATIONS = ("none", "relu", "tanh", "sigmoid")
-LAYER_KINDS = ("dense", "conv2d", "maxpool", "avgpool")
+LAYER_KINDS = ("dense", "conv2d", "maxpool", "avgpool", "residual", "layernorm", "groupnorm", "film",
+               "dropout", "global_avgpool")
 MANIFOLD_KINDS = ("point", "line", "fourier", "bspline", "product", "custom")
 
 
@@ -104,12 +105,20 @@ def parse_header(data: bytes, what: str = "model file") -> Dict[str, Any]:
         if kind >= len(LAYER_KINDS):
             raise ValueError(f"{what}: unknown layer kind {kind}")
         layer: Dict[str, Any] = {"kind": LAYER_KINDS[kind]}
+        if version >= 2:                    # 1: on the net's manifold, 0: one point
+            layer["manifold"] = r.u32()
         if layer["kind"] == "dense":
             layer["out"], layer["act"] = r.u32(), r.u32()
         elif layer["kind"] == "conv2d":
             layer["out"], layer["kernel"], layer["stride"], layer["pad"], layer["act"] = (
                 r.u32() for _ in range(5))
-        else:
+        elif layer["kind"] == "residual":
+            layer["from_layer"], layer["act"] = r.u32() - 1, r.u32()
+        elif layer["kind"] == "groupnorm":
+            layer["groups"] = r.u32()
+        elif layer["kind"] == "dropout":
+            (layer["p"],) = struct.unpack("<f", struct.pack("<I", r.u32()))
+        elif layer["kind"] in ("maxpool", "avgpool"):
             layer["size"] = r.u32()
         layers.append(layer)
     arch["layers"] = layers
@@ -132,7 +141,8 @@ def describe_manifold(m: Dict[str, Any]) -> str:
 
 
 def describe_layer(layer: Dict[str, Any]) -> str:
-    """dense(16, tanh), conv2d(8, 3, stride=1, pad=1, relu), maxpool(2)."""
+    """dense(16, tanh), conv2d(8, 3, stride=1, pad=1, relu), maxpool(2),
+    residual(-1, relu), groupnorm(4), dropout(0.1), layernorm()."""
     kind = layer["kind"]
     act = layer.get("act")
     act_s = "" if not act else f", {ACTIVATIONS[act] if act < len(ACTIVATIONS) else act}"
@@ -141,7 +151,15 @@ def describe_layer(layer: Dict[str, Any]) -> str:
     if kind == "conv2d":
         return (f"conv2d({layer['out']}, {layer['kernel']}, stride={layer['stride']}, "
                 f"pad={layer['pad']}{act_s})")
-    return f"{kind}({layer['size']})"
+    if kind == "residual":
+        return f"residual({layer['from_layer']}{act_s})"
+    if kind == "groupnorm":
+        return f"groupnorm({layer['groups']})"
+    if kind == "dropout":
+        return f"dropout({layer['p']:g})"
+    if "size" in layer:
+        return f"{kind}({layer['size']})"
+    return f"{kind}()"
 
 
 def conv_output(shape: Tuple[int, int, int], layer: Dict[str, Any]) -> Tuple[int, int, int]:

@@ -342,6 +342,9 @@ def to_torch(net: "_wm.Net", basis: Optional[BasisFn] = None,
     layers: List[nn.Module] = []
     for i, layer in enumerate(arch["layers"]):
         kind = layer["kind"]
+        if kind not in ("dense", "conv2d", "maxpool", "avgpool"):
+            raise NotImplementedError(f"wmanifold.torch: layer kind {kind} is not exported yet "
+                                      "(dense, conv2d and pooling nets are)")
         if kind in ("maxpool", "avgpool"):
             layers.append(Pool2d(kind, layer["size"]))
             continue

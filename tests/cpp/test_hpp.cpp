@@ -181,6 +181,31 @@ int main() {
     std::remove(model.c_str());
     std::remove(ckpt.c_str());
 
+    // The graph layers and per-layer placement (issue 14) from C++: a small
+    // residual CNN, FiLM on a point conv; a bad call throws with its name.
+    try {
+        wm::Manifold c = wm::manifold_circle();
+        wm::Net g = wm::net_create(c.get(), 2 * 4 * 4);
+        wm::check(wm_net_input_shape(g.get(), 2, 4, 4), "wm_net_input_shape");
+        wm::check(wm_net_conv2d(g.get(), 4, 3, 1, 1, WM_ACT_RELU), "wm_net_conv2d");
+        wm::check(wm_net_groupnorm(g.get(), 2), "wm_net_groupnorm");
+        wm::check(wm_net_film(g.get()), "wm_net_film");
+        wm::check(wm_net_residual(g.get(), 0, WM_ACT_RELU), "wm_net_residual");
+        wm::check(wm_net_global_avgpool(g.get()), "wm_net_global_avgpool");
+        wm::check(wm_net_dense(g.get(), 4, WM_ACT_TANH), "wm_net_dense");
+        wm::check(wm_net_layernorm(g.get()), "wm_net_layernorm");
+        wm::check(wm_net_dropout(g.get(), 0.1f), "wm_net_dropout");
+        wm::check(wm_net_dense(g.get(), 3, WM_ACT_NONE), "wm_net_dense");
+        wm::check(wm_net_set_layer_manifold(g.get(), 0, 0), "wm_net_set_layer_manifold");
+        expect_throws("wm_net_groupnorm", WM_EINVAL,
+                      [&] { wm::check(wm_net_groupnorm(g.get(), 2), "wm_net_groupnorm"); });
+        wm::check(wm_net_init(g.get(), 1), "wm_net_init");
+        expect(wm_net_n_layers(g.get()) == 9, "graph net layers");
+        expect(wm::net_summary(g.get()).find("groupnorm") != std::string::npos, "summary names groupnorm");
+    } catch (const wm::Error &e) {
+        expect(false, std::string("unexpected wm::Error: ") + e.what());
+    }
+
     // check() names what it is given.
     try {
         wm::check(WM_EINVAL, "wm_net_dense");

@@ -339,7 +339,7 @@ enum {
     OP_MF_SIMPLE, OP_MF_FOURIER, OP_MF_BSPLINE, OP_MF_PRODUCT, OP_MF_CUSTOM, OP_MF_QUERY,
     OP_NET_CREATE, OP_DENSE, OP_LOSS, OP_INIT, OP_INFER, OP_TRAIN, OP_OPT_CREATE, OP_APPLY,
     OP_WEIGHTS_AT, OP_CONTROL_POINT, OP_SET_PARAMS, OP_QUERIES, OP_FREE, OP_SAVE_LOAD,
-    OP_INPUT_SHAPE, OP_CONV, OP_POOL, OP_CONV_STRATEGY, OP_INFER_CONTEXT, OP_CHECKPOINT, OP_CONTROLS, N_OPS
+    OP_INPUT_SHAPE, OP_CONV, OP_POOL, OP_CONV_STRATEGY, OP_INFER_CONTEXT, OP_CHECKPOINT, OP_CONTROLS, OP_LAYERS, N_OPS
 };
 
 static void op_manifold(rd *r, int op, snapshot *sn)
@@ -888,6 +888,34 @@ static void op_conv_layers(rd *r, int op, snapshot *sn)
         FZ_CHECK(wm_net_n_outputs(net) >= 1 || op == OP_INPUT_SHAPE, "a layer with no outputs");
 }
 
+/* The graph layers and per-layer placement (issue 14), with any arguments. */
+static void op_graph_layers(rd *r, snapshot *sn)
+{
+    wm_net *net = S.net[u8(r) % N_NET];
+    wm_status st;
+    const char *name;
+    switch (u8(r) % 7) {
+    case 0: {
+        int from = any_int(r), act = any_int(r);
+        st = wm_net_residual(net, from, (wm_activation)act), name = "wm_net_residual";
+        break;
+    }
+    case 1: st = wm_net_layernorm(net), name = "wm_net_layernorm"; break;
+    case 2: st = wm_net_groupnorm(net, any_int(r)), name = "wm_net_groupnorm"; break;
+    case 3: st = wm_net_film(net), name = "wm_net_film"; break;
+    case 4: st = wm_net_dropout(net, any_float(r)), name = "wm_net_dropout"; break;
+    case 5: st = wm_net_global_avgpool(net), name = "wm_net_global_avgpool"; break;
+    default: {
+        int layer = any_int(r), on = any_int(r);
+        st = wm_net_set_layer_manifold(net, layer, on), name = "wm_net_set_layer_manifold";
+        break;
+    }
+    }
+    after(sn, st, name, 0);
+    if (st == WM_OK && strcmp(name, "wm_net_set_layer_manifold") != 0)
+        FZ_CHECK(wm_net_n_outputs(net) >= 1, "%s: a layer with no outputs", name);
+}
+
 static void op_infer_context(rd *r, snapshot *sn)
 {
     wm_net *net = S.net[u8(r) % N_NET];
@@ -1032,6 +1060,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         case OP_INFER_CONTEXT: op_infer_context(&r, &sn); break;
         case OP_CHECKPOINT: op_checkpoint(&r, &sn); break;
         case OP_CONTROLS: op_controls(&r, &sn); break;
+        case OP_LAYERS: op_graph_layers(&r, &sn); break;
         }
         snap_free(&sn);
     }

@@ -152,6 +152,68 @@ static void save_checkpoints(wm_manifold *circle, wm_manifold *torus)
     wm_net_free(net);
 }
 
+/* Format 2 (issue 14): a net of every new kind with point layers, saved, and
+ * variants of its new fields (placement, kinds 4..9 and their fields). */
+static unsigned char *saved_net(wm_net *net, size_t *len)
+{
+    ok(wm_net_save(net, tmp_model), "save graph");
+    FILE *f = fopen(tmp_model, "rb");
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(*len);
+    if (fread(buf, 1, *len, f) != *len)
+        exit(1);
+    fclose(f);
+    remove(tmp_model);
+    return buf;
+}
+
+static void gen_graph(wm_manifold *circle)
+{
+    /* 2 x 4 x 4 images: conv (a point), groupnorm, FiLM, residual to layer 0,
+     * global average pool, dense, layernorm, dropout, residual to the
+     * input-free flat layer 5, dense head (a point) */
+    wm_net *net;
+    ok(wm_net_create(&net, circle, 32, WM_COND_MANIFOLD), "create graph");
+    ok(wm_net_input_shape(net, 2, 4, 4), "input_shape");
+    ok(wm_net_conv2d(net, 4, 3, 1, 1, WM_ACT_RELU), "conv");            /* 0 */
+    ok(wm_net_groupnorm(net, 2), "groupnorm");                           /* 1 */
+    ok(wm_net_film(net), "film");                                        /* 2 */
+    ok(wm_net_residual(net, 0, WM_ACT_RELU), "residual");                /* 3 */
+    ok(wm_net_global_avgpool(net), "global_avgpool");                    /* 4 */
+    ok(wm_net_dense(net, 4, WM_ACT_TANH), "dense");                      /* 5 */
+    ok(wm_net_layernorm(net), "layernorm");                              /* 6 */
+    ok(wm_net_dropout(net, 0.25f), "dropout");                           /* 7 */
+    ok(wm_net_residual(net, 5, WM_ACT_NONE), "residual");                /* 8 */
+    ok(wm_net_dense(net, 3, WM_ACT_NONE), "dense");                      /* 9 */
+    ok(wm_net_set_layer_manifold(net, 0, 0), "placement");
+    ok(wm_net_set_layer_manifold(net, 9, 0), "placement");
+    ok(wm_net_init(net, 5), "init graph");
+    size_t len;
+    unsigned char *b = saved_net(net, &len);
+    wm_net_free(net);
+    write_file("load", "valid-v2-graph.wmn", b, len);
+    wm_layout L;
+    if (wl_parse(b, len, &L) != 0 || L.layers != 10 || b[4] != 2) {
+        fprintf(stderr, "gen_corpus: the graph model does not parse as docs/model-format.md says\n");
+        exit(1);
+    }
+    variant("bad-v2-placement.wmn", b, len, L.field[0] - 4, 2);
+    variant("bad-v2-kind.wmn", b, len, L.layer[1], 10);
+    variant("bad-v2-groups.wmn", b, len, L.field[1], 3);               /* 3 groups of 4 channels */
+    variant("bad-v2-groups-zero.wmn", b, len, L.field[1], 0);
+    variant("bad-v2-residual-from.wmn", b, len, L.field[3], 9);        /* a later layer */
+    variant("bad-v2-residual-shape.wmn", b, len, L.field[8], 0);       /* the 32 inputs vs 4 */
+    variant("bad-v2-residual-act.wmn", b, len, L.field[3] + 4, 7);
+    variant("bad-v2-dropout-one.wmn", b, len, L.field[7], 0x3F800000u); /* p = 1 */
+    variant("bad-v2-dropout-nan.wmn", b, len, L.field[7], 0x7FC00000u);
+    variant("bad-v2-gap-flat.wmn", b, len, L.layer[6], 9);             /* global avgpool after dense */
+    variant("bad-v2-point-mismatch.wmn", b, len, L.field[5] - 4, 0);   /* fewer parameters than stored */
+    variant("bad-v2-as-v1.wmn", b, len, L.version, 1);                 /* kinds 4..9 in a version-1 file */
+    free(b);
+}
+
 static void save_valid(const char *name, wm_manifold *m, wm_conditioning cond, wm_loss loss,
                        wm_activation act)
 {
@@ -188,6 +250,7 @@ static void gen_load(void)
     save_valid("valid-nested-product.wmn", nest, WM_COND_MANIFOLD, WM_LOSS_MSE, WM_ACT_RELU);
     save_valid("valid-custom-cubic.wmn", cu, WM_COND_MANIFOLD, WM_LOSS_MSE, WM_ACT_TANH);
     save_checkpoints(ci, torus);
+    gen_graph(ci);
     {   /* one layer only */
         size_t len;
         unsigned char *b = model(ln, WM_COND_MANIFOLD, WM_LOSS_SOFTMAX_CE, 3, 0, 2, WM_ACT_NONE, &len);
@@ -276,7 +339,8 @@ enum {
     OP_MF_SIMPLE, OP_MF_FOURIER, OP_MF_BSPLINE, OP_MF_PRODUCT, OP_MF_CUSTOM, OP_MF_QUERY,
     OP_NET_CREATE, OP_DENSE, OP_LOSS, OP_INIT, OP_INFER, OP_TRAIN, OP_OPT_CREATE, OP_APPLY,
     OP_WEIGHTS_AT, OP_CONTROL_POINT, OP_SET_PARAMS, OP_QUERIES, OP_FREE, OP_SAVE_LOAD,
-    OP_INPUT_SHAPE, OP_CONV, OP_POOL, OP_CONV_STRATEGY, OP_INFER_CONTEXT, OP_CHECKPOINT
+    OP_INPUT_SHAPE, OP_CONV, OP_POOL, OP_CONV_STRATEGY, OP_INFER_CONTEXT, OP_CHECKPOINT, OP_CONTROLS,
+    OP_LAYERS
 };
 
 typedef struct {
@@ -434,6 +498,32 @@ static void gen_api(void)
     B(&p, OP_CHECKPOINT), B(&p, 1), BATCH(&p, 5, 0, 0);
     B(&p, OP_CONV), B(&p, 1), I(&p, 0), I(&p, 9), I(&p, 0), I(&p, 9), I(&p, 0);  /* rejected */
     write_prog("conv-context-checkpoint.bin", &p);
+
+    /* the graph layers (OP_LAYERS: 0 residual, 1 layernorm, 2 groupnorm,
+     * 3 film, 4 dropout, 5 global avgpool, 6 placement) on a circle net */
+    p.n = 0;
+    B(&p, OP_MF_SIMPLE), B(&p, 0), B(&p, 2);
+    B(&p, OP_NET_CREATE), B(&p, 0), B(&p, 0), I(&p, 4), I(&p, 0);
+    B(&p, OP_DENSE), B(&p, 0), I(&p, 5), I(&p, 2);
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 1);
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 3);
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 0), I(&p, 0), I(&p, 1);
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 4), F(&p, 0.25f);
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 2), I(&p, 3);               /* rejected: not an image */
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 5);                         /* rejected: not an image */
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 0), I(&p, 7), I(&p, 0);     /* rejected: no layer 7 */
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 6), I(&p, 0), I(&p, 0);     /* layer 0 at one point */
+    B(&p, OP_DENSE), B(&p, 0), I(&p, 3), I(&p, 0);
+    B(&p, OP_INIT), B(&p, 0), U32(&p, 42), U32(&p, 0);
+    B(&p, OP_LAYERS), B(&p, 0), B(&p, 6), I(&p, 1), I(&p, 0);     /* rejected: after init */
+    B(&p, OP_OPT_CREATE), B(&p, 0), B(&p, 1), B(&p, 0), B(&p, 0);
+    B(&p, OP_TRAIN), B(&p, 0), B(&p, 0), BATCH(&p, 6, 0, 0);
+    B(&p, OP_TRAIN), B(&p, 0), B(&p, 0), BATCH(&p, 1, 0, 0);
+    B(&p, OP_INFER), B(&p, 0), B(&p, 0), BATCH(&p, 5, 0, 0);
+    B(&p, OP_WEIGHTS_AT), B(&p, 0), I(&p, 1), B(&p, 100), B(&p, 0);
+    B(&p, OP_CONTROL_POINT), B(&p, 0), I(&p, 0), I(&p, 1), B(&p, 0);
+    B(&p, OP_SAVE_LOAD), B(&p, 0);
+    write_prog("graph-layers.bin", &p);
 }
 
 int main(int argc, char **argv)

@@ -1,5 +1,5 @@
 /* model_layout.h -- where each field of a model file is, following
- * docs/model-format.md (version 1). Tests use it to corrupt one field at a
+ * docs/model-format.md (versions 1 and 2). Tests use it to corrupt one field at a
  * time and fix the CRC, so the loader's checks behind the checksum are
  * reached; gen_corpus uses it for the fuzz seeds. */
 #ifndef WM_MODEL_LAYOUT_H
@@ -16,6 +16,7 @@ typedef struct {
     size_t fourier_h, bspline_n, bspline_degree, bspline_closed, product, custom; /* 0: none */
     size_t cond, n_inputs, shape, loss, n_layers;
     size_t layer[WL_MAX_LAYERS];              /* each layer's kind field */
+    size_t field[WL_MAX_LAYERS];              /* its first field (version 2: after the placement) */
     int layers;
     size_t header_end, n_params, params, has_optimizer;
     size_t opt_kind, opt_lr, opt_steps, opt_moments; /* 0: no optimizer section */
@@ -77,15 +78,19 @@ static inline int wl_parse(const uint8_t *d, size_t len, wm_layout *L)
     if (wl_manifold(d, len - 4, &pos, 0, L) || pos + 28 > len - 4)
         return -1;
     L->cond = pos, L->n_inputs = pos + 4, L->shape = pos + 8, L->loss = pos + 20, L->n_layers = pos + 24;
-    uint32_t n_layers = wl_u32(d + pos + 24);
+    uint32_t n_layers = wl_u32(d + pos + 24), version = wl_u32(d + 4);
+    /* fields per kind: dense, conv2d, maxpool, avgpool, residual, layernorm,
+     * groupnorm, film, dropout, global_avgpool */
+    static const int n_fields[] = {2, 5, 1, 1, 2, 0, 1, 0, 1, 0};
     pos += 28;
     for (uint32_t l = 0; l < n_layers; l++) {
         if (pos + 4 > len - 4)
             return -1;
         uint32_t kind = wl_u32(d + pos);
+        size_t first = pos + 4 + (version >= 2 ? 4 : 0);
         if (l < WL_MAX_LAYERS)
-            L->layer[l] = pos;
-        pos += 4 + 4 * (kind == 0 ? 2 : kind == 1 ? 5 : 1);
+            L->layer[l] = pos, L->field[l] = first;
+        pos = first + 4 * (size_t)(kind < 10 ? n_fields[kind] : 1);
     }
     L->layers = (int)(n_layers < WL_MAX_LAYERS ? n_layers : WL_MAX_LAYERS);
     L->header_end = pos;

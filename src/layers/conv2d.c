@@ -1,4 +1,4 @@
-/* conv.c -- convolution by im2col, per sample, in one of two ways:
+/* layers/conv2d.c -- the conv2d layer kind: convolution by im2col, per sample, in one of two ways:
  *
  *  stacked       Z = Wst cols, Wst = the Kp basis kernels stacked ((Kp*out) x
  *                (in*k*k)): y = sum_k c_k (Z_k + b_k). Kp x the FLOPs of a
@@ -11,12 +11,15 @@
  * (Kp + P)*|W| materialised, so materialising wins whenever P > Kp/(Kp-1),
  * i.e. almost always; the cost model below counts the backward pass too.
  * A batch that shares one context materialises once for all samples. */
+#include <stdio.h>
 #include <string.h>
 
 #include "activation.h"
 #include "blas.h"
-#include "conv.h"
-#include "dense.h"
+#include "error.h"
+#include "layers/layer.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
 #include "simd.h"
 
 static size_t positions(const wm_layer *ly) { return (size_t)ly->out_h * ly->out_w; }
@@ -248,102 +251,103 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
         }
 }
 
-/* ---- pooling ---------------------------------------------------------------- */
+/* ---- the layer kind ------------------------------------------------------- */
 
-/* 2x2 max pooling, the common case, without the generic window loops: the
- * same comparisons in the same order (the first maximum wins). */
-static void maxpool2_forward(const wm_layer *ly, const float *plane, float *out)
+wm_status wm_net_conv2d(wm_net *net, int out_channels, int kernel, int stride, int pad,
+                        wm_activation act)
 {
-    for (int oy = 0; oy < ly->out_h; oy++) {
-        const float *r0 = plane + (size_t)2 * oy * ly->in_w, *r1 = r0 + ly->in_w;
-        float *o = out + (size_t)oy * ly->out_w;
-        for (int ox = 0; ox < ly->out_w; ox++) {
-            float v = r0[2 * ox], u = r0[2 * ox + 1];
-            v = u > v ? u : v;
-            u = r1[2 * ox];
-            v = u > v ? u : v;
-            u = r1[2 * ox + 1];
-            o[ox] = u > v ? u : v;
-        }
-    }
+    wm_status st = wmi_net_check_add(net, __func__);
+    if (st != WM_OK || (st = wmi_net_check_spatial(net, __func__)) != WM_OK)
+        return st;
+    if (out_channels < 1 || out_channels > (1 << 16) || kernel < 1 || kernel > 64 || stride < 1 ||
+        stride > 64 || pad < 0 || pad >= kernel)
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: out_channels = %d, kernel = %d, stride = %d, pad = %d: "
+                                  "need out_channels >= 1, 1 <= kernel <= 64, 1 <= stride <= 64, 0 <= pad < kernel",
+                       out_channels, kernel, stride, pad);
+    if (!wmi_act_valid((int)act))
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: activation %d is not a wm_activation", (int)act);
+    /* the shape the layer would see (a concat net's first conv also reads
+     * the feature planes), all in 64 bits: in_c * k * k overflows int */
+    int in_c = wmi_net_in_channels(net);
+    int64_t oh = ((int64_t)net->shape_h + 2 * pad - kernel) / stride + 1;
+    int64_t ow = ((int64_t)net->shape_w + 2 * pad - kernel) / stride + 1;
+    int64_t cols = (int64_t)in_c * kernel * kernel;
+    if ((int64_t)net->shape_h + 2 * pad < kernel || (int64_t)net->shape_w + 2 * pad < kernel)
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: a %dx%d kernel does not fit a %dx%d input with padding %d",
+                       kernel, kernel, net->shape_h, net->shape_w, pad);
+    if ((int64_t)out_channels * oh * ow > WMI_MAX_FEATURES)
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: an output of %d x %lld x %lld values is too large (at most %lld)",
+                       out_channels, (long long)oh, (long long)ow, (long long)WMI_MAX_FEATURES);
+    if (cols > WMI_MAX_FEATURES)
+        return wmi_fail(WM_EINVAL, "wm_net_conv2d: %d input channels x %d x %d kernel = %lld weights per "
+                                  "filter; at most %lld", in_c, kernel, kernel, (long long)cols,
+                       (long long)WMI_MAX_FEATURES);
+    if ((st = wmi_net_check_first_input(net, 1, __func__)) != WM_OK)
+        return st;
+    wm_layer ly;
+    memset(&ly, 0, sizeof ly);
+    ly.kind = WM_LAYER_CONV;
+    ly.in_c = in_c, ly.in_h = net->shape_h, ly.in_w = net->shape_w;
+    ly.out_c = out_channels, ly.out_h = (int)oh, ly.out_w = (int)ow;
+    ly.k = kernel, ly.stride = stride, ly.pad = pad;
+    ly.rows = out_channels;
+    ly.cols = (int)cols;
+    ly.out = out_channels * (int)oh * (int)ow;
+    ly.act = act;
+    return wmi_net_append(net, &ly, 1, __func__);
 }
 
-/* Its backward: the gradient goes to the first input equal to the maximum. */
-static void maxpool2_backward(const wm_layer *ly, const float *plane, const float *y,
-                              const float *dy, float *dplane)
+static void conv_fields(const wm_layer *ly, uint32_t *v)
 {
-    for (int oy = 0; oy < ly->out_h; oy++) {
-        size_t r0 = (size_t)2 * oy * ly->in_w, r1 = r0 + ly->in_w;
-        for (int ox = 0; ox < ly->out_w; ox++) {
-            size_t at = (size_t)oy * ly->out_w + ox, x0 = 2 * (size_t)ox;
-            float m = y[at];
-            size_t j = plane[r0 + x0] == m       ? r0 + x0
-                       : plane[r0 + x0 + 1] == m ? r0 + x0 + 1
-                       : plane[r1 + x0] == m     ? r1 + x0
-                                                 : r1 + x0 + 1;
-            dplane[j] += dy[at];
-        }
-    }
+    v[0] = (uint32_t)ly->out_c;
+    v[1] = (uint32_t)ly->k;
+    v[2] = (uint32_t)ly->stride;
+    v[3] = (uint32_t)ly->pad;
+    v[4] = (uint32_t)ly->act;
 }
 
-void wmi_pool_forward(const wm_layer *ly, const float *X, int n, float *Y)
+static wm_status conv_rebuild(wm_net *net, const uint32_t *v)
 {
-    int s = ly->k, max = ly->kind == WM_LAYER_MAXPOOL;
-    float inv = 1.0f / (float)(s * s);
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < ly->out_c; c++) {
-            const float *plane = X + (size_t)i * ly->in + (size_t)c * ly->in_h * ly->in_w;
-            float *out = Y + (size_t)i * ly->out + (size_t)c * ly->out_h * ly->out_w;
-            if (max && s == 2) {
-                maxpool2_forward(ly, plane, out);
-                continue;
-            }
-            for (int oy = 0; oy < ly->out_h; oy++)
-                for (int ox = 0; ox < ly->out_w; ox++) {
-                    const float *win = plane + (size_t)oy * s * ly->in_w + (size_t)ox * s;
-                    float v = max ? win[0] : 0.0f;
-                    for (int dy = 0; dy < s; dy++)
-                        for (int dx = 0; dx < s; dx++) {
-                            float u = win[dy * ly->in_w + dx];
-                            v = max ? (u > v ? u : v) : v + u;
-                        }
-                    out[oy * ly->out_w + ox] = max ? v : v * inv;
-                }
-        }
+    return wm_net_conv2d(net, (int)v[0], (int)v[1], (int)v[2], (int)v[3], (wm_activation)v[4]);
 }
 
-void wmi_pool_backward(const wm_layer *ly, const float *X, const float *Y, const float *dY, int n,
-                       float *dX)
+static void conv_describe(const wm_layer *ly, char *buf, size_t len)
 {
-    int s = ly->k, max = ly->kind == WM_LAYER_MAXPOOL;
-    float inv = 1.0f / (float)(s * s);
-    memset(dX, 0, sizeof(float) * (size_t)n * ly->in);
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < ly->out_c; c++) {
-            size_t in_off = (size_t)i * ly->in + (size_t)c * ly->in_h * ly->in_w;
-            size_t out_off = (size_t)i * ly->out + (size_t)c * ly->out_h * ly->out_w;
-            if (max && s == 2) {
-                maxpool2_backward(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off);
-                continue;
-            }
-            for (int oy = 0; oy < ly->out_h; oy++)
-                for (int ox = 0; ox < ly->out_w; ox++) {
-                    size_t base = in_off + (size_t)oy * s * ly->in_w + (size_t)ox * s;
-                    float g = dY[out_off + oy * ly->out_w + ox];
-                    if (max) {                   /* to the first maximum, as the forward chose */
-                        float m = Y[out_off + oy * ly->out_w + ox];
-                        int done = 0;
-                        for (int dy = 0; dy < s && !done; dy++)
-                            for (int dx = 0; dx < s && !done; dx++)
-                                if (X[base + dy * ly->in_w + dx] == m) {
-                                    dX[base + dy * ly->in_w + dx] += g;
-                                    done = 1;
-                                }
-                    } else {
-                        for (int dy = 0; dy < s; dy++)
-                            for (int dx = 0; dx < s; dx++)
-                                dX[base + dy * ly->in_w + dx] += g * inv;
-                    }
-                }
-        }
+    snprintf(buf, len, "conv2d %dx%d /%d pad %d", ly->k, ly->k, ly->stride, ly->pad);
 }
+
+static void conv_init(const wm_layer *ly, float *w0, float *b0, wmi_rng *rng)
+{
+    (void)b0;
+    wmi_init_weights(ly, w0, rng);
+}
+
+static double conv_uses(const wm_layer *ly) { return (double)positions(ly); }
+
+static void conv_fwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y)
+{
+    wmi_conv_forward(ly, io->params, io->Kp, io->strategy, X, n, io->C, io->shared, Y, io->z,
+                     io->wmat, io->scratch);
+}
+
+static void conv_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
+                     const float *Y, float *dY, float *grad, float *dX)
+{
+    wmi_conv_backward(ly, io->params, io->Kp, io->strategy, X, n, io->C, io->shared, Y, dY, grad,
+                      dX, io->z, io->wmat, io->scratch);
+}
+
+const wm_layer_ops wmi_conv2d_ops = {
+    .name = "conv2d",
+    .has_params = 1,
+    .info_matrix = 1,
+    .n_fields = 5,
+    .fields = conv_fields,
+    .rebuild = conv_rebuild,
+    .describe = conv_describe,
+    .init = conv_init,
+    .scratch_floats = wmi_conv_scratch_floats,
+    .grad_uses = conv_uses,
+    .forward = conv_fwd,
+    .backward = conv_bwd,
+};

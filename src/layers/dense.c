@@ -1,4 +1,4 @@
-/* dense.c -- the basis-point decomposition (DESIGN.md section 2).
+/* layers/dense.c -- the dense layer kind: the basis-point decomposition (DESIGN.md section 2).
  *
  * The one clever trick: the K basis points of a layer are stored stacked as a
  * (K*out) x in matrix Wst, so a batch with a different context per sample
@@ -12,11 +12,14 @@
  * When all samples share one context we instead materialise W(s) once and
  * run a plain layer (K times fewer FLOPs), then spread dW to the basis
  * points: dQ_k = c_hat_k dW. */
+#include <stdio.h>
 #include <string.h>
 
 #include "activation.h"
 #include "blas.h"
-#include "dense.h"
+#include "error.h"
+#include "layers/dense.h"
+#include "layers/layer.h"
 #include "simd.h"
 
 WMI_SIMD_CLONES
@@ -195,3 +198,74 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
     if (dX)
         wmi_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);    /* dX = D Wst */
 }
+
+/* ---- the layer kind ------------------------------------------------------- */
+
+wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
+{
+    wm_status st = wmi_net_check_add(net, __func__);
+    if (st != WM_OK)
+        return st;
+    if (n_outputs < 1 || n_outputs > (1 << 24))
+        return wmi_fail(WM_EINVAL, "wm_net_dense: n_outputs = %d must be in 1..%d", n_outputs, 1 << 24);
+    if (!wmi_act_valid((int)act))
+        return wmi_fail(WM_EINVAL, "wm_net_dense: activation %d is not a wm_activation", (int)act);
+    if ((st = wmi_net_check_first_input(net, 0, __func__)) != WM_OK)
+        return st;
+    wm_layer ly;
+    memset(&ly, 0, sizeof ly);
+    ly.kind = WM_LAYER_DENSE;
+    ly.out = ly.rows = n_outputs;
+    ly.cols = wmi_net_in_features(net);
+    ly.act = act;
+    return wmi_net_append(net, &ly, 0, __func__);
+}
+
+static void dense_fields(const wm_layer *ly, uint32_t *v)
+{
+    v[0] = (uint32_t)ly->out;
+    v[1] = (uint32_t)ly->act;
+}
+
+static wm_status dense_rebuild(wm_net *net, const uint32_t *v)
+{
+    return wm_net_dense(net, (int)v[0], (wm_activation)v[1]);
+}
+
+static void dense_describe(const wm_layer *ly, char *buf, size_t len)
+{
+    (void)ly;
+    snprintf(buf, len, "dense");
+}
+
+static void dense_init(const wm_layer *ly, float *w0, float *b0, wmi_rng *rng)
+{
+    (void)b0;
+    wmi_init_weights(ly, w0, rng);
+}
+
+static void dense_fwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y)
+{
+    wmi_dense_forward(ly, io->params, io->Kp, X, n, io->C, io->shared, Y, io->z, io->wmat);
+}
+
+static void dense_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
+                      const float *Y, float *dY, float *grad, float *dX)
+{
+    wmi_dense_backward(ly, io->params, io->Kp, X, n, io->C, io->shared, Y, dY, grad, dX, io->z,
+                       io->wmat);
+}
+
+const wm_layer_ops wmi_dense_ops = {
+    .name = "dense",
+    .has_params = 1,
+    .direct_update = 1,
+    .info_matrix = 1,
+    .n_fields = 2,
+    .fields = dense_fields,
+    .rebuild = dense_rebuild,
+    .describe = dense_describe,
+    .init = dense_init,
+    .forward = dense_fwd,
+    .backward = dense_bwd,
+};

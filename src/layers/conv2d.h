@@ -1,4 +1,4 @@
-/* conv.h -- 2-D convolution on the manifold, and pooling. */
+/* conv2d.h -- 2-D convolution on the manifold. */
 #ifndef WM_CONV_H
 #define WM_CONV_H
 
@@ -21,10 +21,5 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
                        const float *X, int n, const float *C, int shared, const float *Y,
                        float *dY, float *grad, float *dX, float *z, const float *wmat,
                        float *scratch);
-
-void wmi_pool_forward(const wm_layer *ly, const float *X, int n, float *Y);
-/* dX (n x in) from dY (n x out); X and Y are the forward's input and output. */
-void wmi_pool_backward(const wm_layer *ly, const float *X, const float *Y, const float *dY, int n,
-                       float *dX);
 
 #endif
