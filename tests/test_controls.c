@@ -27,7 +27,7 @@ static wm_net *small_net(const char *arch, const char *mname, uint64_t seed)
 }
 
 typedef struct {
-    float x[8 * 36], s[8];
+    float x[8 * 36], s[2 * 8];        /* room for 2-D contexts (torus nets) */
     int32_t y[8];
     wm_batch b;
 } data;
@@ -36,7 +36,7 @@ static void make_data(data *d, int n, uint64_t seed)
 {
     uint64_t r = seed;
     tu_fill(d->x, (size_t)n * 36, -2, 2, &r);
-    tu_fill(d->s, (size_t)n, 0, 1, &r);
+    tu_fill(d->s, 2 * (size_t)n, 0, 1, &r);
     for (int i = 0; i < n; i++)
         d->y[i] = (int32_t)(tu_uniform(&r) * 3) % 3;
     wm_batch b = {n, d->x, d->s, d->y, NULL};
