@@ -170,37 +170,36 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
     return WM_OK;
 }
 
-/* Where layer l's materialised W lives: per layer in training, one slot otherwise. */
-static float *wmat_of(const wm_net *net, const wm_pass *p, int l)
+/* What every layer's forward and backward share, set once per pass. */
+static wm_layer_io io_start(const wm_net *net, const wm_pass *p)
 {
-    if (!p->training)
-        return p->wmat;
-    size_t off = 0;
-    for (int j = 0; j < l; j++)
-        off += wmat_floats(&net->layers[j]);
-    return p->wmat + off;
+    wm_layer_io io = {net->params, net->Kp, net->conv_strategy, p->C, p->shared, p->z, p->wmat,
+                      p->conv, NULL, 0, NULL, 0, p->training, net->seed, p->step};
+    return io;
 }
 
-/* What layer l's forward and backward see besides their input and output. */
-static wm_layer_io io_of(const wm_net *net, const wm_pass *p, int l)
+/* The per-layer part of io for layer l, whose materialised W sits at wmat. */
+static inline void io_layer(const wm_net *net, const wm_pass *p, int l, float *wmat, wm_layer_io *io)
 {
     const wm_layer *ly = &net->layers[l];
-    wm_layer_io io = {net->params, ly->Kp, net->conv_strategy, ly->Kp == net->Kp ? p->C : p->ones,
-                      p->shared, p->z, wmat_of(net, p, l), p->conv, NULL, 0, NULL, 0,
-                      p->training, net->seed, p->step};
+    io->Kp = ly->Kp;
+    io->C = ly->Kp == net->Kp ? p->C : p->ones;     /* a point layer's c_hat is 1 */
+    io->wmat = wmat;
     if (ly->has_in2) {
-        io.X2 = ly->in2 < 0 ? p->x0 : p->act[ly->in2];
-        io.x2_stride = ly->in2 < 0 ? (size_t)wmi_net_in0(net) : (size_t)net->layers[ly->in2].out;
+        io->X2 = ly->in2 < 0 ? p->x0 : p->act[ly->in2];
+        io->x2_stride = ly->in2 < 0 ? (size_t)wmi_net_in0(net) : (size_t)net->layers[ly->in2].out;
     }
-    return io;
 }
 
 float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
 {
     const float *X = p->x0;
+    wm_layer_io io = io_start(net, p);
+    size_t woff = 0;                    /* training: each layer's own materialised W */
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
-        wm_layer_io io = io_of(net, p, l);
+        io_layer(net, p, l, p->training ? p->wmat + woff : p->wmat, &io);
+        woff += wmat_floats(ly);
         wmi_ops(ly)->forward(ly, &io, X, n, p->act[l]);
         X = p->act[l];
     }
@@ -234,18 +233,26 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
     int last = net->n_layers - 1;
     /* written[j]: a reader of output j has already put its part of the
      * gradient in delta[j]; the next reader adds to it */
-    unsigned char written[WM_MAX_LAYERS] = {0};
+    unsigned char written[WM_MAX_LAYERS];
+    if (net->has_skips)
+        memset(written, 0, sizeof written);
+    wm_layer_io io = io_start(net, p);
+    size_t woff = 0;
+    for (int l = 0; l < net->n_layers; l++)
+        woff += wmat_floats(&net->layers[l]);
     memcpy(p->delta[last], dy, sizeof(float) * (size_t)n * net->layers[last].out);
     for (int l = last; l >= 0; l--) {
         const wm_layer *ly = &net->layers[l];
         const float *X = l > 0 ? p->act[l - 1] : p->x0;
         float *d = p->delta[l], *dX = l > 0 ? p->delta[l - 1] : NULL;
-        int add = l > 0 && written[l - 1];     /* a skip read output l-1 too */
+        int add = net->has_skips && l > 0 && written[l - 1];   /* a skip read output l-1 too */
         if (add)
             dX = p->dtmp;
         const wm_layer_ops *ops = wmi_ops(ly);
-        wm_layer_io io = io_of(net, p, l);
-        if (l > 0)
+        woff -= wmat_floats(ly);
+        io_layer(net, p, l, p->wmat + woff, &io);  /* backward runs in training: W per layer */
+        io.dX2 = NULL, io.dX2_add = 0;
+        if (net->has_skips && l > 0)
             written[l - 1] = 1;
         if (ly->has_in2 && ly->in2 >= 0) {
             io.dX2 = p->delta[ly->in2];
@@ -253,7 +260,7 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
         }
         ops->backward(ly, &io, X, n, p->act[l], d, grad, dX);
         if (ly->has_in2 && ly->in2 >= 0)
-            written[ly->in2] = 1;
+            written[ly->in2] = 1;             /* (has_in2 implies has_skips) */
         if (add) {
             float *acc = p->delta[l - 1];
             for (size_t j = 0, len = (size_t)n * ly->in; j < len; j++)
