@@ -3,14 +3,15 @@
 # point layers vs only the last block and head on the circle).
 #
 #   make $(BUILD)/examples/resnet_rotation
-#   make demo-resnet     the experiment, results in docs/results/resnet_rotation.*
-#                        (not part of `make demo`: several minutes)
+#   make demo-resnet     the experiment, results in build/demo-resnet/ (or RESNET_OUT=dir;
+#                        docs/results/resnet_rotation.* hold the recorded run);
+#                        not part of `make demo`: several minutes
 
 RESNET_BIN  := $(BUILD)/examples/resnet
 RESNET_PROG := $(BUILD)/examples/resnet_rotation
 RESNET_OBJS := $(RESNET_BIN)/resnet_rotation.o $(RESNET_BIN)/common.o $(RESNET_BIN)/idx.o
 RESNET_DATA  ?= /usr/share/datasets/fashion-mnist
-RESNET_OUT   ?= docs/results
+RESNET_OUT   ?= build/demo-resnet
 RESNET_FLAGS ?=
 
 .PHONY: demo-resnet
@@ -33,7 +34,7 @@ demo-resnet: lib $(RESNET_PROG)
 TEST_EXTRA += test-resnet
 test-resnet: lib $(RESNET_PROG)
 	@$(RESNET_PROG) --help | grep -q "residual CNN" || { echo "resnet: --help"; exit 1; }
-	@if [ ! -f $(RESNET_DATA)/train-images-idx3-ubyte.gz ]; then echo "resnet: SKIP (no $(RESNET_DATA))"; exit 0; fi; \
+	@if [ ! -f $(RESNET_DATA)/train-images-idx3-ubyte.gz ]; then echo "resnet: SKIP (no $(RESNET_DATA): apt-get install dataset-fashion-mnist)"; exit 0; fi; \
 	out=$$(mktemp -d); \
 	OPENBLAS_NUM_THREADS=1 $(TEST_RUN) $(RESNET_PROG) --data $(RESNET_DATA) --out $$out --seeds 1 --epochs 1 \
 	    --train 256 --test 64 --no-plot --quiet > $$out/log 2>&1 || { cat $$out/log; rm -rf $$out; echo "resnet: 0 passed, 1 failed"; exit 1; }; \
