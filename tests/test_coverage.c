@@ -20,27 +20,6 @@ static const char *path_in_dir(const char *name)
     return buf;
 }
 
-static unsigned char *read_all(const char *p, size_t *len)
-{
-    FILE *f = fopen(p, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(*len + 64);
-    assert_int_equal(fread(buf, 1, *len, f), *len);
-    fclose(f);
-    return buf;
-}
-
-static void write_all(const char *p, const void *buf, size_t len)
-{
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    fclose(f);
-}
-
 static uint32_t crc32_ref(const unsigned char *p, size_t n)
 {
     uint32_t c = 0xFFFFFFFFu;
@@ -89,7 +68,7 @@ static unsigned char *saved(wm_manifold *m, int checkpoint, const char *name, si
         WM_OK_OR_FAIL(wm_net_save(net, p));
     }
     wm_net_free(net);
-    return read_all(p, len);
+    return tu_read_file(p, len);
 }
 
 typedef enum { LOAD_NET, LOAD_CUSTOM, LOAD_OPT } loader;
@@ -100,7 +79,7 @@ static void expect_rejected(const unsigned char *buf, size_t len, loader how, wm
                             const char *needle, const char *what)
 {
     const char *p = path_in_dir("bad.wmn");
-    write_all(p, buf, len);
+    tu_write_file(p, buf, len);
     wm_net *net = (wm_net *)&dir;
     wm_optimizer *opt = (wm_optimizer *)&dir;
     wm_status st = how == LOAD_NET      ? wm_net_load(&net, p)

@@ -128,27 +128,6 @@ static void test_round_trip_every_manifold(void **state)
     wm_manifold_free(c);
 }
 
-static unsigned char *read_all(const char *p, size_t *len)
-{
-    FILE *f = fopen(p, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(*len);
-    assert_int_equal(fread(buf, 1, *len, f), *len);
-    fclose(f);
-    return buf;
-}
-
-static void write_all(const char *p, const void *buf, size_t len)
-{
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    fclose(f);
-}
-
 static void test_bad_files_are_rejected(void **state)
 {
     (void)state;
@@ -157,24 +136,24 @@ static void test_bad_files_are_rejected(void **state)
     const char *good = path_in_dir("good.wmn"), *bad = path_in_dir("bad.wmn");
     WM_OK_OR_FAIL(wm_net_save(net, good));
     size_t len;
-    unsigned char *buf = read_all(good, &len);
+    unsigned char *buf = tu_read_file(good, &len);
 
-    write_all(bad, "this is not a model\n", 20);                 /* foreign */
+    tu_write_file(bad, "this is not a model\n", 20);                 /* foreign */
     EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
-    write_all(bad, "", 0);                                       /* empty */
+    tu_write_file(bad, "", 0);                                       /* empty */
     EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
     for (size_t cut = 1; cut < len; cut += 1 + cut / 3) {        /* every kind of truncation */
-        write_all(bad, buf, cut);
+        tu_write_file(bad, buf, cut);
         EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
     }
     for (size_t pos = 0; pos < len; pos += 7) {                  /* flipped bytes */
         buf[pos] ^= 0x40;
-        write_all(bad, buf, len);
+        tu_write_file(bad, buf, len);
         EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
         buf[pos] ^= 0x40;
     }
     buf[4] = 99;                                                 /* a future version */
-    write_all(bad, buf, len);
+    tu_write_file(bad, buf, len);
     EXPECT_STATUS(WM_EFORMAT, wm_net_load(&back, bad));
     assert_non_null(strstr(wm_last_error(), "version"));
     assert_null(back);
@@ -186,7 +165,7 @@ static void test_bad_files_are_rejected(void **state)
     EXPECT_STATUS(WM_EINVAL, wm_net_save(NULL, good));
     /* the good file was never touched by the failed calls */
     size_t len2;
-    unsigned char *again = read_all(good, &len2);
+    unsigned char *again = tu_read_file(good, &len2);
     assert_int_equal(len, len2);
     free(again);
     free(buf);
@@ -365,22 +344,6 @@ static int remove_dir(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Reads a whole file into a malloc'd buffer. */
-static unsigned char *fixture_read(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 /* A version-1 file written by the library before layer modules and model
  * format 2 (main at f917607, by tests/data/make_v1.c: a conv net on the
  * circle after 5 Adam steps): it loads; its parameters are bit for bit what
@@ -392,8 +355,8 @@ static void test_version1_fixture_loads_bit_for_bit(void **state)
     (void)state;
     const char *path = "tests/data/v1_cnn_circle.wmn";
     size_t len, olen;
-    unsigned char *file = fixture_read(path, &len);
-    unsigned char *outs = fixture_read("tests/data/v1_cnn_circle.out", &olen);
+    unsigned char *file = tu_read_file(path, &len);
+    unsigned char *outs = tu_read_file("tests/data/v1_cnn_circle.out", &olen);
     assert_int_equal(olen, 12 * sizeof(float));
     assert_int_equal(file[4], 1);                              /* format version 1 */
     wm_net *loaded;
@@ -446,7 +409,7 @@ static void test_version1_fixture_loads_bit_for_bit(void **state)
     close(fd);
     WM_OK_OR_FAIL(wm_net_save(loaded, tmp));
     size_t alen;
-    unsigned char *again = fixture_read(tmp, &alen);
+    unsigned char *again = tu_read_file(tmp, &alen);
     unlink(tmp);
     assert_int_equal(alen, len);
     assert_memory_equal(again, file, len);

@@ -108,31 +108,10 @@ static wm_net *small_net(int n_out, wm_loss loss, uint64_t seed)
     return net;
 }
 
-static unsigned char *file_bytes(const char *p, size_t *len)
-{
-    FILE *f = fopen(p, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*len + 1);
-    assert_int_equal(fread(b, 1, *len, f), *len);
-    fclose(f);
-    return b;
-}
-
-static void put_file(const char *p, const void *b, size_t len)
-{
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, len, f), len);
-    fclose(f);
-}
-
 static int same_file(const char *p, const void *b, size_t len)
 {
     size_t n;
-    unsigned char *now = file_bytes(p, &n);
+    unsigned char *now = tu_read_file(p, &n);
     int same = n == len && memcmp(now, b, len) == 0;
     free(now);
     return same;
@@ -337,7 +316,7 @@ static void test_saved_file_modes(void **state)
     for (int i = 0; i < 5; i++) {       /* replaced files keep their mode, whatever the umask */
         const char *p = P("old.wmn");
         unlink(p);
-        put_file(p, "x", 1);
+        tu_write_file(p, "x", 1);
         assert_int_equal(chmod(p, kept[i]), 0);
         WM_OK_OR_FAIL(wm_net_save(net, p));
         assert_int_equal(mode_of(p), kept[i]);
@@ -421,7 +400,7 @@ static void test_failing_writes_keep_the_old_file(void **state)
     const char *p = P("model.wmn");
     WM_OK_OR_FAIL(wm_net_save(a, p));
     size_t len0, lenb;
-    unsigned char *old = file_bytes(p, &len0);
+    unsigned char *old = tu_read_file(p, &len0);
     void *bufb;
     WM_OK_OR_FAIL(wm_net_save_buffer(b, &bufb, &lenb));
     const long cuts[] = {0, 1, 4, (long)lenb / 2, (long)lenb - 1};
@@ -459,7 +438,7 @@ static void test_file_shrinking_while_loading(void **state)
     const char *p = P("shrinking.wmn");
     const long cuts[] = {0, 1, 16, (long)len / 2, (long)len - 1};
     for (int i = 0; i < 5; i++) {
-        put_file(p, buf, len);
+        tu_write_file(p, buf, len);
         r_mode = R_SHRINK, r_cut = cuts[i], r_path = p;
         wm_net *out = UNTOUCHED;
         wm_status st = wm_net_load(&out, p);
@@ -470,7 +449,7 @@ static void test_file_shrinking_while_loading(void **state)
         expect_msg("changed while being read");
         assert_ptr_equal(out, UNTOUCHED);
     }
-    put_file(p, buf, len);              /* a read error is an I/O error */
+    tu_write_file(p, buf, len);              /* a read error is an I/O error */
     r_mode = R_EIO;
     expect_load(p, WM_EIO, strerror(EIO));
     r_mode = R_PASS;
@@ -512,7 +491,7 @@ static void test_every_truncation_and_byte(void **state)
                          wm_last_error());
             expect_msg("the model buffer");
             assert_ptr_equal(out, UNTOUCHED);
-            put_file(p, buf, cut);
+            tu_write_file(p, buf, cut);
             expect_load(p, WM_EFORMAT, "cut.wmn");
             loads += 2;
         }
@@ -539,9 +518,9 @@ static void test_every_truncation_and_byte(void **state)
         WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
         WM_OK_OR_FAIL(wm_optimizer_save(opt, P("ckpt.wmn")));
         size_t len;
-        unsigned char *ck = file_bytes(P("ckpt.wmn"), &len);
+        unsigned char *ck = tu_read_file(P("ckpt.wmn"), &len);
         for (size_t cut = 0; cut < len; cut++) {
-            put_file(p, ck, cut);
+            tu_write_file(p, ck, cut);
             nb = UNTOUCHED, ob = (wm_optimizer *)UNTOUCHED;
             wm_status st = wm_optimizer_load(&ob, &nb, p, NULL, NULL);
             if (st != WM_EFORMAT)
@@ -628,7 +607,7 @@ static void test_every_field_is_format_error(void **state)
         if (k == 0) {
             memcpy(b, good, len);
             set_field(b, len, L.loss, 0);
-            put_file(P("softmax1.wmn"), b, len);
+            tu_write_file(P("softmax1.wmn"), b, len);
             expect_load(P("softmax1.wmn"), WM_EFORMAT, "loss");
             expect_msg("softmax1.wmn");
         }

@@ -578,4 +578,33 @@ static inline double tu_gcheck(tu_gref *r, wm_net *net, int n, const float *x, c
     return max_err;
 }
 
+/* A whole file into a new buffer (64 spare bytes after it, for tests that
+ * append); fails the test naming the path if it cannot be read. */
+static inline unsigned char *tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    assert_true(n >= 0);
+    unsigned char *b = malloc((size_t)n + 64);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Write len bytes to path (created or truncated); fails the test otherwise. */
+static inline void tu_write_file(const char *path, const void *b, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("cannot create %s", path);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+}
+
 #endif
