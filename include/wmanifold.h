@@ -698,6 +698,29 @@ WM_API wm_status wm_optimizer_set_state(wm_optimizer *opt, const float *state, s
  * the others. Returns WM_OK, WM_EINVAL (NULL). */
 WM_API wm_status wm_grad_zero(wm_optimizer *opt);
 
+/** What wm_grad_notify calls as each layer's part of the gradient becomes
+ * final: the layer's index and its block of the gradient buffer,
+ * wm_grad_buffer(opt)[offset, offset + len). */
+typedef void (*wm_grad_ready_fn)(void *user, int layer, size_t offset, size_t len);
+
+/** wm_grad, calling ready(user, layer, offset, len) during the backward pass
+ * right after each layer with parameters has written its block of the
+ * gradient buffer, so a transport can start sending that block (e.g. a
+ * non-blocking all-reduce) while earlier layers are still differentiated.
+ * Calls come last layer first; the blocks are contiguous, disjoint, and
+ * together cover the whole buffer (each block ends where the next call's
+ * begins: offset + len of layer l is the offset of the next layer with
+ * parameters, and layer 0's offset is 0). No later step of the pass reads
+ * or writes a block once it is reported, so the callback may read or
+ * overwrite it (and earlier reported blocks), or hand them to another
+ * thread or a DMA engine, until wm_apply; it must not touch the blocks not
+ * yet reported, nor call the library on this optimizer or its net. ready
+ * is called only after the batch passed every check and its loss is
+ * finite: on failure it was never called. ready NULL is wm_grad.
+ * Returns as wm_grad. */
+WM_API wm_status wm_grad_notify(wm_optimizer *opt, const wm_batch *batch, float *loss,
+                                wm_grad_ready_fn ready, void *user);
+
 /** Record msg as this thread's last error (wm_last_error; truncated to 511
  * bytes) and return st, so a library built on this one reports failures
  * the same way. NULL msg records "". Thread-safe (the text is per thread). */

@@ -54,24 +54,59 @@ extern "C" {
  * the same on every rank. */
 WM_API wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_Comm comm);
 
-/** One data-parallel step: wm_grad on this rank's shard, one in-place
- * MPI_Allreduce of the gradient weighted by shard sizes (rank r scales its
+/** The bucket size wm_mpi_step uses: 256 KiB of gradient per non-blocking
+ * all-reduce (docs/distributed.md: what the cost model and the per-layer
+ * backward times measured for the demo MLP say about the choice). */
+#define WM_MPI_BUCKET_BYTES ((size_t)256 * 1024)
+
+/** One data-parallel step: wm_grad on this rank's shard, the gradient
+ * all-reduced (MPI_SUM) weighted by shard sizes (rank r scales its
  * shard-mean gradient by n_r / N, N = the sum of all n_r, so the sum is the
- * mean over the global batch), then wm_apply on every rank. The result is,
+ * mean over the global batch), then wm_apply on every rank. The all-reduce
+ * overlaps the backward pass: it is cut into buckets of
+ * WM_MPI_BUCKET_BYTES (see wm_mpi_step_buckets), each started with
+ * MPI_Iallreduce as soon as the backward pass has finished its part. The result is,
  * to float rounding, what wm_step on the concatenation of the shards in
  * rank order gives one process (docs/distributed.md derives the bound),
  * and bitwise the same on every rank. Shards may differ in size, and a
  * rank may pass shard->n = 0 (its arrays may then be NULL): it contributes
  * no weight and still takes part. loss_out (may be NULL) receives the mean
  * loss over the global batch, before the update, on every rank.
- * Costs one extra small MPI_Allreduce (32 bytes: N, the loss and the status)
- * besides the gradient's 4 x wm_net_n_params bytes.
+ * Costs, besides the gradient's 4 x wm_net_n_params bytes, two small
+ * non-blocking all-reduces started before the pass (N; the bucket size and
+ * parameter count, compared) and one small MPI_Allreduce after it (32
+ * bytes: N, the loss and the status).
  * Returns WM_OK, WM_EINVAL (NULL opt or shard, n < 0, any rank's bad shard
  * as wm_step judges it, no samples on any rank), WM_ENUMERIC (a non-finite
  * loss on some rank, or a non-finite update), WM_ENOMEM, WM_EIO (an MPI call
  * failed); the same on every rank, with nothing changed. */
 WM_API wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm,
                              float *loss_out);
+
+/** wm_mpi_step with a chosen bucket size: the gradient buffer (the layout
+ * of wm_net_params, last layer's block at the end) is cut from its end into
+ * slices of bucket_bytes (rounded down to whole floats, at least one, at
+ * most 2^30 floats); while wm_grad_notify runs the backward pass, each
+ * slice whose entries are all final is scaled by n_r / N and its in-place
+ * MPI_Iallreduce started, so the last layers' gradients travel while the
+ * first layers are still differentiated; the slices still unstarted when
+ * the pass ends (those of the first layer) start then, and all are waited
+ * for before wm_apply. At most 64 are in flight; a 65th waits for the
+ * oldest. bucket_bytes = 0: no overlap, one blocking MPI_Allreduce of the
+ * whole buffer after the pass; bucket_bytes >= 4 x wm_net_n_params: one
+ * bucket, started when the pass ends. Every element is summed by the same
+ * MPI reduction whatever the cut, so on 2 ranks (a + b = b + a) the result
+ * is bitwise that of bucket_bytes = 0; on more ranks MPI may group the sum
+ * differently for slices of another size (docs/distributed.md states the
+ * bound), and the ranks stay bitwise equal to each other in every case.
+ * bucket_bytes must be the same on every rank (it is compared before any
+ * bucket starts). A rank whose shard fails its checks sends zeros in the
+ * others' buckets, so every request completes before the collective
+ * failure is returned.
+ * Returns as wm_mpi_step, and WM_EINVAL when bucket_bytes or the number of
+ * parameters differs between ranks. */
+WM_API wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm,
+                                     float *loss_out, size_t bucket_bytes);
 
 /** Whether every rank's parameters are bitwise equal to rank 0's: a 64-bit
  * hash (FNV-1a over the wm_net_params bytes and their count) compared

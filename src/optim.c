@@ -231,9 +231,19 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     return WM_OK;
 }
 
-/* The gradient into o->grad; *bound receives a bound on its entries. */
+/* The gradient into o->grad; *bound receives a bound on its entries;
+ * ready (may be NULL) hears of each layer's block as it is final. */
+static wm_status compute_grad_notify(wm_optimizer *o, const wm_batch *b, float *loss, float *bound,
+                                     const char *fn, wm_grad_ready_fn ready, void *user);
+
 static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, float *bound,
                               const char *fn)
+{
+    return compute_grad_notify(o, b, loss, bound, fn, NULL, NULL);
+}
+
+static wm_status compute_grad_notify(wm_optimizer *o, const wm_batch *b, float *loss, float *bound,
+                                     const char *fn, wm_grad_ready_fn ready, void *user)
 {
     wm_pass p;
     wm_status st = forward_for_step(o, b, loss, &p, fn);   /* loss: never NULL here */
@@ -241,7 +251,7 @@ static wm_status compute_grad(wm_optimizer *o, const wm_batch *b, float *loss, f
         return st;
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
     o->has_grad = 0;                 /* the buffer is being overwritten */
-    *bound = wmi_pass_backward(o->net, &p, b->n, dy, o->grad);
+    *bound = wmi_pass_backward_notify(o->net, &p, b->n, dy, o->grad, ready, user);
     o->has_grad = 1;
     return WM_OK;
 }
@@ -252,6 +262,16 @@ wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
     wm_status st = compute_grad(o, b, &mean, &bound, __func__);
     if (st == WM_OK && loss)
         *loss = mean;                   /* outputs are written only on success */
+    return st;
+}
+
+wm_status wm_grad_notify(wm_optimizer *o, const wm_batch *b, float *loss, wm_grad_ready_fn ready,
+                         void *user)
+{
+    float bound, mean;
+    wm_status st = compute_grad_notify(o, b, &mean, &bound, __func__, ready, user);
+    if (st == WM_OK && loss)
+        *loss = mean;
     return st;
 }
 

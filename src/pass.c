@@ -227,7 +227,8 @@ float wmi_max_abs(const float *a, size_t n)
 
 /* Backward through every layer; grad NULL skips the weight gradients. The
  * first layer's input gradient is never needed. */
-static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, float *grad)
+static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, float *grad,
+                      wm_grad_ready_fn ready, void *user)
 {
     double bound = 0.0, cmax = wmi_max_abs(p->C, (size_t)n * net->Kp);
     int last = net->n_layers - 1;
@@ -273,6 +274,9 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
             double cl = ly->Kp == net->Kp ? cmax : 1.0;     /* a point layer's c_hat is 1 */
             double b = 2.0 * n * positions * cl * dmax * (xmax > 1.0 ? xmax : 1.0);
             bound = b > bound || isnan(b) ? b : bound;
+            /* layer l's block of grad is final: no later layer writes it */
+            if (ready && grad)
+                ready(user, l, ly->w_off, (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1));
         }
     }
     return bound < 3e38 ? (float)bound : INFINITY;
@@ -280,12 +284,18 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
 
 float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad)
 {
-    return backward(net, p, n, dy, grad);
+    return backward(net, p, n, dy, grad, NULL, NULL);
+}
+
+float wmi_pass_backward_notify(const wm_net *net, wm_pass *p, int n, float *dy, float *grad,
+                               wm_grad_ready_fn ready, void *user)
+{
+    return backward(net, p, n, dy, grad, ready, user);
 }
 
 float wmi_pass_backward_deltas(const wm_net *net, wm_pass *p, int n, const float *dy)
 {
-    return backward(net, p, n, dy, NULL);
+    return backward(net, p, n, dy, NULL, NULL, NULL);
 }
 
 wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b)

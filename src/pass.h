@@ -51,6 +51,12 @@ float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n);
  * infinite or NaN bound means "not provably finite". */
 float wmi_pass_backward(const wm_net *net, wm_pass *p, int n, float *dy, float *grad);
 
+/* wmi_pass_backward, calling ready(user, l, off, len) right after layer l
+ * (one with parameters; last layer first) has written its block
+ * grad[off, off + len), which no later layer touches (wm_grad_notify). */
+float wmi_pass_backward_notify(const wm_net *net, wm_pass *p, int n, float *dy, float *grad,
+                               wm_grad_ready_fn ready, void *user);
+
 /* The same backward pass without forming the weight gradient (grad is not
  * touched): afterwards p->delta[l] holds each layer's pre-activation delta,
  * from which the optimizer applies a rank-n update directly. Returns the

@@ -540,10 +540,103 @@ static void test_state_copy_continues_bitwise(void **state)
     assert_string_equal(wm_last_error(), "rank 1: x");
 }
 
+/* wm_grad_notify (what a data-parallel transport overlaps with): on a net of
+ * every kind with parameters (conv, group norm, a residual, pooling, a dense
+ * layer kept at one point, FiLM, dense), each layer with parameters is
+ * reported once, last layer first, the blocks tile the buffer in order, each
+ * block holds its final value (wm_grad's, bit for bit) when reported, and a
+ * block the callback overwrites is never written again. A batch that fails
+ * its checks reports nothing. */
+typedef struct {
+    const float *ref;                   /* wm_grad's buffer */
+    float *buf;
+    int calls, layer[16], ok_at_call;
+    size_t off[16], len[16];
+} notify_log;
+
+static void on_ready(void *user, int layer, size_t off, size_t len)
+{
+    notify_log *g = user;
+    if (g->calls < 16)
+        g->layer[g->calls] = layer, g->off[g->calls] = off, g->len[g->calls] = len;
+    g->calls++;
+    if (memcmp(g->buf + off, g->ref + off, len * sizeof(float)) != 0)
+        g->ok_at_call = 0;
+    for (size_t j = 0; j < len; j++)    /* a mark no later write may change */
+        g->buf[off + j] = (float)(1000 + layer);
+}
+
+static void test_grad_notify_reports_final_blocks(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("circle");
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 36, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_input_shape(net, 1, 6, 6));
+    WM_OK_OR_FAIL(wm_net_conv2d(net, 4, 3, 1, 1, WM_ACT_RELU));   /* 0 */
+    WM_OK_OR_FAIL(wm_net_groupnorm(net, 2));                      /* 1 */
+    WM_OK_OR_FAIL(wm_net_residual(net, 0, WM_ACT_NONE));          /* 2: no parameters */
+    WM_OK_OR_FAIL(wm_net_maxpool(net, 2));                        /* 3: none */
+    WM_OK_OR_FAIL(wm_net_dense(net, 8, WM_ACT_TANH));             /* 4: at one point */
+    WM_OK_OR_FAIL(wm_net_film(net));                              /* 5 */
+    WM_OK_OR_FAIL(wm_net_dense(net, 3, WM_ACT_NONE));             /* 6 */
+    WM_OK_OR_FAIL(wm_net_set_layer_manifold(net, 4, 0));
+    WM_OK_OR_FAIL(wm_net_init(net, 3));
+    enum { B = 5 };
+    float x[B * 36], s[B];
+    int32_t y[B];
+    uint64_t st = 9;
+    tu_fill(x, B * 36, -1, 1, &st);
+    tu_contexts(m, s, B, &st);
+    for (int i = 0; i < B; i++)
+        y[i] = (int32_t)(tu_uniform(&st) * 3);
+    wm_batch b = {B, x, s, y, NULL};
+    wm_optimizer *o;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&o, net, &cfg));
+    size_t np;
+    float *buf = wm_grad_buffer(o, &np), l0, l1;
+    WM_OK_OR_FAIL(wm_grad(o, &b, &l0));
+    float *ref = malloc(np * sizeof *ref);
+    memcpy(ref, buf, np * sizeof *ref);
+    for (size_t j = 0; j < np; j++)
+        buf[j] = NAN;
+    notify_log g = {ref, buf, 0, {0}, 1, {0}, {0}};
+    WM_OK_OR_FAIL(wm_grad_notify(o, &b, &l1, on_ready, &g));
+    assert_memory_equal(&l0, &l1, sizeof l0);
+    const int want[] = {6, 5, 4, 1, 0};
+    assert_int_equal(g.calls, 5);
+    assert_true(g.ok_at_call);
+    size_t end = np;
+    for (int c = 0; c < 5; c++) {
+        assert_int_equal(g.layer[c], want[c]);
+        assert_true(g.len[c] > 0);
+        assert_true(g.off[c] + g.len[c] == end);      /* tiles the buffer, last block first */
+        end = g.off[c];
+        for (size_t j = g.off[c]; j < g.off[c] + g.len[c]; j++)
+            if (buf[j] != (float)(1000 + want[c]))
+                fail_msg("layer %d's block was written after it was reported (entry %zu)", want[c], j);
+    }
+    assert_true(end == 0);
+    /* ready NULL is wm_grad; a failing batch reports nothing */
+    WM_OK_OR_FAIL(wm_grad_notify(o, &b, NULL, NULL, NULL));
+    assert_memory_equal(buf, ref, np * sizeof *ref);
+    y[B - 1] = 3;
+    g.calls = 0;
+    EXPECT_STATUS(WM_EINVAL, wm_grad_notify(o, &b, &l1, on_ready, &g));
+    assert_int_equal(g.calls, 0);
+    EXPECT_STATUS(WM_EINVAL, wm_grad_notify(NULL, &b, &l1, on_ready, &g));
+    free(ref);
+    wm_optimizer_free(o);
+    wm_net_free(net);
+    wm_manifold_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sd_step_is_the_papers_update),
+        cmocka_unit_test(test_grad_notify_reports_final_blocks),
         cmocka_unit_test(test_volume_budget_is_exact),
         cmocka_unit_test(test_momentum_matches_formula),
         cmocka_unit_test(test_adam_matches_formula),

@@ -262,6 +262,8 @@ _status = ctypes.c_int               # C enums are int-sized on every ABI we tar
 
 #: void (*wm_basis_fn)(const float *s, float *c, void *user)
 BASIS_FN = ctypes.CFUNCTYPE(None, _c_float_p, _c_float_p, ctypes.c_void_p)
+# void ready(void *user, int layer, size_t offset, size_t len): wm_grad_notify
+GRAD_READY_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_size_t)
 
 
 class OptConfig(ctypes.Structure):
@@ -402,6 +404,8 @@ _PROTOTYPES = {
     "wm_infer_context_batch": (_status, [_handle, ctypes.POINTER(Batch), ctypes.c_int, _c_float_p,
                                          _c_float_p]),
     "wm_error_set": (_status, [_status, ctypes.c_char_p]),
+    "wm_grad_notify": (_status, [_handle, ctypes.POINTER(Batch), _c_float_p, GRAD_READY_FN,
+                                 ctypes.c_void_p]),
 }
 
 
@@ -1319,6 +1323,28 @@ class Optimizer(_Handle):
         batch, _keep = self.net._batch(x, s, labels, targets)
         loss = ctypes.c_float()
         _call("wm_grad", self._p, ctypes.byref(batch), ctypes.byref(loss))
+        return loss.value
+
+    def grad_notify(self, ready, x: ArrayLike, s: Optional[ArrayLike] = None,
+                    labels: Optional[ArrayLike] = None, targets: Optional[ArrayLike] = None) -> float:
+        """grad(), calling ready(layer, offset, length) during the backward
+        pass as each layer's block grad_buffer()[offset:offset + length] is
+        final (last layer first); returns the loss. An exception in ready is
+        re-raised after the pass."""
+        batch, _keep = self.net._batch(x, s, labels, targets)
+        loss = ctypes.c_float()
+        raised = []
+
+        def trampoline(_user, layer, offset, length):
+            if not raised:
+                try:
+                    ready(layer, offset, length)
+                except BaseException as e:  # noqa: BLE001 -- carried across C
+                    raised.append(e)
+        fn = GRAD_READY_FN(trampoline)
+        _call("wm_grad_notify", self._p, ctypes.byref(batch), ctypes.byref(loss), fn, None)
+        if raised:
+            raise raised[0]
         return loss.value
 
     def grad_buffer(self, copy: bool = False) -> np.ndarray:

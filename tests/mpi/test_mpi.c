@@ -298,9 +298,103 @@ static void equivalence(int kind, wm_opt_kind ok, int n, int shared, int how, in
     wm_net_free(net), wm_net_free(single), wm_net_free(ref);
 }
 
+/* ---- 1b. buckets ------------------------------------------------------------------ */
+
+/* The gradient all-reduces this process started (MPI's profiling interface:
+ * libwmanifold_mpi's calls to MPI_Iallreduce land here, then in MPI). */
+static long g_iallreduce_floats, g_iallreduce_calls;
+
+int MPI_Iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype type, MPI_Op op,
+                   MPI_Comm comm, MPI_Request *req)
+{
+    if (type == MPI_FLOAT)
+        g_iallreduce_calls++, g_iallreduce_floats += count;
+    return PMPI_Iallreduce(sendbuf, recvbuf, count, type, op, comm, req);
+}
+
+/* Bucketed steps (bucket_bytes S) against unbucketed ones (S = 0) from the
+ * same start: the reduced gradient buffers after every step are bitwise
+ * equal on 2 ranks (each element is the sum of the same two floats, and
+ * a + b = b + a); on R > 2 ranks MPI may group a slice's sum otherwise
+ * than the whole buffer's, so they agree to 2 gamma(R - 1) sum_r |x_r|
+ * (x_r: rank r's weighted term, all-reduced separately here), and the
+ * parameters are bitwise equal whenever the gradients are. Both runs stay
+ * bitwise equal across ranks, and the number of floats all-reduced and of
+ * buckets started is what S implies. */
+static void buckets_equal(int kind, wm_opt_kind ok, int n, int how, size_t S, int *differ)
+{
+    uint64_t seed = 41 + (uint64_t)kind * 5 + (uint64_t)ok;
+    wm_opt_config c = config(ok);
+    wm_net *na = make_net(kind, seed), *nb = make_net(kind, seed), *nc = make_net(kind, seed);
+    wm_optimizer *oa, *ob, *oc;
+    OK(wm_optimizer_create(&oa, na, &c));
+    OK(wm_optimizer_create(&ob, nb, &c));
+    OK(wm_optimizer_create(&oc, nc, &c));
+    size_t np = wm_net_n_params(na);
+    double *x = malloc(np * sizeof *x), *sx = malloc(np * sizeof *sx);
+    double gam = (g_size - 1) * U / (1 - (g_size - 1) * U);
+    size_t Sf = S / 4 < 1 ? 1 : S / 4;
+    long want_calls = (long)((np + Sf - 1) / Sf);
+    int grad_equal = 1, params_ok = 1, in_bound = 1, counts_ok = 1, same = 1;
+    static gbatch b;
+    for (int t = 0; t < 4; t++) {
+        make_batch(&b, kind, n, 0, seed, t);
+        wm_batch sh = my_shard(&b, g_size, g_rank, how);
+        /* this rank's weighted term, for the bound on R > 2 ranks */
+        OK(wm_net_set_params(nc, wm_net_params(na, NULL), np));
+        if (sh.n > 0)
+            OK(wm_grad(oc, &sh, NULL));
+        else
+            OK(wm_grad_zero(oc));
+        const float *gc = wm_grad_buffer(oc, NULL);
+        float w = (float)((double)sh.n / n);
+        for (size_t j = 0; j < np; j++)
+            x[j] = fabs((double)(sh.n == n ? gc[j] : gc[j] * w));
+        MPI_Allreduce(x, sx, (int)np, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        float la = -1, lb = -2;
+        OK(wm_mpi_step_buckets(oa, &sh, MPI_COMM_WORLD, &la, 0));
+        long calls0 = g_iallreduce_calls, floats0 = g_iallreduce_floats;
+        OK(wm_mpi_step_buckets(ob, &sh, MPI_COMM_WORLD, &lb, S));
+        counts_ok &= g_iallreduce_calls - calls0 == want_calls &&
+                     g_iallreduce_floats - floats0 == (long)np;
+        const float *ga = wm_grad_buffer(oa, NULL), *gb = wm_grad_buffer(ob, NULL);
+        int eq = !memcmp(ga, gb, np * sizeof *ga);
+        grad_equal &= eq;
+        for (size_t j = 0; j < np; j++)
+            in_bound &= fabs((double)ga[j] - gb[j]) <= 2 * gam * sx[j];
+        if (eq)
+            params_ok &= !memcmp(wm_net_params(na, NULL), wm_net_params(nb, NULL), np * sizeof(float)) &&
+                         la == lb;
+        same &= wm_mpi_check(na, MPI_COMM_WORLD) == WM_OK && wm_mpi_check(nb, MPI_COMM_WORLD) == WM_OK;
+        if (!eq && g_size > 2) {        /* go on from one state: compare the next step alone */
+            OK(wm_net_set_params(nb, wm_net_params(na, NULL), np));
+            size_t ns = wm_optimizer_state_len(oa);
+            float *st = malloc((ns + 1) * sizeof *st);
+            wm_optimizer_get_state(oa, st, ns);
+            OK(wm_optimizer_set_state(ob, st, ns, wm_optimizer_steps(oa)));
+            free(st);
+        }
+    }
+    const char *kn[] = {"SD", "momentum", "Adam"};
+    char what[160];
+    snprintf(what, sizeof what, "buckets of %zu bytes: %s %s N=%d %s", S, kind == NET_MLP ? "mlp" : "cnn",
+             kn[ok], n, split_name[how]);
+    if (g_size == 2)
+        CHECK(grad_equal, "%s: the reduced gradient differs from the unbucketed one", what);
+    if (!grad_equal)
+        (*differ)++;
+    CHECK(in_bound, "%s: the reduced gradient is off by more than 2 gamma(R-1) sum |x_r|", what);
+    CHECK(params_ok, "%s: equal gradients but different parameters or loss", what);
+    CHECK(same, "%s: ranks not bitwise equal", what);
+    CHECK(counts_ok, "%s: not %ld buckets covering %zu floats", what, want_calls, np);
+    free(x), free(sx);
+    wm_optimizer_free(oa), wm_optimizer_free(ob), wm_optimizer_free(oc);
+    wm_net_free(na), wm_net_free(nb), wm_net_free(nc);
+}
+
 /* ---- 2. collective errors -------------------------------------------------------- */
 
-static void collective_errors(void)
+static void collective_errors(size_t S)
 {
     wm_opt_config c = config(WM_OPT_ADAM);
     wm_net *net = make_net(NET_MLP, 5);
@@ -309,7 +403,7 @@ static void collective_errors(void)
     static gbatch b;
     make_batch(&b, NET_MLP, 16, 0, 5, 0);
     wm_batch sh = my_shard(&b, g_size, g_rank, SPLIT_EVEN);
-    OK(wm_mpi_step(opt, &sh, MPI_COMM_WORLD, NULL));       /* moments are non-zero now */
+    OK(wm_mpi_step_buckets(opt, &sh, MPI_COMM_WORLD, NULL, S));       /* moments are non-zero now */
     size_t np = wm_net_n_params(net), ns = wm_optimizer_state_len(opt);
     float *q0 = malloc(np * sizeof *q0), *s0 = malloc(ns * sizeof *s0), *s1 = malloc(ns * sizeof *s1);
     memcpy(q0, wm_net_params(net, NULL), np * sizeof *q0);
@@ -338,7 +432,7 @@ static void collective_errors(void)
             snprintf(want, sizeof want, "no rank has any samples");
         }
         float loss = 123.0f;
-        wm_status st = wm_mpi_step(c2 == 2 && g_rank == last ? opt : opt, &mine, MPI_COMM_WORLD, &loss);
+        wm_status st = wm_mpi_step_buckets(opt, &mine, MPI_COMM_WORLD, &loss, S);
         CHECK(st == want_st, "bad shard case %d: status %s", c2, wm_status_str(st));
         CHECK(strstr(wm_last_error(), want) != NULL, "bad shard case %d: message lacks '%s'", c2, want);
         CHECK(loss == 123.0f, "bad shard case %d: loss_out written", c2);
@@ -348,11 +442,32 @@ static void collective_errors(void)
               "case %d: optimizer state changed", c2);
     }
     /* a NULL optimizer on one rank */
-    wm_status st = wm_mpi_step(g_rank == last ? NULL : opt, &sh, MPI_COMM_WORLD, NULL);
+    wm_status st = wm_mpi_step_buckets(g_rank == last ? NULL : opt, &sh, MPI_COMM_WORLD, NULL, S);
     CHECK(st == WM_EINVAL, "NULL optimizer on rank %d: %s", last, wm_status_str(st));
     CHECK(!memcmp(q0, wm_net_params(net, NULL), np * sizeof *q0), "NULL opt: params changed");
+    if (g_size > 1) {                   /* the last rank's bucket size or net differs */
+        st = wm_mpi_step_buckets(opt, &sh, MPI_COMM_WORLD, NULL, g_rank == last ? S + 8 : S);
+        CHECK(st == WM_EINVAL && strstr(wm_last_error(), "bucket_bytes differs"),
+              "bucket sizes differ: %s", wm_status_str(st));
+        wm_net *other = make_net(NET_CNN, 5);
+        wm_optimizer *oo;
+        OK(wm_optimizer_create(&oo, other, &c));
+        static gbatch bc;
+        make_batch(&bc, NET_CNN, 16, 0, 5, 0);
+        wm_batch shc = my_shard(&bc, g_size, g_rank, SPLIT_EVEN);
+        st = wm_mpi_step_buckets(g_rank == last ? oo : opt, g_rank == last ? &shc : &sh, MPI_COMM_WORLD,
+                                 NULL, S);
+        CHECK(st == WM_EINVAL && strstr(wm_last_error(), "number of parameters"),
+              "nets of different sizes: %s", wm_status_str(st));
+        wm_optimizer_free(oo);
+        wm_net_free(other);
+        CHECK(!memcmp(q0, wm_net_params(net, NULL), np * sizeof *q0), "mismatch: params changed");
+        wm_optimizer_get_state(opt, s1, ns);
+        CHECK(!memcmp(s0, s1, ns * sizeof *s0) && wm_optimizer_steps(opt) == 1,
+              "mismatch: optimizer state changed");
+    }
     /* and training goes on afterwards */
-    OK(wm_mpi_step(opt, &sh, MPI_COMM_WORLD, NULL));
+    OK(wm_mpi_step_buckets(opt, &sh, MPI_COMM_WORLD, NULL, S));
     OK(wm_mpi_check(net, MPI_COMM_WORLD));
     free(q0), free(s0), free(s1);
     wm_optimizer_free(opt);
@@ -545,7 +660,22 @@ int main(int argc, char **argv)
                         continue;       /* one sample: already all but one rank empty */
                     equivalence(kind, (wm_opt_kind)k, ns[bi], shared[bi], how, 6);
                 }
-    collective_errors();
+    /* buckets: of one float, 16, 256 bytes (several per layer of these
+     * small nets), about one layer's block (the MLP's are 1152, 1404 and
+     * 480 bytes), the default and one for the whole buffer; each split */
+    const size_t bsz[] = {1, 64, 256, 1024, WM_MPI_BUCKET_BYTES, SIZE_MAX};
+    int differ = 0, cases = 0;
+    for (int kind = NET_MLP; kind <= NET_CNN; kind++)
+        for (int k = WM_OPT_SD; k <= WM_OPT_ADAM; k++)
+            for (int how = SPLIT_EVEN; how <= SPLIT_EMPTY; how++)
+                for (int si = 0; si < 6; si++, cases++)
+                    buckets_equal(kind, (wm_opt_kind)k, 24, how, bsz[si], &differ);
+    if (g_rank == 0 && getenv("WM_MPI_VERBOSE"))
+        printf("  buckets: %d of %d cases not bitwise equal to one all-reduce (%d ranks)\n", differ,
+               cases, g_size);
+    const size_t esz[] = {0, 4, 1024, SIZE_MAX};
+    for (int si = 0; si < 4; si++)
+        collective_errors(esz[si]);
     broadcast_and_check();
     checkpoints();
     int tot[2] = {g_pass, g_fail}, all[2];

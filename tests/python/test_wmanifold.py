@@ -815,6 +815,31 @@ def test_optimizer_state_copy_and_empty_shard():
     assert wm.last_error() == "from python"
 
 
+def test_grad_notify_reports_each_layer_block():
+    rng = np.random.default_rng(8)
+    x, s, y = rotated_points(16, rng)
+    with circle_net(seed=4) as net, wm.Optimizer(net) as opt:
+        la = opt.grad(x, s, labels=y)
+        g = opt.grad_buffer(copy=True)
+        seen = []
+        buf = opt.grad_buffer()
+        lb = opt.grad_notify(lambda l, off, n: seen.append((l, off, n, buf[off:off + n].copy())),
+                             x, s, labels=y)
+        assert la == lb
+        assert [t[0] for t in seen] == list(range(net.n_layers - 1, -1, -1))
+        end = net.n_params
+        for layer, off, n, block in seen:      # tiles the buffer, final when reported
+            assert off + n == end
+            np.testing.assert_array_equal(block, g[off:off + n])
+            end = off
+        assert end == 0
+
+        def boom(layer, off, n):
+            raise KeyError(layer)
+        with pytest.raises(KeyError):
+            opt.grad_notify(boom, x, s, labels=y)
+
+
 def test_sd_step_and_volume_budget_in_q_coordinates():
     rng = np.random.default_rng(7)
     x, s, y = rotated_points(16, rng)
