@@ -54,7 +54,13 @@ static void usage(FILE *f, const ex_opts *d)
             "  --step DEG          test every DEG degrees (default 30)\n"
             "  --bench-allreduce N time N all-reduces of the gradient's size at the end (default 20)\n"
             "  --save PATH         rank 0 saves the trained net there (wm_net_save)\n"
-            "  (--batch is the global minibatch, split across the ranks)\n");
+            "  --bucket BYTES      all-reduce the gradient in buckets of BYTES overlapped with the\n"
+            "                      backward pass (wm_mpi_step_buckets; default %zu, 0 = one\n"
+            "                      blocking all-reduce after it)\n"
+            "  --compare-buckets   alternate steps with --bucket and with 0, report both times\n"
+            "  --time-layers N     before training, time N backward passes of one per-rank batch:\n"
+            "                      when each layer's gradient is ready (wm_grad_notify)\n"
+            "  (--batch is the global minibatch, split across the ranks)\n", WM_MPI_BUCKET_BYTES);
     ex_opts_help(f, d);
 }
 
@@ -83,6 +89,113 @@ static void shard_range(int n, int r, int R, int *lo, int *hi)
     *hi = (int)((long long)n * (r + 1) / R);
 }
 
+/* --time-layers: when each layer's gradient block is ready during wm_grad,
+ * measured with wm_grad_notify on this rank's first b training images (one
+ * angle each), reps times; rank 0 prints the medians, as the time left in
+ * the pass after each layer (what a bucket started then can overlap). */
+enum { MAXL = 64 };
+typedef struct {
+    double t[MAXL];
+    size_t len[MAXL];
+} layer_clock;
+
+static void on_layer(void *user, int layer, size_t off, size_t len)
+{
+    (void)off;
+    layer_clock *c = user;
+    c->t[layer] = ex_now();
+    c->len[layer] = len;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int time_backward(wm_optimizer *opt, wm_net *net, const idx_dataset *train, int b,
+                         int reps)
+{
+    int d = train->rows * train->cols, L = wm_net_n_layers(net);
+    b = b < train->n ? b : train->n;
+    if (b < 1 || L > MAXL)
+        return 0;
+    float *x = malloc((size_t)b * d * sizeof *x), *s = malloc((size_t)b * sizeof *s);
+    double *tail = malloc((size_t)reps * (L + 2) * sizeof *tail);
+    if (!x || !s || !tail) {
+        free(x), free(s), free(tail);
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < b; i++) {
+        s[i] = (float)i / b;
+        ex_warp(train->images + (size_t)i * d, x + (size_t)i * d, train->rows, train->cols,
+                TWO_PI * s[i], 0.0f, 0.0f);
+    }
+    wm_batch bt = {b, x, s, train->labels, NULL};
+    layer_clock c;
+    memset(&c, 0, sizeof c);
+    for (int r = 0; r < reps; r++) {
+        double t0 = ex_now();
+        for (int l = 0; l < L; l++)
+            c.t[l] = t0;
+        wm_status st = wm_grad_notify(opt, &bt, NULL, on_layer, &c);
+        double t1 = ex_now();
+        if (st != WM_OK) {
+            free(x), free(s), free(tail);
+            return fail("wm_grad_notify", st);
+        }
+        for (int l = 0; l < L; l++)             /* the pass's time left after layer l */
+            tail[(size_t)l * reps + r] = t1 - c.t[l];
+        tail[(size_t)L * reps + r] = t1 - t0;   /* the whole wm_grad */
+        tail[(size_t)(L + 1) * reps + r] = c.t[L - 1] - t0;   /* forward + last layer's backward */
+    }
+    /* wm_apply of that gradient, each time undone (parameters and moments
+     * put back), so training starts where it would have */
+    size_t np = wm_net_n_params(net), ns = wm_optimizer_state_len(opt);
+    uint64_t t_steps = wm_optimizer_steps(opt);
+    float *q = malloc(np * sizeof *q), *m = malloc((ns + 1) * sizeof *m);
+    double *ta = malloc((size_t)reps * sizeof *ta);
+    if (!q || !m || !ta) {
+        free(x), free(s), free(tail), free(q), free(m), free(ta);
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    memcpy(q, wm_net_params(net, NULL), np * sizeof *q);
+    wm_optimizer_get_state(opt, m, ns);
+    for (int r = 0; r < reps; r++) {
+        double t0 = ex_now();
+        wm_status st = wm_apply(opt);
+        ta[r] = ex_now() - t0;
+        if (st == WM_OK)
+            st = wm_net_set_params(net, q, np);
+        if (st == WM_OK)
+            st = wm_optimizer_set_state(opt, m, ns, t_steps);
+        if (st != WM_OK) {
+            free(x), free(s), free(tail), free(q), free(m), free(ta);
+            return fail("wm_apply", st);
+        }
+    }
+    qsort(ta, (size_t)reps, sizeof *ta, cmp_double);
+    if (rank_ == 0)
+        printf("wm_apply: median %.3f ms (min %.3f)\n", 1e3 * ta[reps / 2], 1e3 * ta[0]);
+    free(q), free(m), free(ta);
+    for (int l = 0; l < L + 2; l++)
+        qsort(tail + (size_t)l * reps, (size_t)reps, sizeof *tail, cmp_double);
+    if (rank_ == 0) {
+        printf("wm_grad of %d samples, median of %d: %.3f ms (min %.3f); the last layer's block "
+               "ready after %.3f ms (min %.3f)\n", b, reps, 1e3 * tail[(size_t)L * reps + reps / 2],
+               1e3 * tail[(size_t)L * reps], 1e3 * tail[(size_t)(L + 1) * reps + reps / 2],
+               1e3 * tail[(size_t)(L + 1) * reps]);
+        for (int l = L - 1; l >= 0; l--)
+            if (c.len[l] > 0)
+                printf("  layer %d: %zu floats of gradient, then %.3f ms of the pass left (min %.3f)\n", l,
+                   c.len[l], 1e3 * tail[(size_t)l * reps + reps / 2], 1e3 * tail[(size_t)l * reps]);
+    }
+    free(x), free(s), free(tail);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -94,7 +207,8 @@ int main(int argc, char **argv)
     o.quiet = 0;
     defaults = o;
     float a0 = 0.0f, a1 = 270.0f, step = 30.0f;
-    int bench_reps = 20, rc = 2;
+    int bench_reps = 20, rc = 2, compare = 0, time_layers = 0;
+    size_t bucket = WM_MPI_BUCKET_BYTES;
     const char *save_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -121,6 +235,20 @@ int main(int argc, char **argv)
         } else if ((r = ex_flag(argc, argv, &i, "--bench-allreduce", &v)) != 0) {
             if (r < 0 || ex_parse_int(v, &bench_reps) || bench_reps < 0) {
                 fprintf(stderr, "error: --bench-allreduce wants a count >= 0\n");
+                goto finish;
+            }
+        } else if ((r = ex_flag(argc, argv, &i, "--bucket", &v)) != 0) {
+            int kb;
+            if (r < 0 || ex_parse_int(v, &kb) || kb < 0) {
+                fprintf(stderr, "error: --bucket wants bytes >= 0\n");
+                goto finish;
+            }
+            bucket = (size_t)kb;
+        } else if (!strcmp(argv[i], "--compare-buckets")) {
+            compare = 1;
+        } else if ((r = ex_flag(argc, argv, &i, "--time-layers", &v)) != 0) {
+            if (r < 0 || ex_parse_int(v, &time_layers) || time_layers < 0) {
+                fprintf(stderr, "error: --time-layers wants a count >= 0\n");
                 goto finish;
             }
         } else if ((r = ex_flag(argc, argv, &i, "--save", &v)) != 0) {
@@ -178,8 +306,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: out of memory\n");
         goto out2;
     }
-    double t_train = 0;
-    long steps_total = 0;
+    if (time_layers > 0 && time_backward(opt, net, &train, B / size_, time_layers))
+        goto out2;
+    double t_train = 0, t_cmp[2] = {0, 0};
+    long steps_total = 0, n_cmp[2] = {0, 0};
     for (int ep = 1; ep <= o.epochs; ep++) {
         ex_rng rng;
         ex_rng_seed(&rng, o.seed * 7919 + (uint64_t)ep);
@@ -203,9 +333,12 @@ int main(int argc, char **argv)
             }
             wm_batch shard = {m, xb, sb, yb, NULL};
             float loss;
+            int unbucketed = compare && steps_total % 2;
             double t0 = ex_now();
-            st = wm_mpi_step(opt, &shard, MPI_COMM_WORLD, &loss);
-            t_ep += ex_now() - t0;
+            st = wm_mpi_step_buckets(opt, &shard, MPI_COMM_WORLD, &loss, unbucketed ? 0 : bucket);
+            double dt = ex_now() - t0;
+            t_ep += dt;
+            t_cmp[unbucketed] += dt, n_cmp[unbucketed]++;
             if (st != WM_OK) {
                 fail("wm_mpi_step", st);
                 goto out2;
@@ -274,6 +407,15 @@ int main(int argc, char **argv)
                n_held ? held_acc / n_held : 0.0);
         printf("training: %.2f s in wm_mpi_step over %ld steps (%.3f ms/step) on %d rank%s\n", t_train,
                steps_total, 1e3 * t_train / steps_total, size_, size_ > 1 ? "s" : "");
+    }
+
+    if (compare) {                      /* the slowest rank's time decides a step */
+        double mx[2];
+        MPI_Reduce(t_cmp, mx, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        if (rank_ == 0)
+            printf("alternating steps: buckets of %zu bytes %.3f ms/step (%ld steps), one all-reduce "
+                   "after the pass %.3f ms/step (%ld steps)\n", bucket, 1e3 * mx[0] / n_cmp[0],
+                   n_cmp[0], 1e3 * mx[1] / n_cmp[1], n_cmp[1]);
     }
 
     /* the communication alone: an all-reduce of the gradient's size */

@@ -717,6 +717,10 @@ typedef void (*wm_grad_ready_fn)(void *user, int layer, size_t offset, size_t le
  * yet reported, nor call the library on this optimizer or its net. ready
  * is called only after the batch passed every check and its loss is
  * finite: on failure it was never called. ready NULL is wm_grad.
+ * batch->n = 0 (its arrays may be NULL) is allowed here, unlike wm_grad:
+ * the buffer becomes zeros as with wm_grad_zero, *loss 0, and every block
+ * is reported in the same order, so a process with an empty shard can
+ * take part in the same per-block exchange as the others.
  * Returns as wm_grad. */
 WM_API wm_status wm_grad_notify(wm_optimizer *opt, const wm_batch *batch, float *loss,
                                 wm_grad_ready_fn ready, void *user);

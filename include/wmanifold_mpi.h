@@ -4,9 +4,9 @@
  *
  * Every rank of a communicator holds a net of the same architecture and an
  * optimizer of the same settings; each feeds its own shard of a global batch
- * to wm_mpi_step, which all-reduces the gradient (one in-place
- * MPI_Allreduce of wm_net_n_params floats, weighted by shard sizes) so that
- * every rank applies the update one process would compute from the whole
+ * to wm_mpi_step, which all-reduces the gradient (wm_net_n_params floats,
+ * weighted by shard sizes, in buckets started while the backward pass still
+ * runs) so that every rank applies the update one process would compute from the whole
  * batch, to float rounding, and the ranks stay bitwise equal to each other.
  *
  *     MPI_Init(&argc, &argv);
@@ -83,26 +83,28 @@ WM_API wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_
 WM_API wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm,
                              float *loss_out);
 
-/** wm_mpi_step with a chosen bucket size: the gradient buffer (the layout
- * of wm_net_params, last layer's block at the end) is cut from its end into
- * slices of bucket_bytes (rounded down to whole floats, at least one, at
- * most 2^30 floats); while wm_grad_notify runs the backward pass, each
- * slice whose entries are all final is scaled by n_r / N and its in-place
- * MPI_Iallreduce started, so the last layers' gradients travel while the
- * first layers are still differentiated; the slices still unstarted when
- * the pass ends (those of the first layer) start then, and all are waited
- * for before wm_apply. At most 64 are in flight; a 65th waits for the
- * oldest. bucket_bytes = 0: no overlap, one blocking MPI_Allreduce of the
- * whole buffer after the pass; bucket_bytes >= 4 x wm_net_n_params: one
- * bucket, started when the pass ends. Every element is summed by the same
- * MPI reduction whatever the cut, so on 2 ranks (a + b = b + a) the result
- * is bitwise that of bucket_bytes = 0; on more ranks MPI may group the sum
- * differently for slices of another size (docs/distributed.md states the
- * bound), and the ranks stay bitwise equal to each other in every case.
- * bucket_bytes must be the same on every rank (it is compared before any
- * bucket starts). A rank whose shard fails its checks sends zeros in the
- * others' buckets, so every request completes before the collective
- * failure is returned.
+/** wm_mpi_step with a chosen bucket size. The backward pass (wm_grad_notify)
+ * hands over each layer's gradient block as soon as it is final, last layer
+ * first; consecutive blocks are gathered into a bucket until it holds at
+ * least bucket_bytes, and the first layer's block always closes one; each
+ * bucket is then scaled by n_r / N and its in-place MPI_Iallreduce started,
+ * so the last layers' gradients travel while the first layers are still
+ * differentiated. All are waited for before wm_apply. A bucket never splits
+ * a layer (one over 2^30 floats goes as several requests); at most 64
+ * requests are in flight, a 65th waits for the oldest. bucket_bytes = 1: a
+ * bucket per layer; bucket_bytes >= 4 x wm_net_n_params: one bucket,
+ * started when the pass ends; bucket_bytes = 0: no buckets, one blocking
+ * MPI_Allreduce of the whole buffer after the pass. Every element is
+ * summed by MPI over the same ranks' terms whatever the cut, so on 2 ranks
+ * (a + b = b + a) the result is bitwise that of bucket_bytes = 0; on more
+ * ranks MPI may group one element's sum differently for messages of other
+ * sizes, within 2 (R-1) u sum_r |term_r| (docs/distributed.md); the ranks
+ * stay bitwise equal to each other in every case. bucket_bytes and the
+ * number of parameters must be the same on every rank (both are compared
+ * before any bucket starts), and the nets of the same architecture, as
+ * everywhere here. A rank with an empty shard, or whose shard fails its
+ * checks, sends zeros in the same buckets, so every request completes
+ * before a collective failure is returned.
  * Returns as wm_mpi_step, and WM_EINVAL when bucket_bytes or the number of
  * parameters differs between ranks. */
 WM_API wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm,

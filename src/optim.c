@@ -268,6 +268,17 @@ wm_status wm_grad(wm_optimizer *o, const wm_batch *b, float *loss)
 wm_status wm_grad_notify(wm_optimizer *o, const wm_batch *b, float *loss, wm_grad_ready_fn ready,
                          void *user)
 {
+    if (o && b && b->n == 0) {          /* an empty shard: zeros, reported alike */
+        wm_status st = wm_grad_zero(o);
+        for (int l = o->net->n_layers - 1; l >= 0 && ready; l--) {
+            const wm_layer *ly = &o->net->layers[l];
+            if (wmi_layer_has_params(ly))
+                ready(user, l, ly->w_off, (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1));
+        }
+        if (loss)
+            *loss = 0.0f;
+        return st;
+    }
     float bound, mean;
     wm_status st = compute_grad_notify(o, b, &mean, &bound, __func__, ready, user);
     if (st == WM_OK && loss)

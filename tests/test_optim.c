@@ -626,6 +626,17 @@ static void test_grad_notify_reports_final_blocks(void **state)
     EXPECT_STATUS(WM_EINVAL, wm_grad_notify(o, &b, &l1, on_ready, &g));
     assert_int_equal(g.calls, 0);
     EXPECT_STATUS(WM_EINVAL, wm_grad_notify(NULL, &b, &l1, on_ready, &g));
+    /* an empty batch: zeros, every block reported in the same order */
+    wm_batch none = {0, NULL, NULL, NULL, NULL};
+    memset(ref, 0, np * sizeof *ref);
+    for (size_t j = 0; j < np; j++)
+        buf[j] = NAN;
+    notify_log z = {ref, buf, 0, {0}, 1, {0}, {0}};
+    WM_OK_OR_FAIL(wm_grad_notify(o, &none, &l1, on_ready, &z));
+    assert_true(l1 == 0.0f && z.calls == 5 && z.ok_at_call);
+    for (int c = 0; c < 5; c++)
+        assert_true(z.layer[c] == g.layer[c] && z.off[c] == g.off[c] && z.len[c] == g.len[c]);
+    WM_OK_OR_FAIL(wm_apply(o));         /* zeros are a gradient (SD: nothing moves) */
     free(ref);
     wm_optimizer_free(o);
     wm_net_free(net);

@@ -105,26 +105,29 @@ static wm_status local_fail(wm_status st, const char *msg) { return wm_error_set
 
 /* ---- wm_mpi_step ------------------------------------------------------------- */
 
-/* Requests in flight at most; a step with more buckets waits for the oldest
- * before starting the next (bucket_bytes tiny against the net). */
+/* Requests in flight at most; a step with more waits for the oldest before
+ * starting the next (bucket_bytes tiny against a net of many layers). */
 #define RING 64
 
-/* One step's buckets. The gradient buffer (np floats) is cut from its end
- * into slices of S floats: bucket k is [np - (k+1) S, np - k S), clipped at
- * 0, so the cut depends only on np and S, which every rank agrees on before
- * starting any (the pre-step collective), never on which layers a rank saw.
- * The backward pass reports blocks last layer first, i.e. ever lower
- * offsets: once everything from `off` up is final, every bucket lying above
- * off is scaled by n_r / N and its MPI_Iallreduce started. */
+/* One step's buckets. wm_grad_notify reports the layers' gradient blocks
+ * last layer first, i.e. ever lower offsets, each final when reported; the
+ * blocks not yet sent form the range [off, pend_hi). A bucket closes at a
+ * layer's block once it holds >= S bytes, and always at layer 0's (offset
+ * 0): it is scaled by n_r / N and its in-place MPI_Iallreduce started. The
+ * cut depends only on the architecture and S, never on the data: a rank
+ * with an empty shard, or whose shard failed its checks, reports the same
+ * blocks (wm_grad_notify of an empty batch: zeros) and so starts the same
+ * all-reduces, in the same order, as the others. */
 typedef struct {
     MPI_Comm comm;
     float *grad;
-    size_t np, S;                       /* S = 0: no buckets (one blocking all-reduce) */
-    size_t next_hi;                     /* the unstarted part is [0, next_hi) */
-    float w;                            /* n_r / N, 1 when n_r = N */
-    int scale;
+    size_t np, S;                       /* S in bytes; 0: no buckets (one blocking all-reduce) */
+    size_t pend_hi;                     /* the unstarted part is [0, pend_hi) */
+    float w;                            /* n_r / N */
+    int scale;                          /* w != 1 */
     int go;                             /* the pre-step agreement allows buckets */
-    int pre_waited;
+    int blocking;                       /* ... or, S = 0 everywhere, one blocking all-reduce */
+    int pre_waited, n;
     MPI_Request pre[2], req[RING];
     long long pre_sum, pre_max[4];      /* N; max of {S, -S, np, -np} */
     long long pre_in_sum, pre_in_max[4];
@@ -137,34 +140,26 @@ static void start_bucket(buckets *b, size_t lo, size_t hi)
     if (b->scale)
         for (size_t j = lo; j < hi; j++)
             b->grad[j] *= b->w;
-    MPI_Request *r = &b->req[b->started++ % RING];
-    if (*r != MPI_REQUEST_NULL) {       /* the ring is full: the oldest must finish */
-        int rc = MPI_Wait(r, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS && b->rc == MPI_SUCCESS)
-            b->rc = rc;
-    }
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, b->grad + lo, (int)(hi - lo), MPI_FLOAT, MPI_SUM, b->comm, r);
-    if (rc != MPI_SUCCESS) {
-        *r = MPI_REQUEST_NULL;
-        if (b->rc == MPI_SUCCESS)
-            b->rc = rc;
-    }
-}
-
-/* Start every bucket lying wholly in [off, np). */
-static void start_down_to(buckets *b, size_t off)
-{
-    while (b->next_hi > 0) {
-        size_t lo = b->next_hi > b->S ? b->next_hi - b->S : 0;
-        if (lo < off)
-            break;
-        start_bucket(b, lo, b->next_hi);
-        b->next_hi = lo;
+    for (size_t off = lo; off < hi; off += CHUNK) {   /* MPI counts are int */
+        MPI_Request *r = &b->req[b->started++ % RING];
+        if (*r != MPI_REQUEST_NULL) {   /* the ring is full: the oldest must finish */
+            int rc = MPI_Wait(r, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS && b->rc == MPI_SUCCESS)
+                b->rc = rc;
+        }
+        int cnt = (int)(hi - off < CHUNK ? hi - off : CHUNK);
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, b->grad + off, cnt, MPI_FLOAT, MPI_SUM, b->comm, r);
+        if (rc != MPI_SUCCESS) {
+            *r = MPI_REQUEST_NULL;
+            if (b->rc == MPI_SUCCESS)
+                b->rc = rc;
+        }
     }
 }
 
-/* Wait for the pre-step agreement (once) and decide whether buckets go. */
-static void pre_wait(buckets *b, int n)
+/* Wait for the pre-step agreement (once) and decide whether buckets go:
+ * the same verdict on every rank, as every input is an agreed value. */
+static void pre_wait(buckets *b)
 {
     if (b->pre_waited)
         return;
@@ -175,20 +170,24 @@ static void pre_wait(buckets *b, int n)
         return;
     }
     long long N = b->pre_sum, *mx = b->pre_max;
-    /* the same verdict on every rank: all inputs are agreed values */
-    b->go = mx[0] == -mx[1] && mx[2] == -mx[3] && mx[2] >= 0 && N > 0 && b->S > 0;
-    b->scale = n > 0 && n != N;
-    b->w = (float)((double)n / (double)N);
+    int agreed = mx[0] == -mx[1] && mx[2] == -mx[3] && mx[1] <= 0 && N > 0;
+    b->go = agreed && mx[0] > 0;
+    b->blocking = agreed && mx[0] == 0;
+    b->scale = b->n > 0 && b->n != N;
+    b->w = N > 0 ? (float)((double)b->n / (double)N) : 1.0f;
 }
 
 static void on_ready(void *user, int layer, size_t off, size_t len)
 {
     (void)layer, (void)len;
     buckets *b = user;
-    pre_wait(b, (int)b->pre_in_sum);
+    pre_wait(b);
     if (!b->go)
         return;
-    start_down_to(b, off);
+    if (off == 0 || (b->pend_hi - off) >= b->S / sizeof(float) + (b->S % sizeof(float) != 0)) {
+        start_bucket(b, off, b->pend_hi);
+        b->pend_hi = off;
+    }
     int flag;                           /* drive the started ones along */
     MPI_Testall(RING, b->req, &flag, MPI_STATUSES_IGNORE);
 }
@@ -199,17 +198,13 @@ wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm
     static const char fn[] = "wm_mpi_step";
     wm_status st = WM_OK;
     float loss = 0.0f;
-    int n = 0;
     buckets b;
     memset(&b, 0, sizeof b);
     b.comm = comm;
     b.grad = wm_grad_buffer(opt, &b.np);
-    b.S = bucket_bytes / sizeof(float);
-    if (bucket_bytes > 0 && b.S == 0)
-        b.S = 1;                        /* at least one float */
-    if (b.S > CHUNK)
-        b.S = CHUNK;                    /* MPI counts are int */
-    b.next_hi = b.np;
+    b.S = bucket_bytes;
+    b.pend_hi = b.np;
+    b.rc = MPI_SUCCESS;
     for (int i = 0; i < RING; i++)
         b.req[i] = MPI_REQUEST_NULL;
     if (!opt || !shard)
@@ -217,43 +212,40 @@ wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm
     else if (shard->n < 0)
         st = local_fail(WM_EINVAL, "shard->n is negative");
     else
-        n = shard->n;
+        b.n = shard->n;
     /* Before the pass, without blocking it: N (for the weights n_r / N),
      * and whether every rank has a buffer of the same size and the same S.
      * A rank that already failed reports S = -1: then nobody buckets. */
-    long long Sll = st != WM_OK ? -1 : (long long)b.S, npll = st != WM_OK ? -1 : (long long)b.np;
-    b.pre_in_sum = n;
+    long long Sll = bucket_bytes > (size_t)LLONG_MAX ? LLONG_MAX : (long long)bucket_bytes;
+    if (st != WM_OK)
+        Sll = -1;
+    long long npll = st != WM_OK ? -1 : (long long)b.np;
+    b.pre_in_sum = b.n;
     b.pre_in_max[0] = Sll, b.pre_in_max[1] = -Sll, b.pre_in_max[2] = npll, b.pre_in_max[3] = -npll;
     int rc = MPI_Iallreduce(&b.pre_in_sum, &b.pre_sum, 1, MPI_LONG_LONG, MPI_SUM, comm, &b.pre[0]);
     if (rc == MPI_SUCCESS)
         rc = MPI_Iallreduce(b.pre_in_max, b.pre_max, 4, MPI_LONG_LONG, MPI_MAX, comm, &b.pre[1]);
-    if (rc != MPI_SUCCESS) {
-        char text[160];
-        snprintf(text, sizeof text, "%s: MPI_Iallreduce of the shard sizes failed (MPI error %d)", fn, rc);
-        return wm_error_set(WM_EIO, text);   /* nothing started on this rank: an MPI fault */
-    }
-    if (st == WM_OK) {
-        if (n == 0)
-            st = wm_grad_zero(opt);     /* no samples: zero weight, still in the sum */
-        else  /* changes the buffer only, never the net; buckets start inside */
-            st = wm_grad_notify(opt, shard, &loss, on_ready, &b);
-    }
-    pre_wait(&b, st == WM_OK ? n : 0);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(rc, fn, "MPI_Iallreduce of the shard sizes");   /* an MPI fault */
+    static const wm_batch none = {0, NULL, NULL, NULL, NULL};
+    if (st == WM_OK)   /* changes the buffer only, never the net; buckets start inside */
+        st = wm_grad_notify(opt, b.n > 0 ? shard : &none, &loss, on_ready, &b);
+    pre_wait(&b);
     if (st != WM_OK) {
-        n = 0;
-        if (b.go)                       /* a failed pass: send zeros in the others' buckets */
-            memset(b.grad, 0, b.next_hi * sizeof(float));
+        b.n = 0;
+        if (b.go && b.pend_hi == b.np)  /* failed before its pass: zeros in the same buckets */
+            wm_grad_notify(opt, &none, NULL, on_ready, &b);
+        else if (b.go && b.pend_hi > 0) {
+            memset(b.grad, 0, b.pend_hi * sizeof(float));
+            start_bucket(&b, 0, b.pend_hi);
+        }
     }
-    if (b.go)
-        start_down_to(&b, 0);           /* the rest, down to the first layer's */
-    else if (b.rc == MPI_SUCCESS && b.S == 0 && b.pre_max[0] == 0 && b.pre_max[1] == 0 &&
-             b.pre_max[2] == -b.pre_max[3] && b.pre_max[2] >= 0 && b.pre_sum > 0) {
-        /* bucket_bytes = 0 everywhere: one blocking all-reduce after the pass */
-        if (b.scale && st == WM_OK)
+    if (b.blocking) {   /* bucket_bytes = 0 everywhere: one blocking all-reduce after the pass */
+        if (st != WM_OK)
+            memset(b.grad, 0, b.np * sizeof(float));
+        else if (b.scale)
             for (size_t j = 0; j < b.np; j++)
                 b.grad[j] *= b.w;
-        else if (st != WM_OK)
-            memset(b.grad, 0, b.np * sizeof(float));
         for (size_t off = 0; off < b.np && b.rc == MPI_SUCCESS; off += CHUNK) {
             int cnt = (int)(b.np - off < CHUNK ? b.np - off : CHUNK);
             b.rc = MPI_Allreduce(MPI_IN_PLACE, b.grad + off, cnt, MPI_FLOAT, MPI_SUM, comm);
@@ -264,11 +256,11 @@ wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm
         b.rc = rc;
     if (st == WM_OK && b.rc != MPI_SUCCESS)
         st = local_fail(WM_EIO, "MPI_Iallreduce of the gradient failed");
-    else if (st == WM_OK && b.pre_max[1] != 1 && b.pre_max[2] != -b.pre_max[3])
+    else if (st == WM_OK && b.pre_max[1] <= 0 && b.pre_max[2] != -b.pre_max[3])
         st = local_fail(WM_EINVAL, "the ranks' nets differ in their number of parameters");
-    else if (st == WM_OK && b.pre_max[1] != 1 && b.pre_max[0] != -b.pre_max[1])
+    else if (st == WM_OK && b.pre_max[1] <= 0 && b.pre_max[0] != -b.pre_max[1])
         st = local_fail(WM_EINVAL, "bucket_bytes differs between ranks");
-    agreement g = agree(st, n, (double)n * loss, comm, fn);
+    agreement g = agree(st, b.n, (double)b.n * loss, comm, fn);
     if (g.status != WM_OK)
         return g.status;
     if (g.samples < 1)

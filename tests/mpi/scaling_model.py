@@ -18,9 +18,10 @@ at a fixed per-rank batch (weak scaling) is
 
     E(p) = T_comp(b) / (T_comp(b) + T_ring(4P, p) + T_status(p)).
 
-With the all-reduce overlapped perfectly with the backward pass (bucketing;
-not built, see the doc), at best E = T_comp / (T_fwd + max(T_bwd, T_comm)),
-T_bwd ~ 2/3 T_comp.
+With the all-reduce overlapped perfectly with the backward pass, at best
+E = T_comp / (T_fwd + max(T_bwd, T_comm)), T_bwd ~ 2/3 T_comp (the "ideal
+overlap" column; overlap_model.py models the buckets wm_mpi_step really
+starts, from per-layer times measured here, and finds much less).
 
 The batch per rank that reaches 90 % (T_comp >= 9 T_comm) comes from a
 least-squares line T_comp(b) = c0 + c1 b through the measured points.

@@ -312,6 +312,31 @@ int MPI_Iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype t
     return PMPI_Iallreduce(sendbuf, recvbuf, count, type, op, comm, req);
 }
 
+/* The buckets S implies: the layers' blocks (from wm_grad_notify of an
+ * empty batch), a bucket closing at a block once it holds >= S bytes and
+ * always at the first layer's. */
+typedef struct {
+    size_t S, pend_hi;
+    long count;
+} bucket_count;
+
+static void count_bucket(void *user, int layer, size_t off, size_t len)
+{
+    (void)layer, (void)len;
+    bucket_count *c = user;
+    if (off == 0 || 4 * (c->pend_hi - off) >= c->S)
+        c->count++, c->pend_hi = off;
+}
+
+static long expected_buckets(wm_optimizer *o, size_t S)
+{
+    wm_batch none = {0, NULL, NULL, NULL, NULL};
+    bucket_count c = {S, 0, 0};
+    wm_grad_buffer(o, &c.pend_hi);
+    OK(wm_grad_notify(o, &none, NULL, count_bucket, &c));
+    return c.count;
+}
+
 /* Bucketed steps (bucket_bytes S) against unbucketed ones (S = 0) from the
  * same start: the reduced gradient buffers after every step are bitwise
  * equal on 2 ranks (each element is the sum of the same two floats, and
@@ -333,8 +358,7 @@ static void buckets_equal(int kind, wm_opt_kind ok, int n, int how, size_t S, in
     size_t np = wm_net_n_params(na);
     double *x = malloc(np * sizeof *x), *sx = malloc(np * sizeof *sx);
     double gam = (g_size - 1) * U / (1 - (g_size - 1) * U);
-    size_t Sf = S / 4 < 1 ? 1 : S / 4;
-    long want_calls = (long)((np + Sf - 1) / Sf);
+    long want_calls = expected_buckets(oc, S);
     int grad_equal = 1, params_ok = 1, in_bound = 1, counts_ok = 1, same = 1;
     static gbatch b;
     for (int t = 0; t < 4; t++) {
@@ -387,6 +411,8 @@ static void buckets_equal(int kind, wm_opt_kind ok, int n, int how, size_t S, in
     CHECK(params_ok, "%s: equal gradients but different parameters or loss", what);
     CHECK(same, "%s: ranks not bitwise equal", what);
     CHECK(counts_ok, "%s: not %ld buckets covering %zu floats", what, want_calls, np);
+    if (g_rank == 0 && getenv("WM_MPI_VERBOSE") && ok == WM_OPT_SD && how == SPLIT_EVEN)
+        printf("  %s: %ld buckets\n", what, want_calls);
     free(x), free(sx);
     wm_optimizer_free(oa), wm_optimizer_free(ob), wm_optimizer_free(oc);
     wm_net_free(na), wm_net_free(nb), wm_net_free(nc);
@@ -660,10 +686,11 @@ int main(int argc, char **argv)
                         continue;       /* one sample: already all but one rank empty */
                     equivalence(kind, (wm_opt_kind)k, ns[bi], shared[bi], how, 6);
                 }
-    /* buckets: of one float, 16, 256 bytes (several per layer of these
-     * small nets), about one layer's block (the MLP's are 1152, 1404 and
-     * 480 bytes), the default and one for the whole buffer; each split */
-    const size_t bsz[] = {1, 64, 256, 1024, WM_MPI_BUCKET_BYTES, SIZE_MAX};
+    /* buckets: 1 byte (one per layer), 1024 bytes (the MLP's blocks are
+     * 480, 1404 and 1152 bytes from the last layer: two buckets, {2, 1}
+     * and {0}), 1500 (the same two), 2000 (one), the default and SIZE_MAX
+     * (one for the whole buffer, started after the first layer's block) */
+    const size_t bsz[] = {1, 1024, 1500, 2000, WM_MPI_BUCKET_BYTES, SIZE_MAX};
     int differ = 0, cases = 0;
     for (int kind = NET_MLP; kind <= NET_CNN; kind++)
         for (int k = WM_OPT_SD; k <= WM_OPT_ADAM; k++)
