@@ -2,12 +2,14 @@
  * mpi_rotation.c -- the rotation experiment (rotation.c), data-parallel on MPI.
  *
  * An MLP whose weights live on a circle learns rotated Fashion-MNIST, each
- * image shown at its own angle on the training arc; then it is tested at
- * every 10 degrees, held-out arc included. Here R ranks train it together
- * with libwmanifold_mpi:
+ * image shown at its own angle on the training arc, and so does rotation.c's
+ * baseline (the angle's features concatenated to the input) on the same
+ * minibatches (--no-baseline: the manifold net only); then both are tested
+ * at every --step degrees, held-out arc included. Here R ranks train them
+ * together with libwmanifold_mpi:
  *
  *   - the training set is cut into R contiguous shards; a rank keeps only
- *     its own (it reads the file and drops the rest);
+ *     its own (it reads the file up to its shard's end: gzip is sequential);
  *   - every epoch has one global order of the whole set (the same seeded
  *     shuffle on every rank); global minibatch k is positions k*B..k*B+B-1
  *     of it, and each rank feeds wm_mpi_step the samples of that minibatch
@@ -60,6 +62,8 @@ static void usage(FILE *f, const ex_opts *d)
             "  --compare-buckets   alternate steps with --bucket and with 0, report both times\n"
             "  --time-layers N     before training, time N backward passes of one per-rank batch:\n"
             "                      when each layer's gradient is ready (wm_grad_notify)\n"
+            "  --no-baseline       train only the manifold net (default: also the concatenation\n"
+            "                      baseline, as rotation.c, on the same minibatches)\n"
             "  (--batch is the global minibatch, split across the ranks)\n", WM_MPI_BUCKET_BYTES);
     ex_opts_help(f, d);
 }
@@ -80,6 +84,22 @@ static int keep_slice(idx_dataset *ds, int lo, int hi)
     float *im = realloc(ds->images, (size_t)(ds->n > 0 ? ds->n : 1) * d * sizeof *im);
     if (im)
         ds->images = im;
+    return 0;
+}
+
+/* Samples a split has (at most max_n if max_n > 0): its label file's count. */
+static int count_samples(const char *dir, const char *split, int max_n, int *n)
+{
+    char path[4096], err[8192];
+    int32_t *labels = NULL;
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, split);
+    if (idx_read_labels(path, max_n, &labels, n, err, sizeof err)) {
+        fprintf(stderr, "error: %s\n", err);
+        fprintf(stderr, "hint: Fashion-MNIST is in the Debian package dataset-fashion-mnist "
+                        "(sudo apt-get install -y dataset-fashion-mnist), or pass --data DIR\n");
+        return -1;
+    }
+    free(labels);
     return 0;
 }
 
@@ -207,7 +227,7 @@ int main(int argc, char **argv)
     o.quiet = 0;
     defaults = o;
     float a0 = 0.0f, a1 = 270.0f, step = 30.0f;
-    int bench_reps = 20, rc = 2, compare = 0, time_layers = 0;
+    int bench_reps = 20, rc = 2, compare = 0, time_layers = 0, baseline = 1;
     size_t bucket = WM_MPI_BUCKET_BYTES;
     const char *save_path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -244,6 +264,8 @@ int main(int argc, char **argv)
                 goto finish;
             }
             bucket = (size_t)kb;
+        } else if (!strcmp(argv[i], "--no-baseline")) {
+            baseline = 0;
         } else if (!strcmp(argv[i], "--compare-buckets")) {
             compare = 1;
         } else if ((r = ex_flag(argc, argv, &i, "--time-layers", &v)) != 0) {
@@ -264,20 +286,31 @@ int main(int argc, char **argv)
     }
     rc = 1;
 
-    /* data: every rank reads, keeps its shard of the training and test sets */
-    idx_dataset train, test;
-    if (ex_load_data(&o, &train, &test))
+    /* data: each rank keeps its shard of the training and test sets. The
+     * sizes come from the label files (60 KB); then a rank reads only the
+     * images up to its shard's end: gzip is sequential, so it must still
+     * decompress everything before its shard, but it converts and keeps
+     * no image past it (the last rank reads the whole file). */
+    int n = 0, n_test = 0;
+    if (count_samples(o.data_dir, "train", o.n_train, &n) ||
+        count_samples(o.data_dir, "t10k", o.n_test, &n_test))
         goto finish;
-    const int n = train.n, n_test = test.n, d = train.rows * train.cols;
     int lo, hi, tlo, thi;
     shard_range(n, rank_, size_, &lo, &hi);
     shard_range(n_test, rank_, size_, &tlo, &thi);
+    ex_opts prefix = o;
+    prefix.n_train = hi > 0 ? hi : 1;   /* (0 would mean "all") */
+    prefix.n_test = thi > 0 ? thi : 1;
+    idx_dataset train, test;
+    if (ex_load_data(&prefix, &train, &test))
+        goto finish;
+    const int d = train.rows * train.cols;
     keep_slice(&train, lo, hi);
     keep_slice(&test, tlo, thi);
 
     wm_manifold *circle = NULL;
-    wm_net *net = NULL;
-    wm_optimizer *opt = NULL;
+    wm_net *net = NULL, *base = NULL;            /* the manifold net; the concat baseline */
+    wm_optimizer *opt = NULL, *bopt = NULL;
     wm_status st = wm_manifold_circle(&circle);
     if (st != WM_OK) {
         fail("wm_manifold_circle", st);
@@ -286,8 +319,16 @@ int main(int argc, char **argv)
     if (!(net = ex_build_mlp(circle, WM_COND_MANIFOLD, d, o.hidden, o.n_hidden, o.seed)) ||
         !(opt = ex_make_optimizer(net, &o)))
         goto out;
-    /* the same seed builds the same net everywhere; broadcasting makes sure */
-    if ((st = wm_mpi_broadcast(net, opt, 0, MPI_COMM_WORLD)) != WM_OK) {
+    if (baseline) {
+        const int *chid = o.n_concat_hidden ? o.concat_hidden : o.hidden;
+        int n_chid = o.n_concat_hidden ? o.n_concat_hidden : o.n_hidden;
+        if (!(base = ex_build_mlp(circle, WM_COND_CONCAT, d, chid, n_chid, o.seed)) ||
+            !(bopt = ex_make_optimizer(base, &o)))
+            goto out;
+    }
+    /* the same seed builds the same nets everywhere; broadcasting makes sure */
+    if ((st = wm_mpi_broadcast(net, opt, 0, MPI_COMM_WORLD)) != WM_OK ||
+        (base && (st = wm_mpi_broadcast(base, bopt, 0, MPI_COMM_WORLD)) != WM_OK)) {
         fail("wm_mpi_broadcast", st);
         goto out;
     }
@@ -298,6 +339,9 @@ int main(int argc, char **argv)
                "%d epochs, arc %g..%g deg, %zu parameters (%zu bytes all-reduced per step)\n",
                size_, size_ > 1 ? "s" : "", n, lo, hi, B, o.epochs, (double)a0, (double)a1,
                wm_net_n_params(net), 4 * wm_net_n_params(net));
+    if (rank_ == 0 && base)
+        printf("concat baseline (trained on the same minibatches): %zu parameters\n",
+               wm_net_n_params(base));
 
     int *perm = malloc((size_t)n * sizeof *perm);
     float *xb = malloc((size_t)B * d * sizeof *xb), *sb = malloc((size_t)B * sizeof *sb);
@@ -308,7 +352,7 @@ int main(int argc, char **argv)
     }
     if (time_layers > 0 && time_backward(opt, net, &train, B / size_, time_layers))
         goto out2;
-    double t_train = 0, t_cmp[2] = {0, 0};
+    double t_train = 0, t_cmp[2] = {0, 0}, t_base = 0;
     long steps_total = 0, n_cmp[2] = {0, 0};
     for (int ep = 1; ep <= o.epochs; ep++) {
         ex_rng rng;
@@ -316,7 +360,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++)
             perm[i] = i;
         ex_shuffle(perm, n, &rng);           /* the same global order on every rank */
-        double loss_sum = 0, t_ep = 0;
+        double loss_sum = 0, t_ep = 0, bloss_sum = 0, tb_ep = 0;
         MPI_Barrier(MPI_COMM_WORLD);
         for (int start = 0; start < n; start += B) {
             int nb = n - start < B ? n - start : B, m = 0;
@@ -345,17 +389,32 @@ int main(int argc, char **argv)
             }
             loss_sum += (double)loss * nb;
             steps_total++;
+            if (bopt) {                     /* the baseline: the same minibatch */
+                t0 = ex_now();
+                st = wm_mpi_step_buckets(bopt, &shard, MPI_COMM_WORLD, &loss, bucket);
+                tb_ep += ex_now() - t0;
+                if (st != WM_OK) {
+                    fail("wm_mpi_step (baseline)", st);
+                    goto out2;
+                }
+                bloss_sum += (double)loss * nb;
+            }
         }
-        double t_max;
+        double t_max, tb_max;
         MPI_Reduce(&t_ep, &t_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-        t_train += t_max;
+        MPI_Reduce(&tb_ep, &tb_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        t_train += t_max, t_base += tb_max;
         if (rank_ == 0) {
             printf("epoch %d/%d  loss %.4f  %.2f s in wm_mpi_step (%.2f ms/step, %.0f samples/s)\n",
                    ep, o.epochs, loss_sum / n, t_max, 1e3 * t_max / ((n + B - 1) / B), n / t_max);
+            if (base)
+                printf("    concat baseline: loss %.4f  %.2f s in wm_mpi_step (%.2f ms/step)\n",
+                       bloss_sum / n, tb_max, 1e3 * tb_max / ((n + B - 1) / B));
             fflush(stdout);
         }
     }
-    if ((st = wm_mpi_check(net, MPI_COMM_WORLD)) != WM_OK) {
+    if ((st = wm_mpi_check(net, MPI_COMM_WORLD)) != WM_OK ||
+        (base && (st = wm_mpi_check(base, MPI_COMM_WORLD)) != WM_OK)) {
         fail("wm_mpi_check", st);
         goto out2;
     }
@@ -368,7 +427,7 @@ int main(int argc, char **argv)
     /* test: each rank its slice of the test set, at every `step` degrees */
     float *xt = malloc((size_t)(test.n > 0 ? test.n : 1) * d * sizeof *xt);
     float *st_ = malloc((size_t)(test.n > 0 ? test.n : 1) * sizeof *st_);
-    double arc_acc = 0, held_acc = 0;
+    double arc_acc = 0, held_acc = 0, barc = 0, bheld = 0;
     int n_arc = 0, n_held = 0;
     if (!xt || !st_) {
         fprintf(stderr, "error: out of memory\n");
@@ -376,7 +435,7 @@ int main(int argc, char **argv)
         goto out2;
     }
     if (rank_ == 0)
-        printf("angle  accuracy\n");
+        printf("angle  accuracy%s\n", base ? " (manifold, concat baseline)" : "");
     for (float deg = 0; deg < 360.0f - 1e-3f; deg += step) {
         for (int i = 0; i < test.n; i++) {
             st_[i] = deg / 360.0f;
@@ -390,21 +449,33 @@ int main(int argc, char **argv)
             free(xt), free(st_);
             goto out2;
         }
-        double correct = (double)acc * test.n, all;
-        MPI_Allreduce(&correct, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-        double a = all / n_test;
+        float bacc = 0;
+        if (base && test.n > 0 && (st = wm_evaluate(base, &tb, NULL, &bacc)) != WM_OK) {
+            fail("wm_evaluate (baseline)", st);
+            free(xt), free(st_);
+            goto out2;
+        }
+        double correct[2] = {(double)acc * test.n, (double)bacc * test.n}, all[2];
+        MPI_Allreduce(correct, all, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        double a = all[0] / n_test, ab = all[1] / n_test;
         int on_arc = ex_in_arc(ex_wrap360(a0), arclen, deg);
         if (on_arc)
-            arc_acc += a, n_arc++;
+            arc_acc += a, barc += ab, n_arc++;
         else
-            held_acc += a, n_held++;
-        if (rank_ == 0)
+            held_acc += a, bheld += ab, n_held++;
+        if (rank_ == 0 && base)
+            printf("%5.0f  %.4f  %.4f%s\n", (double)deg, a, ab, on_arc ? "" : "  (held out)");
+        else if (rank_ == 0)
             printf("%5.0f  %.4f%s\n", (double)deg, a, on_arc ? "" : "  (held out)");
     }
     free(xt), free(st_);
     if (rank_ == 0) {
         printf("mean accuracy: training arc %.4f, held-out arc %.4f\n", n_arc ? arc_acc / n_arc : 0.0,
                n_held ? held_acc / n_held : 0.0);
+        if (base)
+            printf("concat baseline mean accuracy: training arc %.4f, held-out arc %.4f; "
+                   "%.3f ms/step\n", n_arc ? barc / n_arc : 0.0, n_held ? bheld / n_held : 0.0,
+                   1e3 * t_base / steps_total);
         printf("training: %.2f s in wm_mpi_step over %ld steps (%.3f ms/step) on %d rank%s\n", t_train,
                steps_total, 1e3 * t_train / steps_total, size_, size_ > 1 ? "s" : "");
     }
@@ -445,8 +516,8 @@ int main(int argc, char **argv)
 out2:
     free(perm), free(xb), free(sb), free(yb);
 out:
-    wm_optimizer_free(opt);
-    wm_net_free(net);
+    wm_optimizer_free(opt), wm_optimizer_free(bopt);
+    wm_net_free(net), wm_net_free(base);
     wm_manifold_free(circle);
     idx_free(&train);
     idx_free(&test);
