@@ -343,7 +343,7 @@ static int provably_finite(const bounds *nb, double gmax)
 static void note_write(wm_optimizer *o, const bounds *nb)
 {
     o->qmax = (float)nb->q, o->m1max = (float)nb->m1, o->m2max = (float)nb->m2;
-    o->net->version++;                  /* other optimizers on this net must re-measure */
+    wmi_net_touch(o->net);              /* other optimizers re-measure; P cache (net.h) */
     o->version = o->net->version + 1;
 }
 
@@ -658,6 +658,8 @@ static int direct_eligible(const wm_optimizer *o, const wm_pass *p)
         return 0;
     if (o->clip > 0 && p->n > 1)        /* the clip needs |g| first: only rank 1 knows it early */
         return 0;
+    if (o->net->local_p >= 0 && !p->shared && p->n > 1)   /* local B-splines: the gradient */
+        return 0;                       /* GEMMs per control point (dense.c), then the fused pass */
     for (int l = 0; l < o->net->n_layers; l++)
         if (!wmi_ops(&o->net->layers[l])->direct_update)
             return 0;
