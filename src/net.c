@@ -345,9 +345,8 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     return WM_OK;
 }
 
-void wmi_net_touch(wm_net *net)
+static void refresh_p(wm_net *net)
 {
-    net->version++;
     if (!net->pcache || !net->initialised)
         return;
     for (int l = 0; l < net->n_layers; l++) {
@@ -361,6 +360,26 @@ void wmi_net_touch(wm_net *net)
                                net->pcache + ly->b_off, (size_t)ly->rows);
     }
     net->pversion = net->version;
+}
+
+void wmi_net_touch(wm_net *net)
+{
+    net->version++;
+    refresh_p(net);
+}
+
+void wmi_net_touch_step(wm_net *net)
+{
+    net->version++;
+    if (net->plive)
+        refresh_p(net);
+}
+
+void wmi_net_local_step(wm_net *net, int mixed)
+{
+    net->plive = mixed;
+    if (mixed && net->pcache && net->pversion != net->version)
+        refresh_p(net);
 }
 
 int wm_net_n_inputs(const wm_net *net) { return net ? net->n_inputs : -1; }

@@ -220,6 +220,7 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1));
     if ((st = wmi_pass_encode(net, &p, b->x, b->s, n, 0)) != WM_OK)
         return st;
+    wmi_net_local_step(net, !p.shared && n > 1);   /* the P cache's policy (net.h) */
     const float *y = wmi_pass_forward(net, &p, n);
     double total = wmi_loss(net->loss, y, n, m, b->labels, b->targets, dy, 1.0f / n, NULL);
     double mean = total / n;
@@ -343,7 +344,7 @@ static int provably_finite(const bounds *nb, double gmax)
 static void note_write(wm_optimizer *o, const bounds *nb)
 {
     o->qmax = (float)nb->q, o->m1max = (float)nb->m1, o->m2max = (float)nb->m2;
-    wmi_net_touch(o->net);              /* other optimizers re-measure; P cache (net.h) */
+    wmi_net_touch_step(o->net);         /* other optimizers re-measure; P cache (net.h) */
     o->version = o->net->version + 1;
 }
 
@@ -658,8 +659,6 @@ static int direct_eligible(const wm_optimizer *o, const wm_pass *p)
         return 0;
     if (o->clip > 0 && p->n > 1)        /* the clip needs |g| first: only rank 1 knows it early */
         return 0;
-    if (o->net->local_p >= 0 && !p->shared && p->n > 1)   /* local B-splines: the gradient */
-        return 0;                       /* GEMMs per control point (dense.c), then the fused pass */
     for (int l = 0; l < o->net->n_layers; l++)
         if (!wmi_ops(&o->net->layers[l])->direct_update)
             return 0;
