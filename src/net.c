@@ -349,7 +349,9 @@ static void refresh_p(wm_net *net)
 {
     if (!net->pcache || !net->initialised)
         return;
-    for (int l = 0; l < net->n_layers; l++) {
+    /* last layer first, last point first (the solve's order): the reverse
+     * of the update's pass, so what it wrote last is read while in cache */
+    for (int l = net->n_layers - 1; l >= 0; l--) {
         const wm_layer *ly = &net->layers[l];
         if (ly->kind != WM_LAYER_DENSE || ly->Kp != net->Kp)
             continue;

@@ -161,10 +161,11 @@ static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int s
     contexts(n_control, degree, NMAX, 0, 0, s, &st);
     WM_OK_OR_FAIL(wm_infer(loc, x, s, NMAX, y1));
     WM_OK_OR_FAIL(wm_infer(den, x, s, NMAX, y2));
+    /* Q agrees to 1e-5 of its scale; an output sums ~50 such products */
     double scale, d = max_abs_diff(y1, y2, NMAX * OUT, &scale);
-    if (!(d <= 1e-5 * (1 + scale)))
-        fail_msg("kind %d bspline(%d,%d) n=%d shared=%d: outputs after training differ by %.3g",
-                 (int)kind, n_control, degree, n, shared, d);
+    if (!(d <= 2e-4 * (1 + scale)))
+        fail_msg("kind %d bspline(%d,%d) n=%d shared=%d: outputs after training differ by %.3g (scale %.3g)",
+                 (int)kind, n_control, degree, n, shared, d, scale);
     wm_optimizer_free(o1), wm_optimizer_free(o2);
     wm_net_free(loc), wm_net_free(den);
 }

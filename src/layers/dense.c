@@ -265,9 +265,9 @@ static void local_forward(const wm_layer *ly, const wm_layer_io *io, const float
         int a, b;
         point_run(io, K, k, &a, &b);
         run_a[k] = a, zoff[k] = off;
-        if (b > a)                           /* Z_k^T = P_k Xs^T: few rows (see few_rows) */
-            wmi_gemm(0, 1, out, b - a, in, 1.0f, P + (size_t)k * wn, in, Xs + (size_t)a * in, in, 0.0f,
-                     z + off, b - a);
+        if (b > a)
+            wmi_gemm(0, 1, b - a, out, in, 1.0f, Xs + (size_t)a * in, in, P + (size_t)k * wn, in, 0.0f,
+                     z + off, out);
         off += (size_t)(b - a) * out;
     }
     for (int j = 0; j < n; j++) {            /* y_i = sum_r c_r (Z_{g+r} + b_{g+r}) */
@@ -278,12 +278,10 @@ static void local_forward(const wm_layer *ly, const wm_layer_io *io, const float
             yi[o] = 0.0f;
         for (int r = 0; r <= p; r++) {
             int k = g + r;
-            size_t m = (size_t)(k + 1 < K ? zoff[k + 1] : off) - zoff[k];
-            const float *zk = z + zoff[k] + (size_t)(j - run_a[k]), *bk = PB + (size_t)k * out;
+            const float *zk = z + zoff[k] + (size_t)(j - run_a[k]) * out, *bk = PB + (size_t)k * out;
             float cr = c[r];
-            m /= (size_t)out;                /* the run's length: Z_k^T's row stride */
             for (int o = 0; o < out; o++)
-                yi[o] += cr * (zk[(size_t)o * m] + bk[o]);
+                yi[o] += cr * (zk[o] + bk[o]);
         }
     }
     wmi_act_forward(ly->act, Y, (size_t)n * out);
