@@ -138,7 +138,8 @@ static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int s
         float x[NMAX * IN], s[NMAX], l1, l2;
         int32_t labels[NMAX];
         tu_fill(x, (size_t)n * IN, -1, 1, &st);
-        contexts(n_control, degree, n, shared, (float)tu_uniform(&st), s, &st);
+        int sh = shared == 2 ? step % 2 : shared;      /* 2: shared and mixed steps in turn */
+        contexts(n_control, degree, n, sh, (float)tu_uniform(&st), s, &st);
         for (int i = 0; i < n; i++)
             labels[i] = (int32_t)(tu_uniform(&st) * OUT);
         wm_batch b = {n, x, s, labels, NULL};
@@ -154,7 +155,7 @@ static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int s
                      (int)kind, n_control, degree, n, shared, step, d, scale);
         /* the cache follows the updates of mixed batches; after a shared
          * or one-sample step it is stale and the stacked path runs */
-        assert_true((loc->pversion == loc->version) == (!shared && n > 1));
+        assert_true((loc->pversion == loc->version) == (!sh && n > 1));
     }
     float x[NMAX * IN], s[NMAX], y1[NMAX * OUT], y2[NMAX * OUT];
     tu_fill(x, NMAX * IN, -1, 1, &st);
@@ -180,6 +181,7 @@ static void test_trajectories_match_dense(void **state)
         trajectory(kinds[k], 9, 2, 1, 0);        /* one sample: the rank-1 direct update */
         trajectory(kinds[k], 16, 3, 20, 1);      /* shared */
         trajectory(kinds[k], 16, 3, 1, 0);
+        trajectory(kinds[k], 10, 3, 40, 2);      /* a stale cache refreshed at a mixed step */
         trajectory(kinds[k], 6, 1, 33, 0);
     }
 }

@@ -436,6 +436,9 @@ static int lib_infer(void *v)
  * dQ_k = c_k dW (a pass writing K*|W|), and the same momentum pass.
  * Inference: the forward GEMMs alone (mixed) or materialise + plain GEMMs
  * (shared). Nothing else: no bias, no activation, no loss.
+ * bspline16 gets the same stacked floor over all 16 points; the library's
+ * local path needs (degree+1)/K = 1/4 of its GEMM FLOPs, so ours/floor < 1
+ * there says nothing about the distance to its own floor.
  *
  * The CNN's floor is the same on im2col matrices, batched: a conv layer with
  * in_c*k*k = in columns per output position and P output positions a sample
