@@ -46,17 +46,22 @@ static void nonzero_basis(int n, int p, int closed, int span, double x, double *
     }
 }
 
-void wmi_bspline_basis(int n, int p, int closed, double x, double *c)
+int wmi_bspline_nonzero(int n, int p, int closed, double x, double *N)
 {
-    double N[MAX_DEGREE + 2];
     int pieces = wmi_bspline_pieces(n, p, closed);
     int piece = (int)floor(x * pieces);
     if (piece < 0)
         piece = 0;
     if (piece >= pieces)         /* x = 1 on an open curve belongs to the last piece */
         piece = pieces - 1;
-    int span = piece + p;         /* knot index with t_span <= x < t_span+1 */
-    nonzero_basis(n, p, closed, span, x, N);
+    nonzero_basis(n, p, closed, piece + p, x, N);   /* span: t_span <= x < t_span+1 */
+    return piece;
+}
+
+void wmi_bspline_basis(int n, int p, int closed, double x, double *c)
+{
+    double N[MAX_DEGREE + 2];
+    int span = wmi_bspline_nonzero(n, p, closed, x, N) + p;
     memset(c, 0, sizeof(double) * (size_t)n);
     for (int r = 0; r <= p; r++) {
         int j = span - p + r;

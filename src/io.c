@@ -821,6 +821,8 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
             }
             net->params[j] = f;
         }
+        if (st == WM_OK)
+            wmi_net_touch(net);           /* the P cache of local layers (net.h) */
     }
     wm_optimizer *opt = NULL;
     if (st == WM_OK)

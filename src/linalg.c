@@ -3,6 +3,14 @@
 #include <string.h>
 
 #include "linalg.h"
+#include "simd.h"
+
+/* The banded solves run a chunk of BAND_CHUNK floats of every block at a
+ * time, summing into a stack buffer: the blocks sit a multiple of 4 KiB
+ * apart (and P's cache at Q's offsets), so updating x_k in place while
+ * reading x_j would alias every store with the next loads (bits 0-11 equal)
+ * and stall; the buffer breaks that. */
+enum { BAND_CHUNK = 1024 };
 
 int wmi_cholesky(const double *A, double *L, int n)
 {
@@ -90,4 +98,56 @@ void wmi_kron(const double *A, int ma, int na, const double *B, int mb, int nb, 
             for (int p = 0; p < mb; p++)
                 for (int q = 0; q < nb; q++)
                     C[(i * mb + p) * nc + j * nb + q] = A[i * na + j] * B[p * nb + q];
+}
+
+WMI_SIMD_CLONES
+void wmi_band_solve_lower_row(const double *L, int K, int p, float *x, size_t len, int k)
+{
+    _Alignas(64) float acc[BAND_CHUNK];
+    float d = (float)(1.0 / L[k * K + k]);
+    for (size_t e0 = 0; e0 < len; e0 += BAND_CHUNK) {
+        size_t c = len - e0 < BAND_CHUNK ? len - e0 : BAND_CHUNK;
+        float *restrict xk = x + (size_t)k * len + e0;
+        for (size_t e = 0; e < c; e++)
+            acc[e] = xk[e];
+        for (int j = k - p > 0 ? k - p : 0; j < k; j++) {
+            const float *restrict xj = x + (size_t)j * len + e0;
+            float a = (float)L[k * K + j];
+            for (size_t e = 0; e < c; e++)
+                acc[e] -= a * xj[e];
+        }
+        for (size_t e = 0; e < c; e++)
+            xk[e] = acc[e] * d;
+    }
+}
+
+void wmi_band_solve_lower(const double *L, int K, int p, float *x, size_t len)
+{
+    for (int k = 0; k < K; k++)
+        wmi_band_solve_lower_row(L, K, p, x, len, k);
+}
+
+WMI_SIMD_CLONES
+void wmi_band_solve_upper_t(const double *L, int K, int p, const float *b, float *x, size_t len)
+{
+    _Alignas(64) float acc[BAND_CHUNK];
+    for (int k = K - 1; k >= 0; k--) {       /* x_k = (b_k - sum_{j=k+1..k+p} L_jk x_j) / L_kk */
+        float d = (float)(1.0 / L[k * K + k]);
+        int top = k + p < K - 1 ? k + p : K - 1;
+        for (size_t e0 = 0; e0 < len; e0 += BAND_CHUNK) {
+            size_t c = len - e0 < BAND_CHUNK ? len - e0 : BAND_CHUNK;
+            float *restrict xk = x + (size_t)k * len + e0;
+            const float *restrict bk = b + (size_t)k * len + e0;
+            for (size_t e = 0; e < c; e++)
+                acc[e] = bk[e];
+            for (int j = k + 1; j <= top; j++) {
+                const float *restrict xj = x + (size_t)j * len + e0;
+                float a = (float)L[j * K + k];
+                for (size_t e = 0; e < c; e++)
+                    acc[e] -= a * xj[e];
+            }
+            for (size_t e = 0; e < c; e++)
+                xk[e] = acc[e] * d;
+        }
+    }
 }

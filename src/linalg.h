@@ -22,4 +22,16 @@ void wmi_gauss_legendre(int n, double *x, double *w);
 /* C (ma*mb x na*nb) = A (ma x na) Kronecker B (mb x nb). */
 void wmi_kron(const double *A, int ma, int na, const double *B, int mb, int nb, double *C);
 
+/* Banded triangular solves on K blocks of len floats each (block k at
+ * x + k*len), with L the K x K lower Cholesky factor of a banded Gram matrix
+ * (L_ij = 0 for i - j > p). Each runs a cache-sized chunk of all K blocks
+ * at a time, so the blocks are read and written once.
+ *   lower:   L X = B, in place (B in, X out)
+ *   upper_t: L^T X = B, B and X distinct */
+void wmi_band_solve_lower(const double *L, int K, int p, float *x, size_t len);
+/* Block k alone of the lower solve, once blocks 0..k-1 are solved: for a
+ * caller that produces B block by block and solves each while it is in cache. */
+void wmi_band_solve_lower_row(const double *L, int K, int p, float *x, size_t len, int k);
+void wmi_band_solve_upper_t(const double *L, int K, int p, const float *b, float *x, size_t len);
+
 #endif

@@ -9,6 +9,7 @@
 #include "layers/layer.h"
 #include "error.h"
 #include "memory.h"
+#include "linalg.h"
 #include "net.h"
 #include "rng.h"
 
@@ -44,6 +45,8 @@ wm_status wm_net_create(wm_net **out, const wm_manifold *m, int n_inputs, wm_con
     net->Kp = cond == WM_COND_CONCAT ? 1 : m->K;
     net->loss = WM_LOSS_SOFTMAX_CE;
     net->max_in = wmi_net_in0(net);
+    /* local support pays off, and L stays banded, on open B-splines */
+    net->local_p = cond == WM_COND_MANIFOLD && m->kind == WM_MF_BSPLINE && !m->closed ? m->degree : -1;
     *out = net;
     return WM_OK;
 }
@@ -301,10 +304,13 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
                        net->layers[net->n_layers - 1].out);
     double *q0 = malloc(sizeof(double) * (size_t)net->Kp);
     float *params = net->initialised ? net->params : wmi_alloc_floats(net->n_params, 0);
-    if (!q0 || !params) {
+    float *pc = net->local_p < 0 || net->pcache ? net->pcache : wmi_alloc_floats(net->n_params, 1);
+    if (!q0 || !params || (net->local_p >= 0 && !pc)) {
         free(q0);
         if (params != net->params)
             free(params);
+        if (pc != net->pcache)
+            free(pc);
         return wmi_fail(WM_ENOMEM, "wm_net_init: out of memory for %zu parameters", net->n_params);
     }
     constant_direction(net, q0);
@@ -331,11 +337,51 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     free(q0);
     wmi_net_plan(net);
     net->params = params;
+    net->pcache = pc;
     net->initialised = 1;
     net->inits++;
     net->seed = seed;
-    net->version++;
+    wmi_net_touch(net);
     return WM_OK;
+}
+
+static void refresh_p(wm_net *net)
+{
+    if (!net->pcache || !net->initialised)
+        return;
+    /* last layer first, last point first (the solve's order): the reverse
+     * of the update's pass, so what it wrote last is read while in cache */
+    for (int l = net->n_layers - 1; l >= 0; l--) {
+        const wm_layer *ly = &net->layers[l];
+        if (ly->kind != WM_LAYER_DENSE || ly->Kp != net->Kp)
+            continue;
+        /* P = L^-T Q: L^T P = Q, a banded solve (L_jk = 0 for j - k > p) */
+        wmi_band_solve_upper_t(net->m->L, net->Kp, net->local_p, net->params + ly->w_off,
+                               net->pcache + ly->w_off, (size_t)ly->rows * ly->cols);
+        wmi_band_solve_upper_t(net->m->L, net->Kp, net->local_p, net->params + ly->b_off,
+                               net->pcache + ly->b_off, (size_t)ly->rows);
+    }
+    net->pversion = net->version;
+}
+
+void wmi_net_touch(wm_net *net)
+{
+    net->version++;
+    refresh_p(net);
+}
+
+void wmi_net_touch_step(wm_net *net)
+{
+    net->version++;
+    if (net->plive)
+        refresh_p(net);
+}
+
+void wmi_net_local_step(wm_net *net, int mixed)
+{
+    net->plive = mixed;
+    if (mixed && net->pcache && net->pversion != net->version)
+        refresh_p(net);
 }
 
 int wm_net_n_inputs(const wm_net *net) { return net ? net->n_inputs : -1; }
@@ -371,7 +417,7 @@ wm_status wm_net_set_params(wm_net *net, const float *q, size_t len)
         if (!isfinite(q[j]))
             return wmi_fail(WM_EINVAL, "wm_net_set_params: q[%zu] is not finite", j);
     memcpy(net->params, q, sizeof(float) * len);
-    net->version++;
+    wmi_net_touch(net);
     return WM_OK;
 }
 
@@ -545,7 +591,7 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
         set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w);
     if (b)
         set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
-    net->version++;
+    wmi_net_touch(net);
     return WM_OK;
 }
 
@@ -558,15 +604,19 @@ wm_status wm_net_clone(wm_net **out, const wm_net *net)
         return wmi_fail(WM_ENOMEM, "wm_net_clone: out of memory");
     *c = *net;                          /* layers are inline; two pointers to copy */
     c->m = NULL;
-    c->params = NULL;
+    c->params = c->pcache = NULL;
     if (wm_manifold_clone(&c->m, net->m) != WM_OK ||
-        (net->initialised && !(c->params = wmi_alloc_floats(net->n_params, 0)))) {
+        (net->initialised && !(c->params = wmi_alloc_floats(net->n_params, 0))) ||
+        (net->pcache && !(c->pcache = wmi_alloc_floats(net->n_params, 1)))) {
         wm_manifold_free(c->m);
+        free(c->params);
         free(c);
         return wmi_fail(WM_ENOMEM, "wm_net_clone: out of memory for %zu parameters", net->n_params);
     }
     if (net->initialised)
         memcpy(c->params, net->params, sizeof(float) * net->n_params);
+    if (net->pcache)
+        memcpy(c->pcache, net->pcache, sizeof(float) * net->n_params);
     *out = c;
     return WM_OK;
 }
@@ -577,5 +627,6 @@ void wm_net_free(wm_net *net)
         return;
     wm_manifold_free(net->m);
     free(net->params);
+    free(net->pcache);
     free(net);
 }

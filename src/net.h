@@ -82,6 +82,25 @@ struct wm_net {
     uint64_t inits;               /* wm_net_init calls: optimizers restart their moments */
     uint64_t version;             /* bumped by every write to params, so optimizers know
                                      when their bounds on |Q| are stale */
+    /* Local support (issue 15): on an open B-spline only degree + 1 basis
+     * functions are nonzero at any s, but c_hat = L^-1 c is dense. So the
+     * net also keeps the control points P = L^-T Q of its manifold dense
+     * layers (same offsets as params; other layers' slots unused), and their
+     * forward and backward use the degree + 1 points each sample touches.
+     * The cache is valid iff pversion == version; where it is not, the
+     * layers run the stacked path on Q (same results to float rounding).
+     * Every write to params bumps the version: wm_net_init, set_params,
+     * set_control_point, a load and a clone refresh the cache at once (a
+     * banded solve: G is banded, so is its Cholesky factor L); an
+     * optimizer's update refreshes it only while training on mixed batches
+     * of 2+ samples, where the local path pays (a shared context or a
+     * single sample runs the stacked path, whose materialised W(s) or GEMV
+     * costs one pass over Q, as the refresh alone would). Q stays the stored
+     * state: the optimizers are unchanged. */
+    int local_p;                  /* the B-spline's degree when the local path applies, else -1 */
+    float *pcache;                /* n_params floats (NULL: no local path) */
+    uint64_t pversion;            /* the version pcache was computed at */
+    int plive;                    /* refresh after each optimizer update (the last batch was mixed) */
 };
 
 /* Row i of x as the first layer sees it: the caller's n_inputs values, then the
@@ -95,6 +114,25 @@ static inline int wmi_net_in0(const wm_net *net)
 /* P_k from Q: P = L^-T Q, i.e. P_k = sum_{j>=k} Linv[j][k] Q_j, for a block of
  * Kp rows of `len` floats each (stride `len`). Writes len floats. */
 void wmi_q_to_p(const wm_net *net, int Kp, const float *Qblock, size_t len, int k, float *Pk);
+
+/* After any write to net->params: bump the version and refresh the P cache. */
+void wmi_net_touch(wm_net *net);
+
+/* After an optimizer's update: bump the version; refresh the cache only
+ * while net->plive. */
+void wmi_net_touch_step(wm_net *net);
+
+/* At a training step's start: mixed = the batch is mixed with 2+ samples.
+ * Sets plive and, for a mixed batch, brings a stale cache up to date so the
+ * step runs the local path. */
+void wmi_net_local_step(wm_net *net, int mixed);
+
+/* Whether layer ly runs the local B-spline path (needs a valid cache). */
+static inline int wmi_layer_local(const wm_net *net, const wm_layer *ly)
+{
+    return net->local_p >= 0 && ly->Kp == net->Kp && ly->kind == WM_LAYER_DENSE &&
+           net->pcache && net->pversion == net->version;
+}
 
 /* Assign the inference activation buffers by liveness (net->slot, n_slots). */
 void wmi_net_plan(wm_net *net);

@@ -11,6 +11,7 @@
 #include "layers/layer.h"
 #include "memory.h"
 #include "pass.h"
+#include "bspline.h"
 #include "simd.h"
 
 #define ALIGN_FLOATS 16           /* 64-byte alignment for every array */
@@ -82,6 +83,19 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
             most = wmat_floats(&net->layers[l]) > most ? wmat_floats(&net->layers[l]) : most;
         TAKE(p ? &p->wmat : NULL, most);
     }
+    if (net->local_p >= 0) {      /* the local path's per-sample tables (pass.h) */
+        float *t[5] = {NULL, NULL, NULL, NULL, NULL};
+        int deg = net->local_p;
+        TAKE(&t[0], N);
+        TAKE(&t[1], MUL(N, (size_t)deg + 1));
+        TAKE(&t[2], N);
+        TAKE(&t[3], (size_t)net->Kp + 1);
+        TAKE(&t[4], MUL(2 * N, (size_t)net->max_in));
+        if (p && mem) {
+            p->lpiece = (int *)(void *)t[0], p->lc = t[1], p->lorder = (int *)(void *)t[2];
+            p->lstart = (int *)(void *)t[3], p->lx = t[4];
+        }
+    }
     TAKE(p ? &p->z : NULL, MUL(MUL(N, (size_t)net->Kp), (size_t)net->max_out));
     TAKE(p ? &p->conv : NULL, scratch_floats(net));
 #undef MUL
@@ -128,6 +142,33 @@ wm_status wmi_pass_check(const wm_net *net, const float *x, const float *s, int 
     return WM_OK;
 }
 
+/* A local B-spline net's tables (pass.h): each sample's interval and
+ * nonzero basis values, and the samples sorted by interval (counting sort),
+ * so that the samples touching control point k are one run of that order. */
+static void encode_local(const wm_net *net, wm_pass *p, const float *s, int n)
+{
+    const wm_manifold *m = net->m;
+    int deg = net->local_p, pieces = m->K - deg;
+    for (int g = 0; g <= pieces; g++)
+        p->lstart[g] = 0;
+    for (int i = 0; i < n; i++) {
+        double sw[WM_MAX_DIM], N[WM_BSPLINE_MAX_DEGREE + 2];
+        wmi_context_check(m, s + (size_t)i * m->dim, i, sw);   /* checked by the caller */
+        int g = wmi_bspline_nonzero(m->n_control, deg, 0, sw[0], N);
+        p->lpiece[i] = g;
+        for (int r = 0; r <= deg; r++)
+            p->lc[(size_t)i * (deg + 1) + r] = (float)N[r];
+        p->lstart[g + 1]++;
+    }
+    for (int g = 0; g < pieces; g++)
+        p->lstart[g + 1] += p->lstart[g];
+    for (int i = 0; i < n; i++)                  /* lstart[g] runs ahead as we place */
+        p->lorder[p->lstart[p->lpiece[i]]++] = i;
+    for (int g = pieces; g > 0; g--)            /* and back */
+        p->lstart[g] = p->lstart[g - 1];
+    p->lstart[0] = 0;
+}
+
 wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const float *s, int n,
                           int row0)
 {
@@ -159,6 +200,8 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
             }
         }
     }
+    if (net->local_p >= 0)
+        encode_local(net, p, s, n);
     p->x0 = net->n_feat > 0 ? p->xin : x;
     for (int i = 0; p->ones && i < n; i++)
         p->ones[i] = 1.0f;
@@ -174,7 +217,8 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
 static wm_layer_io io_start(const wm_net *net, const wm_pass *p)
 {
     wm_layer_io io = {net->params, net->Kp, net->conv_strategy, p->C, p->shared, p->z, p->wmat,
-                      p->conv, NULL, 0, NULL, 0, p->training, net->seed, p->step};
+                      p->conv, NULL, 0, NULL, 0, p->training, net->seed, p->step,
+                      NULL, net->local_p, net->m->L, p->lpiece, p->lorder, p->lstart, p->lc, p->lx};
     return io;
 }
 
@@ -185,6 +229,7 @@ static inline void io_layer(const wm_net *net, const wm_pass *p, int l, float *w
     io->Kp = ly->Kp;
     io->C = ly->Kp == net->Kp ? p->C : p->ones;     /* a point layer's c_hat is 1 */
     io->wmat = wmat;
+    io->P = wmi_layer_local(net, ly) ? net->pcache : NULL;   /* the local B-spline path */
     if (ly->has_in2) {
         io->X2 = ly->in2 < 0 ? p->x0 : p->act[ly->in2];
         io->x2_stride = ly->in2 < 0 ? (size_t)wmi_net_in0(net) : (size_t)net->layers[ly->in2].out;

@@ -22,6 +22,12 @@ typedef struct {
     float *wmat;                  /* materialised layers (shared contexts) */
     float *conv;                  /* per-layer scratch (the largest any layer asks for) */
     float *dtmp;                  /* training with skips: a second reader's dX, then added */
+    /* local B-spline nets (net->local_p >= 0, net.h): */
+    int *lpiece;                  /* n: each sample's knot interval = its first nonzero point */
+    float *lc;                    /* n x (p+1): its nonzero c(s) */
+    int *lorder;                  /* n: the samples sorted by interval (stable) */
+    int *lstart;                  /* pieces + 1: where each interval starts in that order */
+    float *lx;                    /* 2 n max_in floats: gathered inputs, their gradient */
 } wm_pass;
 
 /* Bytes of workspace for n rows (training keeps all activations). */

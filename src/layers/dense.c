@@ -20,6 +20,8 @@
 #include "error.h"
 #include "layers/dense.h"
 #include "layers/layer.h"
+#include "linalg.h"
+#include "manifold.h"
 #include "simd.h"
 
 WMI_SIMD_CLONES
@@ -199,6 +201,143 @@ void wmi_dense_backward(const wm_layer *ly, const float *params, int Kp, const f
         wmi_gemm(0, 0, n, in, ko, 1.0f, z, ko, Q, in, 0.0f, dX, in);    /* dX = D Wst */
 }
 
+/* ---- the local B-spline path (net.h) ---------------------------------------
+ * On an open B-spline of degree p only c_g(s)..c_{g+p}(s) are nonzero, g the
+ * knot interval of s, so in the paper's coordinates
+ *     y_i = act( sum_r c_{g_i+r}(s_i) (P_{g_i+r} x_i + b_{g_i+r}) ).
+ * The pass sorted the samples by interval: the samples that touch control
+ * point k (intervals k-p..k) are one run [a_k, b_k) of that order, about
+ * (p+1) n / pieces of them. Per point, one GEMM over its run:
+ *   forward   Z_k   = Xs[a_k,b_k) P_k^T                 (P_k read once)
+ *   backward  D_k   = rows c_k(s_i) delta_i of the run
+ *             dP_k  = D_k^T Xs[a_k,b_k)
+ *             dXs[a_k,b_k) += D_k P_k
+ * so (p+1)/K of the stacked path's FLOPs. The gradient is then brought to
+ * Q: dL/dQ = L^-1 dL/dP (P = L^-T Q), a banded forward substitution. */
+
+/* The run [*a, *b) of sorted samples touching point k. */
+static void point_run(const wm_layer_io *io, int K, int k, int *a, int *b)
+{
+    int p = io->lp, pieces = K - p;
+    int g0 = k - p > 0 ? k - p : 0, g1 = k < pieces - 1 ? k : pieces - 1;
+    *a = io->lstart[g0];
+    *b = io->lstart[g1 + 1];
+}
+
+/* Xs[j] = X[order[j]]. */
+static void gather_rows(const wm_layer_io *io, const float *X, int n, int in, float *Xs)
+{
+    for (int j = 0; j < n; j++)
+        memcpy(Xs + (size_t)j * in, X + (size_t)io->lorder[j] * in, sizeof(float) * (size_t)in);
+}
+
+/* W(s), b(s) of sample 0 (a shared context) from its p+1 points. */
+WMI_SIMD_CLONES
+static void local_materialise(const wm_layer *ly, const wm_layer_io *io, float *w, float *b)
+{
+    size_t wn = (size_t)ly->rows * ly->cols;
+    int p = io->lp, g = io->lpiece[0];
+    const float *P = io->P + ly->w_off, *PB = io->P + ly->b_off;
+    for (int r = 0; r <= p; r++) {
+        float c = io->lc[r];
+        const float *Pk = P + (size_t)(g + r) * wn, *Bk = PB + (size_t)(g + r) * ly->rows;
+        if (r == 0) {
+            for (size_t j = 0; j < wn; j++) w[j] = c * Pk[j];
+            for (int j = 0; j < ly->rows; j++) b[j] = c * Bk[j];
+        } else {
+            for (size_t j = 0; j < wn; j++) w[j] += c * Pk[j];
+            for (int j = 0; j < ly->rows; j++) b[j] += c * Bk[j];
+        }
+    }
+}
+
+WMI_SIMD_CLONES
+static void local_forward(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y)
+{
+    int in = ly->in, out = ly->out, K = io->Kp, p = io->lp;
+    size_t wn = (size_t)out * in, off = 0;
+    const float *P = io->P + ly->w_off, *PB = io->P + ly->b_off;
+    float *Xs = io->lx, *z = io->z;
+    int run_a[WM_MAX_BASIS];
+    size_t zoff[WM_MAX_BASIS];
+    gather_rows(io, X, n, in, Xs);
+    for (int k = 0; k < K; k++) {
+        int a, b;
+        point_run(io, K, k, &a, &b);
+        run_a[k] = a, zoff[k] = off;
+        if (b > a)
+            wmi_gemm(0, 1, b - a, out, in, 1.0f, Xs + (size_t)a * in, in, P + (size_t)k * wn, in, 0.0f,
+                     z + off, out);
+        off += (size_t)(b - a) * out;
+    }
+    for (int j = 0; j < n; j++) {            /* y_i = sum_r c_r (Z_{g+r} + b_{g+r}) */
+        int i = io->lorder[j], g = io->lpiece[i];
+        const float *c = io->lc + (size_t)i * (p + 1);
+        float *yi = Y + (size_t)i * out;
+        for (int o = 0; o < out; o++)
+            yi[o] = 0.0f;
+        for (int r = 0; r <= p; r++) {
+            int k = g + r;
+            const float *zk = z + zoff[k] + (size_t)(j - run_a[k]) * out, *bk = PB + (size_t)k * out;
+            float cr = c[r];
+            for (int o = 0; o < out; o++)
+                yi[o] += cr * (zk[o] + bk[o]);
+        }
+    }
+    wmi_act_forward(ly->act, Y, (size_t)n * out);
+}
+
+WMI_SIMD_CLONES
+static void local_backward(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
+                           const float *Y, float *dY, float *grad, float *dX)
+{
+    int in = ly->in, out = ly->out, K = io->Kp, p = io->lp;
+    size_t wn = (size_t)out * in, off = 0;
+    const float *P = io->P + ly->w_off;
+    float *delta = dY, *Xs = io->lx, *dXs = io->lx + (size_t)n * in, *z = io->z;
+    wmi_act_backward(ly->act, Y, delta, (size_t)n * out);
+    if (grad)
+        gather_rows(io, X, n, in, Xs);
+    if (dX)
+        memset(dXs, 0, sizeof(float) * (size_t)n * in);
+    for (int k = 0; k < K; k++) {
+        int a, b;
+        point_run(io, K, k, &a, &b);
+        float *D = z + off;                  /* D_k: the run's rows c_k(s_i) delta_i */
+        for (int j = a; j < b; j++) {
+            int i = io->lorder[j];
+            float c = io->lc[(size_t)i * (p + 1) + (k - io->lpiece[i])];
+            const float *di = delta + (size_t)i * out;
+            float *Dj = D + (size_t)(j - a) * out;
+            for (int o = 0; o < out; o++)
+                Dj[o] = c * di[o];
+        }
+        if (grad) {
+            float *gW = grad + ly->w_off + (size_t)k * wn, *gB = grad + ly->b_off + (size_t)k * out;
+            if (b > a)
+                wmi_gemm(1, 0, out, in, b - a, 1.0f, D, out, Xs + (size_t)a * in, in, 0.0f, gW, in);
+            else
+                memset(gW, 0, sizeof(float) * wn);
+            for (int o = 0; o < out; o++)
+                gB[o] = 0.0f;
+            for (int j = 0; j < b - a; j++)
+                for (int o = 0; o < out; o++)
+                    gB[o] += D[(size_t)j * out + o];
+            /* dL/dQ = L^-1 dL/dP: L G_Q = G_P, a banded forward substitution,
+             * block k while its dL/dP is still in cache */
+            wmi_band_solve_lower_row(io->lL, K, p, grad + ly->w_off, wn, k);
+            wmi_band_solve_lower_row(io->lL, K, p, grad + ly->b_off, (size_t)out, k);
+        }
+        if (dX && b > a)
+            wmi_gemm(0, 0, b - a, in, out, 1.0f, D, out, P + (size_t)k * wn, in, 1.0f,
+                     dXs + (size_t)a * in, in);
+        off += (size_t)(b - a) * out;
+    }
+    if (dX)
+        for (int j = 0; j < n; j++)
+            memcpy(dX + (size_t)io->lorder[j] * in, dXs + (size_t)j * in, sizeof(float) * (size_t)in);
+}
+
 /* ---- the layer kind ------------------------------------------------------- */
 
 wm_status wm_net_dense(wm_net *net, int n_outputs, wm_activation act)
@@ -246,12 +385,26 @@ static void dense_init(const wm_layer *ly, float *w0, float *b0, wmi_rng *rng)
 
 static void dense_fwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y)
 {
+    if (io->P && io->shared) {                   /* W(s) from its p+1 control points */
+        local_materialise(ly, io, io->wmat, io->wmat + (size_t)ly->out * ly->in);
+        plain_forward(io->wmat, io->wmat + (size_t)ly->out * ly->in, X, n, ly->in, ly->out, Y, io->z);
+        wmi_act_forward(ly->act, Y, (size_t)n * ly->out);
+        return;
+    }
+    if (io->P) {
+        local_forward(ly, io, X, n, Y);
+        return;
+    }
     wmi_dense_forward(ly, io->params, io->Kp, X, n, io->C, io->shared, Y, io->z, io->wmat);
 }
 
 static void dense_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
                       const float *Y, float *dY, float *grad, float *dX)
 {
+    if (io->P && !io->shared) {          /* shared: the plain layer's backward, as below */
+        local_backward(ly, io, X, n, Y, dY, grad, dX);
+        return;
+    }
     wmi_dense_backward(ly, io->params, io->Kp, X, n, io->C, io->shared, Y, dY, grad, dX, io->z,
                        io->wmat);
 }

@@ -27,6 +27,14 @@ typedef struct {
     int dX2_add;                  /* add to dX2 (another reader wrote it first), else write */
     int training;                 /* wm_step / wm_grad (dropout), not inference */
     uint64_t seed, step;          /* the init seed and the optimizer's step count (dropout) */
+    /* The local B-spline path (net.h, pass.h): P is the net's P cache when
+     * this layer uses it, else NULL; the rest are the pass's tables. */
+    const float *P;
+    int lp;                       /* the degree */
+    const double *lL;             /* the manifold's Cholesky factor L (K x K, banded) */
+    const int *lpiece, *lorder, *lstart;
+    const float *lc;
+    float *lx;
 } wm_layer_io;
 
 #define WMI_LAYER_MAX_FIELDS 5    /* u32 fields of a layer in a model file, after its kind */

@@ -31,6 +31,7 @@
  *           ctl  16-64-64-4, tanh, MSE (the embedded/control case)
  *           cnn  1x28x28 (Fashion-MNIST-sized), conv 8 3x3 pad 1 relu, maxpool 2,
  *                conv 16 3x3 pad 1 relu, maxpool 2, dense 10, softmax CE
+ *   MANIFOLD point, line, circle, bspline16 (open, degree 3, 16 control points)
  *   CONTEXT mixed   a random s per sample
  *           shared  one s for the whole batch
  *           none    the point manifold (a plain network: there is no context)
@@ -82,7 +83,7 @@ typedef struct {
     char name[64];
     int net;                  /* NET_MLP, NET_CTL or NET_CNN */
     int big;                  /* 1: classification on 784 inputs (mlp, cnn); 0: the 16-64-64-4 net */
-    const char *manifold;     /* point, line, circle */
+    const char *manifold;     /* point, line, circle, bspline16 */
     const char *ctx;          /* mixed, shared, none */
     int n;                    /* batch size */
 } config;
@@ -122,6 +123,12 @@ static int all_configs(config *out, int cap)
         ADD(NET_CNN, "circle", "mixed", b);
         ADD(NET_CNN, "circle", "shared", b);
         ADD(NET_CNN, "point", "none", b);
+    }
+    /* An open cubic B-spline of 16 control points (issue 15: local support,
+     * only degree + 1 = 4 basis points per sample) on the MLP. */
+    for (int b = 128; b >= 16; b /= 8) {
+        ADD(NET_MLP, "bspline16", "mixed", b);
+        ADD(NET_MLP, "bspline16", "shared", b);
     }
 #undef ADD
     return c;
@@ -308,6 +315,7 @@ static void lib_setup(lib_ctx *L, const config *cfg, wm_conv_strategy strategy, 
     L->n_layers = cfg->net == NET_CNN ? 1 : 3;
     if (!strcmp(cfg->manifold, "point")) WM_CHECK(wm_manifold_point(&L->m));
     else if (!strcmp(cfg->manifold, "line")) WM_CHECK(wm_manifold_line(&L->m));
+    else if (!strcmp(cfg->manifold, "bspline16")) WM_CHECK(wm_manifold_bspline(&L->m, 16, 3, 0));
     else WM_CHECK(wm_manifold_circle(&L->m));
     L->K = wm_manifold_n_basis(L->m);
     L->dim = wm_manifold_dim(L->m);
@@ -428,6 +436,9 @@ static int lib_infer(void *v)
  * dQ_k = c_k dW (a pass writing K*|W|), and the same momentum pass.
  * Inference: the forward GEMMs alone (mixed) or materialise + plain GEMMs
  * (shared). Nothing else: no bias, no activation, no loss.
+ * bspline16 gets the same stacked floor over all 16 points; the library's
+ * local path needs (degree+1)/K = 1/4 of its GEMM FLOPs, so ours/floor < 1
+ * there says nothing about the distance to its own floor.
  *
  * The CNN's floor is the same on im2col matrices, batched: a conv layer with
  * in_c*k*k = in columns per output position and P output positions a sample

@@ -50,17 +50,59 @@ POOL_SAMPLES = 4096   # as bench.c: cycle through distinct samples, never one ba
 
 def parse_config(name):
     net, manifold, ctx, n = name.split("-")
-    if net not in ("mlp", "ctl", "cnn") or manifold not in ("point", "line", "circle") \
+    if net not in ("mlp", "ctl", "cnn") or manifold not in ("point", "line", "circle", "bspline16") \
             or ctx not in ("mixed", "shared", "none"):
         raise SystemExit(f"bench_torch: no configuration {name}")
     return net, manifold, ctx, int(n)
 
 
+def bspline_basis(s, n, p):
+    """The n clamped uniform B-spline basis functions of degree p at s (m,),
+    float64 (m, n): the p+1 nonzero ones by The NURBS Book's A2.2, as
+    src/bspline.c does, vectorised over the batch; s = 1 belongs to the last
+    piece."""
+    pieces = n - p
+    t = torch.cat((torch.zeros(p, dtype=torch.float64),
+                   torch.linspace(0, 1, pieces + 1, dtype=torch.float64),
+                   torch.ones(p, dtype=torch.float64)))
+    s = s.to(torch.float64)
+    span = torch.clamp(torch.floor(s * pieces).long(), 0, pieces - 1) + p
+    N = [torch.ones_like(s)]
+    left, right = [None], [None]
+    for j in range(1, p + 1):
+        left.append(s - t[span + 1 - j])
+        right.append(t[span + j] - s)
+        saved = torch.zeros_like(s)
+        for r in range(j):
+            tmp = N[r] / (right[r + 1] + left[j - r])
+            N[r] = saved + right[r + 1] * tmp
+            saved = left[j - r] * tmp
+        N.append(saved)
+    c = torch.zeros(s.shape[0], n, dtype=torch.float64)
+    c.scatter_(1, (span - p)[:, None] + torch.arange(p + 1), torch.stack(N, 1))
+    return c
+
+
 class Basis:
-    """c_hat(s) = L^-1 c(s) for the point, the line and the circle."""
+    """c_hat(s) = L^-1 c(s) for the point, the line, the circle and the open
+    cubic B-spline of 16 control points (dense c_hat, as a user would write)."""
 
     def __init__(self, manifold):
         self.manifold = manifold
+        if manifold == "bspline16":     # G by Gauss-Legendre per piece (exact)
+            self.K, p = 16, 3
+            x, w = (torch.tensor(v, dtype=torch.float64) for v in
+                    __import__("numpy").polynomial.legendre.leggauss(p + 1))
+            pieces = self.K - p
+            s = torch.cat([(j + 0.5 * (x + 1)) / pieces for j in range(pieces)])
+            wt = torch.cat([0.5 * w / pieces for _ in range(pieces)])
+            c = bspline_basis(s, self.K, p)
+            G = (c * wt[:, None]).T @ c
+            a = torch.linalg.solve(G, c.T @ wt)                 # constant = sum a_k c_k
+            L = torch.linalg.cholesky(G)
+            self.LinvT = torch.linalg.inv(L).T.to(torch.float32).contiguous()
+            self.const_q = (L.T @ a).to(torch.float32)
+            return
         if manifold == "point":
             self.K, G, a = 1, [[1.0]], [1.0]
         elif manifold == "line":        # c(s) = (1 - s, s): a constant is P_1 = P_2
@@ -73,7 +115,9 @@ class Basis:
 
     def chat(self, s):
         """s: (n,) contexts -> (n, K) orthonormal coefficients."""
-        if self.manifold == "line":
+        if self.manifold == "bspline16":
+            c = bspline_basis(s, self.K, 3).to(torch.float32)
+        elif self.manifold == "line":
             c = torch.stack((1 - s, s), dim=1)
         else:
             a = (2 * math.pi) * s

@@ -1,0 +1,261 @@
+/* test_bspline.c -- the local-support path of open B-spline nets (net.h,
+ * layers/dense.c): only degree + 1 control points per sample, kept in P
+ * coordinates, the gradient brought back to Q by a banded solve. Every
+ * check compares a net on the local path with its twin on the dense path
+ * (the same net with the local path switched off: net->local_p = -1 before
+ * wm_net_init, so it never gets a P cache): outputs, gradients and whole
+ * optimizer trajectories agree to float rounding, for open splines of 4..16
+ * control points and degrees 1..3, mixed and shared contexts, contexts at 0,
+ * at 1 and on the knots. The paper's update itself (SD moves P by exactly
+ * -lr (G^-1 (x) I) dL/dP) is test_optim.c's, which runs B-splines on this
+ * path. */
+#include "testutil.h"
+
+#include "net.h"
+
+enum { IN = 6, HID = 7, OUT = 3, NMAX = 48 };
+
+/* A net on B-spline (n, p), local or dense, with random spread parameters. */
+static wm_net *build(int n_control, int degree, int local, wm_loss loss)
+{
+    wm_manifold *m;
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_manifold_bspline(&m, n_control, degree, 0));
+    WM_OK_OR_FAIL(wm_net_create(&net, m, IN, WM_COND_MANIFOLD));
+    wm_manifold_free(m);
+    assert_int_equal(net->local_p, degree);      /* open B-splines take the local path */
+    if (!local)
+        net->local_p = -1;
+    WM_OK_OR_FAIL(wm_net_dense(net, HID, WM_ACT_TANH));
+    WM_OK_OR_FAIL(wm_net_dense(net, OUT, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_set_loss(net, loss));
+    WM_OK_OR_FAIL(wm_net_init(net, 5));
+    size_t np;
+    wm_net_params(net, &np);
+    float *q = malloc(np * sizeof *q);
+    uint64_t st = 77;
+    tu_fill(q, np, -0.7, 0.7, &st);
+    WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+    free(q);
+    if (local)
+        assert_true(net->pcache && net->pversion == net->version);
+    else
+        assert_true(net->pcache == NULL);
+    return net;
+}
+
+/* n contexts: 0, 1, every knot, then random; shared: all equal to s[0] = v. */
+static void contexts(int n_control, int degree, int n, int shared, float v, float *s, uint64_t *st)
+{
+    int pieces = n_control - degree, j = 0;
+    s[j++] = 0.0f;
+    s[j++] = 1.0f;
+    for (int g = 1; g < pieces && j < n; g++)
+        s[j++] = (float)g / (float)pieces;
+    for (; j < n; j++)
+        s[j] = (float)tu_uniform(st);
+    if (shared)
+        for (j = 0; j < n; j++)
+            s[j] = v;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n, double *scale)
+{
+    double d = 0, m = 0;
+    for (size_t j = 0; j < n; j++) {
+        d = fmax(d, fabs((double)a[j] - b[j]));
+        m = fmax(m, fabs((double)b[j]));
+    }
+    *scale = m;
+    return d;
+}
+
+/* Outputs (wm_infer), loss and gradient (wm_grad) of the two paths. */
+static void compare_once(int n_control, int degree, int n, int shared, float v)
+{
+    wm_net *loc = build(n_control, degree, 1, WM_LOSS_MSE), *den = build(n_control, degree, 0, WM_LOSS_MSE);
+    uint64_t st = (uint64_t)(n_control * 131 + degree * 7 + n + shared);
+    float x[NMAX * IN], s[NMAX], targets[NMAX * OUT], y1[NMAX * OUT], y2[NMAX * OUT];
+    tu_fill(x, (size_t)n * IN, -1, 1, &st);
+    tu_fill(targets, (size_t)n * OUT, -1, 1, &st);
+    contexts(n_control, degree, n, shared, v, s, &st);
+    WM_OK_OR_FAIL(wm_infer(loc, x, s, n, y1));
+    WM_OK_OR_FAIL(wm_infer(den, x, s, n, y2));
+    double scale, d = max_abs_diff(y1, y2, (size_t)n * OUT, &scale);
+    if (!(d <= 2e-6 * (1 + scale)))
+        fail_msg("bspline(%d,%d) n=%d shared=%d s=%g: outputs differ by %.3g (scale %.3g)", n_control,
+                 degree, n, shared, v, d, scale);
+
+    wm_optimizer *o1, *o2;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&o1, loc, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_create(&o2, den, &cfg));
+    wm_batch b = {n, x, s, NULL, targets};
+    float l1, l2;
+    WM_OK_OR_FAIL(wm_grad(o1, &b, &l1));
+    WM_OK_OR_FAIL(wm_grad(o2, &b, &l2));
+    assert_true(fabs(l1 - l2) <= 2e-6 * (1 + fabs(l2)));
+    size_t np;
+    const float *g1 = wm_grad_buffer(o1, &np), *g2 = wm_grad_buffer(o2, NULL);
+    d = max_abs_diff(g1, g2, np, &scale);
+    if (!(scale > 1e-3 && d <= 2e-5 * scale))
+        fail_msg("bspline(%d,%d) n=%d shared=%d s=%g: gradients differ by %.3g (scale %.3g)", n_control,
+                 degree, n, shared, v, d, scale);
+    wm_optimizer_free(o1), wm_optimizer_free(o2);
+    wm_net_free(loc), wm_net_free(den);
+}
+
+static void test_local_matches_dense(void **state)
+{
+    (void)state;
+    for (int degree = 1; degree <= 3; degree++)
+        for (int nc = degree + 1 > 4 ? degree + 1 : 4; nc <= 16; nc++) {
+            uint64_t st = (uint64_t)nc;
+            int pieces = nc - degree;
+            compare_once(nc, degree, NMAX, 0, 0.0f);           /* mixed, batch 48 */
+            compare_once(nc, degree, 5, 0, 0.0f);              /* mixed, a few */
+            compare_once(nc, degree, 1, 0, 0.0f);              /* one sample: s = 0 */
+            float shared_at[4] = {0.0f, 1.0f, (float)(pieces / 2) / (float)pieces, (float)tu_uniform(&st)};
+            for (int k = 0; k < 4; k++)
+                compare_once(nc, degree, 9, 1, shared_at[k]);  /* shared: 0, 1, a knot, random */
+        }
+}
+
+/* Several steps of each optimizer: the local net's Q follows the dense one's. */
+static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int shared)
+{
+    wm_net *loc = build(n_control, degree, 1, WM_LOSS_SOFTMAX_CE);
+    wm_net *den = build(n_control, degree, 0, WM_LOSS_SOFTMAX_CE);
+    wm_optimizer *o1, *o2;
+    wm_opt_config cfg = wm_opt_default(kind);
+    cfg.lr = kind == WM_OPT_ADAM ? 0.01f : 0.03f;
+    cfg.weight_decay = kind == WM_OPT_SD ? 0.0f : 0.01f;
+    WM_OK_OR_FAIL(wm_optimizer_create(&o1, loc, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_create(&o2, den, &cfg));
+    uint64_t st = 99;
+    size_t np;
+    for (int step = 0; step < 6; step++) {
+        float x[NMAX * IN], s[NMAX], l1, l2;
+        int32_t labels[NMAX];
+        tu_fill(x, (size_t)n * IN, -1, 1, &st);
+        int sh = shared == 2 ? step % 2 : shared;      /* 2: shared and mixed steps in turn */
+        contexts(n_control, degree, n, sh, (float)tu_uniform(&st), s, &st);
+        for (int i = 0; i < n; i++)
+            labels[i] = (int32_t)(tu_uniform(&st) * OUT);
+        wm_batch b = {n, x, s, labels, NULL};
+        WM_OK_OR_FAIL(wm_step(o1, &b, &l1));
+        WM_OK_OR_FAIL(wm_step(o2, &b, &l2));
+        if (!(fabs(l1 - l2) <= 1e-5 * (1 + fabs(l2))))
+            fail_msg("kind %d bspline(%d,%d) n=%d shared=%d step %d: loss %.9g vs %.9g", (int)kind,
+                     n_control, degree, n, shared, step, l1, l2);
+        const float *q1 = wm_net_params(loc, &np), *q2 = wm_net_params(den, NULL);
+        double scale, d = max_abs_diff(q1, q2, np, &scale);
+        if (!(d <= 1e-5 * (1 + scale)))
+            fail_msg("kind %d bspline(%d,%d) n=%d shared=%d step %d: Q differs by %.3g (scale %.3g)",
+                     (int)kind, n_control, degree, n, shared, step, d, scale);
+        /* the cache follows the updates of mixed batches; after a shared
+         * or one-sample step it is stale and the stacked path runs */
+        assert_true((loc->pversion == loc->version) == (!sh && n > 1));
+    }
+    float x[NMAX * IN], s[NMAX], y1[NMAX * OUT], y2[NMAX * OUT];
+    tu_fill(x, NMAX * IN, -1, 1, &st);
+    contexts(n_control, degree, NMAX, 0, 0, s, &st);
+    WM_OK_OR_FAIL(wm_infer(loc, x, s, NMAX, y1));
+    WM_OK_OR_FAIL(wm_infer(den, x, s, NMAX, y2));
+    /* Q agrees to 1e-5 of its scale; an output sums ~50 such products */
+    double scale, d = max_abs_diff(y1, y2, NMAX * OUT, &scale);
+    if (!(d <= 2e-4 * (1 + scale)))
+        fail_msg("kind %d bspline(%d,%d) n=%d shared=%d: outputs after training differ by %.3g (scale %.3g)",
+                 (int)kind, n_control, degree, n, shared, d, scale);
+    wm_optimizer_free(o1), wm_optimizer_free(o2);
+    wm_net_free(loc), wm_net_free(den);
+}
+
+static void test_trajectories_match_dense(void **state)
+{
+    (void)state;
+    wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
+    for (int k = 0; k < 3; k++) {
+        trajectory(kinds[k], 16, 3, NMAX, 0);    /* mixed, beyond the direct path's rows */
+        trajectory(kinds[k], 16, 3, 12, 0);      /* mixed, a few rows */
+        trajectory(kinds[k], 9, 2, 1, 0);        /* one sample: the rank-1 direct update */
+        trajectory(kinds[k], 16, 3, 20, 1);      /* shared */
+        trajectory(kinds[k], 16, 3, 1, 0);
+        trajectory(kinds[k], 10, 3, 40, 2);      /* a stale cache refreshed at a mixed step */
+        trajectory(kinds[k], 6, 1, 33, 0);
+    }
+}
+
+/* Every way to write the parameters refreshes the P cache: set_params,
+ * set_control_point, a loaded file, a clone. */
+static void test_cache_follows_every_write(void **state)
+{
+    (void)state;
+    wm_net *loc = build(12, 3, 1, WM_LOSS_MSE), *den = build(12, 3, 0, WM_LOSS_MSE);
+    enum { n = 16 };
+    float x[n * IN], s[n], y1[n * OUT], y2[n * OUT], w[HID * IN], b[HID];
+    uint64_t st = 3;
+    tu_fill(x, n * IN, -1, 1, &st);
+    contexts(12, 3, n, 0, 0, s, &st);
+    tu_fill(w, HID * IN, -2, 2, &st);
+    tu_fill(b, HID, -2, 2, &st);
+    WM_OK_OR_FAIL(wm_net_set_control_point(loc, 0, 5, w, b));
+    WM_OK_OR_FAIL(wm_net_set_control_point(den, 0, 5, w, b));
+    WM_OK_OR_FAIL(wm_infer(loc, x, s, n, y1));
+    WM_OK_OR_FAIL(wm_infer(den, x, s, n, y2));
+    double scale, d = max_abs_diff(y1, y2, n * OUT, &scale);
+    assert_true(d <= 2e-6 * (1 + scale));
+
+    void *buf;
+    size_t len;
+    wm_net *loaded, *cloned;
+    WM_OK_OR_FAIL(wm_net_save_buffer(loc, &buf, &len));
+    WM_OK_OR_FAIL(wm_net_load_buffer(&loaded, buf, len));
+    wm_free(buf);
+    WM_OK_OR_FAIL(wm_net_clone(&cloned, loc));
+    wm_net *both[2] = {loaded, cloned};
+    for (int t = 0; t < 2; t++) {
+        assert_true(both[t]->pcache && both[t]->pversion == both[t]->version);
+        WM_OK_OR_FAIL(wm_infer(both[t], x, s, n, y2));
+        d = max_abs_diff(y1, y2, n * OUT, &scale);
+        if (!(d == 0.0))
+            fail_msg("%s net differs from the original by %.3g", t ? "cloned" : "loaded", d);
+    }
+    wm_net_free(loaded), wm_net_free(cloned);
+    wm_net_free(loc), wm_net_free(den);
+}
+
+/* Closed B-splines and products keep the dense path (a closed spline's
+ * Cholesky factor fills its last rows: not banded). */
+static void test_local_path_only_on_open_splines(void **state)
+{
+    (void)state;
+    wm_manifold *m, *c, *pr;
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_manifold_bspline(&m, 8, 3, 1));
+    WM_OK_OR_FAIL(wm_net_create(&net, m, IN, WM_COND_MANIFOLD));
+    assert_int_equal(net->local_p, -1);
+    wm_net_free(net);
+    wm_manifold_free(m);
+    WM_OK_OR_FAIL(wm_manifold_bspline(&m, 8, 3, 0));
+    WM_OK_OR_FAIL(wm_manifold_circle(&c));
+    WM_OK_OR_FAIL(wm_manifold_product(&pr, m, c));
+    WM_OK_OR_FAIL(wm_net_create(&net, pr, IN, WM_COND_MANIFOLD));
+    assert_int_equal(net->local_p, -1);
+    wm_net_free(net);
+    WM_OK_OR_FAIL(wm_net_create(&net, m, IN, WM_COND_CONCAT));
+    assert_int_equal(net->local_p, -1);
+    wm_net_free(net);
+    wm_manifold_free(m), wm_manifold_free(c), wm_manifold_free(pr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_local_matches_dense),
+        cmocka_unit_test(test_trajectories_match_dense),
+        cmocka_unit_test(test_cache_follows_every_write),
+        cmocka_unit_test(test_local_path_only_on_open_splines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
