@@ -25,6 +25,7 @@
  * they write C without reading it when beta = 0. The memset also keeps
  * beta = 0's contract: whatever C held (NaN included) is ignored. */
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -144,67 +145,72 @@ void wmi_gemv_via(int route, int trans_a, int m_rows, int n_cols, float alpha, c
 
 /* ---- the route table: measured once per process -------------------------------- */
 
-static double now_s(void)
+/* This thread's CPU time: what a call cost this thread, not counting the time
+ * other processes (or a spinning BLAS worker of this one) held the core. */
+static double cpu_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* The calibration: the circle MLP's first two forward products at 2 samples
- * (W X^T with 3 stacked basis points, 768 x 2 x 784 and 768 x 2 x 256), the
- * shapes where the two routes differ most: OpenBLAS's small kernels took
- * them 3.4-3.6x faster than its regular path on Zen 4 (Cooperlake kernels),
- * while without small kernels (OPENBLAS_CORETYPE=Haswell on the same core)
- * the split is the same regular path in two calls, 0.9-1.1x
- * (tests/bench/gemm_shapes.c). Each route is timed CAL_ROUNDS times,
- * alternating, after a warm-up round; the fastest time of each counts (a
- * shared machine only ever slows a run down). */
-typedef struct { int ta, tb, m, n, k; } shape;
-static const shape CAL[] = {{0, 1, 768, 2, 784}, {0, 1, 768, 2, 256}};
+/* The calibration's products, each run `reps` times per timing, all small
+ * enough that OpenBLAS does not thread them (m n k <= 2^18), so the ratios do
+ * not depend on its thread count:
+ *  - SPLIT_CAL, split against plain: W X^T at 2 samples with too many rows
+ *    (m n > 1200) for OpenBLAS's small kernels in one call. Plain/split was
+ *    2.78-2.94 with its Cooperlake kernels on Zen 4 and 0.98-1.16 with its
+ *    Haswell kernels on the same core (no small kernels: the split is the
+ *    regular path in 2 calls), in fresh processes at 1 and 2 threads.
+ *  - OWN_CAL, own against plain: W X^T at 2 samples of the MLP's sizes.
+ *    Plain/own was 2.63-2.68 with the Haswell kernels; with the Cooperlake
+ *    ones 0.58-0.61 (tests/bench/gemm_shapes.c).
+ * Each route is timed CAL_ROUNDS times, alternating, after a warm-up round;
+ * the fastest time of each counts; the ratio is the geometric mean over the
+ * shapes. */
+typedef struct { int ta, tb, m, n, k, reps; } shape;
+static const shape SPLIT_CAL[] = {{0, 1, 768, 2, 128, 4}, {0, 1, 1024, 2, 128, 4}};
+static const shape OWN_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, {0, 1, 10, 2, 256, 32}};
 enum { CAL_ROUNDS = 7 };
 
-/* The fastest of CAL_ROUNDS timings of each route, alternated so that a load
- * change hits them alike, summed over the calibration's shapes. */
-static void time_gemm_routes(const int *routes, int n_routes, float *a, float *b, float *c,
-                             double *t)
+/* The time of route `slow` over route `fast` on the given shapes. */
+static double time_ratio(const shape *cal, int n_cal, int slow, int fast, float *a, float *b,
+                         float *c)
 {
-    for (int v = 0; v < n_routes; v++)
-        t[v] = 0;
-    for (size_t s = 0; s < sizeof CAL / sizeof *CAL; s++) {
-        const shape *p = &CAL[s];
+    double log_ratio = 0;
+    for (int s = 0; s < n_cal; s++) {
+        const shape *p = &cal[s];
         int lda = p->ta ? p->m : p->k, ldb = p->tb ? p->k : p->n;
-        double best[4] = {1e30, 1e30, 1e30, 1e30};
+        double best[2] = {1e30, 1e30};
         for (int r = 0; r < CAL_ROUNDS + 1; r++)        /* round 0 warms up */
-            for (int v = 0; v < n_routes; v++) {
-                double t0 = now_s();
-                wmi_gemm_via(routes[v], p->ta, p->tb, p->m, p->n, p->k, 1.0f, a, lda, b, ldb,
-                             0.0f, c, p->n);
-                double dt = now_s() - t0;
+            for (int v = 0; v < 2; v++) {
+                double t0 = cpu_s();
+                for (int i = 0; i < p->reps; i++)
+                    wmi_gemm_via(v ? fast : slow, p->ta, p->tb, p->m, p->n, p->k, 1.0f, a, lda,
+                                 b, ldb, 0.0f, c, p->n);
+                double dt = cpu_s() - t0;
                 if (r && dt < best[v])
                     best[v] = dt;
             }
-        for (int v = 0; v < n_routes; v++)
-            t[v] += best[v];
+        log_ratio += log(best[0] / (best[1] > 0 ? best[1] : 1e-9));
     }
+    return exp(log_ratio / n_cal);
 }
 
 /* A route replaces the stable default (plain) only when the default takes
- * DECISIVE times as long. Measured in fresh processes on Zen 4 (loaded, 2
- * cores shared): plain/split 3.4-3.7 with OpenBLAS's Cooperlake kernels and
- * 0.84-0.99 with its Haswell kernels; (best OpenBLAS route)/own ~0.7 and
- * ~2.2 respectively (tests/bench/gemm_shapes.c). 1.5 lies well inside both
- * gaps, so timing noise (a few percent on the fastest of seven) does not
- * move the choice. The split is measured first; the own kernel must then
- * beat the better of plain and split. The one-row sgemm for a gemv pays
- * through the same small kernels as the split (7.5 vs 8.1 us for 256x784 on
- * Cooperlake, docs/performance.md): too small a gain to measure decisively
- * on its own, so it follows the split's measurement. */
+ * DECISIVE times as long: 1.5 lies inside both gaps above with room of 1.3x
+ * and more on either side, so timing noise does not move the choice, and the
+ * timings are by thread CPU time, so a loaded machine's other processes do
+ * not either. The own kernel is for cores without small kernels, so it is
+ * considered only where the split was not chosen. The one-row sgemm for a
+ * gemv pays through the same small kernels as the split (7.5 vs 8.1 us for
+ * 256x784 on Cooperlake, docs/performance.md): too small a gain to measure
+ * decisively on its own, so it follows the split's measurement. */
 #define DECISIVE 1.5
 
 static struct {
     int gemm_route, gemv_route;
-    double t[3];   /* measured seconds: plain, split, own (0: pinned or not measured) */
+    double ratio[2];   /* measured plain/split and plain/own (0: pinned or not measured) */
 } table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
@@ -221,23 +227,26 @@ static void table_init(void)
     else if (env && !strcmp(env, "own"))
         own = wmi_small_gemm_available();
     else if (!(env && !strcmp(env, "plain"))) {
-        size_t na = 0, nb = 0, nc = 0;
-        for (size_t s = 0; s < sizeof CAL / sizeof *CAL; s++) {
-            const shape *p = &CAL[s];
+        size_t na = 0, nb = 0, nc = 0;       /* the largest operands measured */
+        for (size_t s = 0; s < sizeof SPLIT_CAL / sizeof *SPLIT_CAL + sizeof OWN_CAL / sizeof *OWN_CAL; s++) {
+            const shape *p = s < sizeof SPLIT_CAL / sizeof *SPLIT_CAL
+                                 ? &SPLIT_CAL[s] : &OWN_CAL[s - sizeof SPLIT_CAL / sizeof *SPLIT_CAL];
             size_t a = (size_t)p->m * p->k, b = (size_t)p->k * p->n, c = (size_t)p->m * p->n;
             na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
         }
         float *mem = malloc(sizeof(float) * (na + nb + nc));
         if (mem) {
+            float *a = mem, *b = a + na, *c = b + nb;
             for (size_t i = 0; i < na + nb + nc; i++)   /* small, varied, finite values */
                 mem[i] = (float)((int)(i * 2654435761u % 2001u) - 1000) * 1e-3f;
-            static const int routes[3] = {WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO,
-                                          WMI_ROUTE_OWN | WMI_ROUTE_ZERO};
-            time_gemm_routes(routes, wmi_small_gemm_available() ? 3 : 2, mem, mem + na,
-                             mem + na + nb, table.t);
-            split = table.t[0] > DECISIVE * table.t[1];
-            double best = split ? table.t[1] : table.t[0];
-            own = table.t[2] > 0 && best > DECISIVE * table.t[2];
+            table.ratio[0] = time_ratio(SPLIT_CAL, (int)(sizeof SPLIT_CAL / sizeof *SPLIT_CAL),
+                                        WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO, a, b, c);
+            split = table.ratio[0] > DECISIVE;
+            if (!split && wmi_small_gemm_available()) {
+                table.ratio[1] = time_ratio(OWN_CAL, (int)(sizeof OWN_CAL / sizeof *OWN_CAL),
+                                            WMI_ROUTE_ZERO, WMI_ROUTE_OWN | WMI_ROUTE_ZERO, a, b, c);
+                own = table.ratio[1] > DECISIVE;
+            }
             free(mem);
         }
     }
@@ -245,7 +254,7 @@ static void table_init(void)
     table.gemv_route = split ? WMI_ROUTE_ONE_ROW : 0;
 }
 
-void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[3])
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[2])
 {
     pthread_once(&table_once, table_init);
     if (gemm_route)
@@ -253,7 +262,7 @@ void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[3])
     if (gemv_route)
         *gemv_route = table.gemv_route;
     if (measured) {
-        measured[0] = table.t[0], measured[1] = table.t[1], measured[2] = table.t[2];
+        measured[0] = table.ratio[0], measured[1] = table.ratio[1];
     }
 }
 

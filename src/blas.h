@@ -28,10 +28,10 @@ void wmi_gemv_via(int route, int trans_a, int m_rows, int n_cols, float alpha, c
                   int lda, const float *x, float beta, float *y);
 
 /* The routes this process chose (measured at the first product, once per
- * process; WM_GEMM_ROUTE=plain|split|own pins them), and the calibration's
- * timings in seconds: plain, split, own (0 when pinned or not measured). Any
- * argument may be NULL. Thread-safe. */
-void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[3]);
+ * process; WM_GEMM_ROUTE=plain|split|own|bare pins them), and the
+ * calibration's time ratios plain/split and plain/own (0 when pinned or not
+ * measured). Any argument may be NULL. Thread-safe. */
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[2]);
 
 /* The library's own skinny-product kernel (src/gemm_small.c): whether this
  * CPU can run it (AVX2 and FMA), and the product itself, as wmi_gemm; returns

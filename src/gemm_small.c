@@ -6,8 +6,8 @@
  *
  * Two forms, both row-major, C (m x n) = alpha op(A) op(B) + beta C:
  *  - B not transposed (its rows run along C's rows): each C row block is a
- *    sum of rows of B scaled by A's entries, 4 rows x 16 columns of C in eight
- *    vector accumulators, p (the summed index) in order;
+ *    sum of rows of B scaled by A's entries, 4 x 16 (or 2 x 32) entries of C
+ *    in eight vector accumulators, p (the summed index) in order;
  *  - A plain and B transposed (C_ij = A_i . B_j, both rows contiguous): 4 x 2
  *    dot products in eight vector accumulators over p in steps of 8, reduced
  *    in a fixed order, then the p tail in order.
@@ -30,13 +30,13 @@ int wmi_small_gemm_available(void)
 
 /* C[0..mr) x [0..8*nv) from acc: alpha acc, plus beta C unless beta = 0 (then
  * C is never read: NaN in it is ignored). */
-INLINE_AVX2 void store_block(int mr, int nv, __m256 acc[4][2], float alpha, float beta, float *C,
+INLINE_AVX2 void store_block(int mr, int nv, __m256 acc[4][4], float alpha, float beta, float *C,
                              int ldc)
 {
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 4
     for (int r = 0; r < mr; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
             float *c = C + (size_t)r * ldc + 8 * v;
             __m256 out = _mm256_mul_ps(va, acc[r][v]);
@@ -46,27 +46,48 @@ INLINE_AVX2 void store_block(int mr, int nv, __m256 acc[4][2], float alpha, floa
         }
 }
 
-/* mr (1-4) rows x 8*nv (8 or 16) columns of C, B not transposed; A's entry
+/* mr (1-4) rows x 8*nv (8-32) columns of C, B not transposed, mr*nv <= 8
+ * (eight accumulators: two FMA units of latency 4 stay busy); A's entry
  * (i, p) is A[i*si + p*sp]. */
 INLINE_AVX2 void axpy_block(int mr, int nv, int k, const float *A, size_t si, size_t sp,
                             const float *B, int ldb, float alpha, float beta, float *C, int ldc)
 {
-    __m256 acc[4][2];
+    __m256 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[r][v] = _mm256_setzero_ps();
     for (int p = 0; p < k; p++) {
         const float *b = B + (size_t)p * ldb;
-        __m256 b0 = _mm256_loadu_ps(b), b1 = nv > 1 ? _mm256_loadu_ps(b + 8) : b0;
+        __m256 bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            bv[v] = _mm256_loadu_ps(b + 8 * v);
 #pragma GCC unroll 4
         for (int r = 0; r < mr; r++) {
             __m256 a = _mm256_broadcast_ss(A + r * si + p * sp);
-            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
-            if (nv > 1)
-                acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm256_fmadd_ps(a, bv[v], acc[r][v]);
         }
     }
     store_block(mr, nv, acc, alpha, beta, C, ldc);
+}
+
+/* Rows [0, m) of one strip of 8*nv columns: blocks of 4 rows, then 2, then 1
+ * (nv = 4 only for fewer than 4 rows, where it keeps eight accumulators). */
+INLINE_AVX2 void axpy_strip(int nv, int m, int k, const float *A, size_t si, size_t sp,
+                            const float *B, int ldb, float alpha, float beta, float *C, int ldc)
+{
+    int i = 0;
+    if (nv <= 2)
+        for (; i + 4 <= m; i += 4)
+            axpy_block(4, nv, k, A + i * si, si, sp, B, ldb, alpha, beta, C + (size_t)i * ldc, ldc);
+    for (; i + 2 <= m; i += 2)
+        axpy_block(2, nv, k, A + i * si, si, sp, B, ldb, alpha, beta, C + (size_t)i * ldc, ldc);
+    if (i < m)
+        axpy_block(1, nv, k, A + i * si, si, sp, B, ldb, alpha, beta, C + (size_t)i * ldc, ldc);
 }
 
 /* One C entry the scalar way, p in order (the column tail of the axpy form). */
@@ -83,21 +104,15 @@ AVX2 static void axpy_form(int trans_a, int m, int n, int k, float alpha, const 
 {
     size_t si = trans_a ? 1 : (size_t)lda, sp = trans_a ? (size_t)lda : 1;
     int j = 0;
-    /* column strips outer: a strip of B (k x 16) stays in cache for all rows */
-    for (; j + 16 <= n; j += 16) {
-        int i = 0;
-        for (; i + 4 <= m; i += 4)
-            axpy_block(4, 2, k, A + i * si, si, sp, B + j, ldb, alpha, beta, C + (size_t)i * ldc + j, ldc);
-        for (; i < m; i++)
-            axpy_block(1, 2, k, A + i * si, si, sp, B + j, ldb, alpha, beta, C + (size_t)i * ldc + j, ldc);
-    }
-    for (; j + 8 <= n; j += 8) {
-        int i = 0;
-        for (; i + 4 <= m; i += 4)
-            axpy_block(4, 1, k, A + i * si, si, sp, B + j, ldb, alpha, beta, C + (size_t)i * ldc + j, ldc);
-        for (; i < m; i++)
-            axpy_block(1, 1, k, A + i * si, si, sp, B + j, ldb, alpha, beta, C + (size_t)i * ldc + j, ldc);
-    }
+    /* column strips outer: a strip of B (k x 16) stays in cache for all rows;
+     * with fewer than 4 rows, strips of 32 columns keep 8 accumulators busy */
+    if (m < 4)
+        for (; j + 32 <= n; j += 32)
+            axpy_strip(4, m, k, A, si, sp, B + j, ldb, alpha, beta, C + j, ldc);
+    for (; j + 16 <= n; j += 16)
+        axpy_strip(2, m, k, A, si, sp, B + j, ldb, alpha, beta, C + j, ldc);
+    for (; j + 8 <= n; j += 8)
+        axpy_strip(1, m, k, A, si, sp, B + j, ldb, alpha, beta, C + j, ldc);
     for (; j < n; j++)
         for (int i = 0; i < m; i++) {
             float s = alpha * scalar_entry(k, A + i * si, sp, B + j, (size_t)ldb);

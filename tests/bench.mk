@@ -12,7 +12,10 @@
 # e.g. make bench BENCH_ARGS="--only circle", or "--only cnn" for the CNN rows
 # alone (issue 6: WM_CONV_AUTO, STACKED and MATERIALISED against PyTorch's
 # conv2d on the stacked kernels). test-bench includes a one-repetition CNN run
-# and checks that the three conv strategies agree.
+# and checks that the three conv strategies agree. The report also times the
+# MLP's matrix products through each of src/blas.c's routes (gemm_shapes: on
+# the core's own OpenBLAS kernels and with OPENBLAS_CORETYPE=Haswell, and
+# BLIS's when Debian's libblis4-serial is installed).
 
 .PHONY: bench bench-quick bench-run test-bench
 

@@ -248,7 +248,7 @@ int main(int argc, char **argv)
     double r1 = rate_2048(1, A, B, C, &w1), r2 = threads_probe ? rate_2048(2, A, B, C, &w2) : 0;
     double t0 = now_s();
     int gemm_route, gemv_route;
-    double cal[3];
+    double cal[2];
     wmi_gemm_routes(&gemm_route, &gemv_route, cal);
     double first_call = now_s() - t0;
     const char *core = openblas_get_corename ? openblas_get_corename() : NULL;
@@ -256,11 +256,11 @@ int main(int argc, char **argv)
            "\"blis_arch\": %s%s%s, \"sgemm2048_gflops_1t\": %.2f, \"sgemm2048_gflops_2t\": %.2f, "
            "\"sgemm2048_wall_gflops_1t\": %.2f, \"sgemm2048_wall_gflops_2t\": %.2f, "
            "\"gemm_route\": %d, \"gemv_route\": %d, \"route_choice_ms\": %.3f, "
-           "\"calibration_us\": {\"plain\": %.1f, \"split\": %.1f, \"own\": %.1f}, "
+           "\"calibration\": {\"plain_over_split\": %.2f, \"plain_over_own\": %.2f}, "
            "\"env\": {\"OPENBLAS_CORETYPE\": \"%s\", \"BLIS_ARCH_TYPE\": \"%s\", \"WM_GEMM_ROUTE\": \"%s\"}}\n",
            model, isa, core ? core : "not OpenBLAS", blis_arch ? "\"" : "",
            blis_arch ? blis_arch : "null", blis_arch ? "\"" : "", r1, r2, w1, w2, gemm_route, gemv_route,
-           first_call * 1e3, cal[0] * 1e6, cal[1] * 1e6, cal[2] * 1e6,
+           first_call * 1e3, cal[0], cal[1],
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "",
            getenv("BLIS_ARCH_TYPE") ? getenv("BLIS_ARCH_TYPE") : "",
            getenv("WM_GEMM_ROUTE") ? getenv("WM_GEMM_ROUTE") : "");

@@ -175,9 +175,9 @@ def gemm_shapes_facts(shapes):
         facts.append((f"product routes, {label}",
                       f"`{route_names(m['gemm_route'])}`"
                       + (", gemv as one-row sgemm" if m["gemv_route"] & 4 else "")
-                      + f" (calibration µs: plain {m['calibration_us']['plain']:.0f}, split "
-                        f"{m['calibration_us']['split']:.0f}, own {m['calibration_us']['own']:.0f}; "
-                        f"first product {m['route_choice_ms']:.1f} ms)"))
+                      + f" (measured time ratios: plain/split {m['calibration']['plain_over_split']:.2f}, "
+                        f"plain/own {m['calibration']['plain_over_own']:.2f} (0: not measured); the "
+                        f"choice took {m['route_choice_ms']:.1f} ms)"))
     return facts
 
 
