@@ -127,12 +127,14 @@ def md_table(header, rows, align=None):
 
 
 GEMM_SHAPES_RUNS = [("native", {}),
-                    ("OpenBLAS Haswell kernels (forced)", {"OPENBLAS_CORETYPE": "Haswell"})]
+                    ("OpenBLAS Haswell kernels (forced)", {"OPENBLAS_CORETYPE": "Haswell"}),
+                    ("OpenBLAS Zen kernels (forced)", {"OPENBLAS_CORETYPE": "Zen"})]
 
 
 def gemm_shapes_runs(a):
     """Run gemm_shapes once per kernel set (the core's own, and OpenBLAS's AVX2
-    Haswell kernels forced on the same core): [(label, machine line, rows)]."""
+    Haswell and Zen kernels forced on the same core; Zen is what OpenBLAS picks
+    on AVX2 AMD cores): [(label, machine line, rows)]."""
     out = []
     for label, extra in GEMM_SHAPES_RUNS:
         log(f"bench: gemm shapes, {label}")
@@ -193,9 +195,9 @@ def gemm_shapes_section(shapes):
               "Routes: `plain` one cblas_sgemm with beta = 0; `zero` memset C then beta = 1; "
               "`split` blocks OpenBLAS's small kernels take; `own` the library's AVX2 kernel "
               "(src/gemm_small.c) where it applies (a dimension ≤ 4, else plain); `chosen` what "
-              "wmi_gemm picked in that process; `blis` BLIS's cblas_sgemm. The second table forces "
-              "OpenBLAS's Haswell (AVX2) kernels on the same core: it is this core running AVX2 "
-              "kernels, not an AVX2 machine.\n")
+              "wmi_gemm picked in that process; `blis` BLIS's cblas_sgemm. The other tables force "
+              "OpenBLAS's Haswell and Zen (AVX2) kernels on the same core: they are this core "
+              "running AVX2 kernels, not an AVX2 machine.\n")
     for label, m, rows in shapes:
         r = m["sgemm2048_gflops_1t"]
         routes = [k for k in ("plain", "zero", "split", "own", "chosen", "blis") if rows and k in rows[0]["gflops"]]
