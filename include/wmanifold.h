@@ -25,6 +25,15 @@
  *    Functions taking a const handle (wm_infer, wm_evaluate, wm_net_weights_at,
  *    wm_manifold_basis, ...) may run concurrently on one handle. Functions
  *    taking a non-const handle need exclusive access to it.
+ *  - Matrix products go through cblas. At the first one the library measures,
+ *    once per process, which route suits the core it runs on (OpenBLAS's
+ *    small-matrix kernels for thin products, the library's own AVX2 kernel
+ *    for batches of 2-4); this takes a few milliseconds (2-40 ms measured on
+ *    a loaded 2-core machine). Routes sum in different orders, so results
+ *    can differ in the last bits between machines; on one machine the choice
+ *    is decisive and the same run after run. The environment variable
+ *    WM_GEMM_ROUTE=plain|split|own pins the choice (e.g. to reproduce a run
+ *    bit for bit elsewhere with the same BLAS).
  *
  * MIT licensed; see LICENSE.
  */

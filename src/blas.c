@@ -1,39 +1,45 @@
-/* blas.c -- thin wrappers over cblas (OpenBLAS or the reference BLAS), and
- * the shapes at which OpenBLAS's small-matrix kernels are worth steering to. */
+/* blas.c -- thin wrappers over cblas (OpenBLAS, BLIS or the reference BLAS),
+ * and the routes a product can take to it, chosen by measurement.
+ *
+ * Routes (issue 15). A product with a thin dimension can be issued
+ *  - plain: one cblas_sgemm call;
+ *  - split: as blocks of C that OpenBLAS's small-matrix kernels take (0.3.17+,
+ *    its SkylakeX-class cores): the regular path packs the whole large operand
+ *    for a few rows of work, the small kernels skip packing;
+ *  - own: the library's AVX2 kernel (src/gemm_small.c), for products with a
+ *    dimension of at most 4 (batch 2-4): on cores where OpenBLAS has no small
+ *    kernels its regular path reaches only 8-31% of its 2048^3 rate there;
+ * and one sample's product (a gemv) as sgemv or as a one-row sgemm, which the
+ * same small kernels make faster. Which routes pay is measured once per
+ * process, on the core the process runs on (no list of core names):
+ * table_init() below. Routes give other float summation orders than the
+ * plain call, so a route is chosen only by a decisive margin between
+ * well-separated populations (see there), and WM_GEMM_ROUTE=plain|split|own
+ * pins the choice (unset: measure; bare: plain without the memset below).
+ *
+ * Independently of the route, beta = 0 on OpenBLAS's regular path zeroes C in
+ * a separate slow pass (sgemm_beta); clearing C with memset and passing
+ * beta = 1 gives the same sums (the kernel adds its result to a zero C) and
+ * is always on (WM_GEMM_ROUTE=bare turns it off, for measuring), except
+ * where a small kernel takes the call:
+ * they write C without reading it when beta = 0. The memset also keeps
+ * beta = 0's contract: whatever C held (NaN included) is ignored. */
 #include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blas.h"
-
-/* OpenBLAS 0.3.17+ has small-matrix sgemm kernels that skip packing, for its
- * SkylakeX-class cores (picked on AVX-512 machines). Asked once per thread
- * through a weak reference to openblas_get_corename: with any other BLAS it
- * is NULL. Cached per thread (no global state); 0 = not asked yet. */
-#if defined(__GNUC__) && defined(__ELF__)
-extern char *openblas_get_corename(void) __attribute__((weak));
-#define HAVE_CORENAME_PROBE 1
-#endif
-
-static int has_small_kernels(void)
-{
-#ifdef HAVE_CORENAME_PROBE
-    static _Thread_local int small_kernels;   /* 0 unknown, 1 yes, 2 no */
-    if (!small_kernels) {
-        const char *core = openblas_get_corename ? openblas_get_corename() : NULL;
-        small_kernels = core && (!strcmp(core, "SkylakeX") || !strcmp(core, "Cooperlake") ||
-                                 !strcmp(core, "SapphireRapids")) ? 1 : 2;
-    }
-    return small_kernels == 1;
-#else
-    return 0;
-#endif
-}
 
 /* Whether OpenBLAS sends a row-major call of this shape to a small kernel.
  * Its rule (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c, stated in
  * column-major terms, where a row-major call is C^T = op(B)^T op(A)^T):
  * M*N*K <= 100^3; a transposed A with a plain B needs M*N <= 1200 and
- * K >= 32 as well; both transposed is never taken. */
+ * K >= 32 as well; both transposed is never taken. Only consulted where the
+ * measurement found the split route faster, i.e. where such kernels exist. */
 static int small_kernel_takes(int trans_a, int trans_b, long m, long n, long k)
 {
     int cm_ta = trans_b, cm_tb = trans_a;
@@ -42,66 +48,89 @@ static int small_kernel_takes(int trans_a, int trans_b, long m, long n, long k)
     return !cm_ta || cm_tb || (m * n <= 1200 && k >= 32);
 }
 
+/* One cblas call; with zero_first, beta = 0 becomes a memset of C's rows and
+ * beta = 1. */
 static void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
-                  int lda, const float *B, int ldb, float beta, float *C, int ldc)
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc, int zero_first)
 {
+    if (zero_first && beta == 0.0f) {
+        if (ldc == n)
+            memset(C, 0, sizeof(float) * (size_t)m * (size_t)n);
+        else
+            for (int i = 0; i < m; i++)
+                memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
+        beta = 1.0f;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb,
                 beta, C, ldc);
 }
 
 /* A product with a thin dimension (at most SKINNY rows or columns of C, or
- * terms in each sum) that is too big for the small kernels runs as blocks of
- * C that they take, in whole 16s: the regular path packs the whole large
- * operand for a few rows of work. With 16 samples the MLP's products took
- * 1.3-1.7x as long as one call (docs/performance.md); from 128 samples on
- * the regular path is as fast. */
+ * terms in each sum) that is too big for the small kernels, as blocks of C
+ * that they take, in whole 16s. Returns 0 (and does nothing) when no such
+ * blocking exists; the caller then takes the plain route. With 16 samples
+ * the MLP's products took 1.3-1.7x as long as one call on Zen 4's
+ * Cooperlake kernels (docs/performance.md); from 128 samples on the regular
+ * path is as fast. */
 enum { SKINNY = 64 };
 
-void wmi_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
-             const float *A, int lda, const float *B, int ldb, float beta,
-             float *C, int ldc)
+/* The own kernel (src/gemm_small.c) takes products with at most OWN_THIN
+ * rows, columns or terms: with OpenBLAS's Haswell kernels on Zen 4 it was
+ * 1.3-2.9x faster than OpenBLAS in 23 of the MLP's 24 such products at
+ * batch 2 and slower than it in most at batch 16 (the forward W X^T at
+ * 0.6x), tests/bench/gemm_shapes.c. */
+enum { OWN_THIN = 4 };
+
+static int gemm_split(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (!(m <= SKINNY || n <= SKINNY || k <= SKINNY) || small_kernel_takes(trans_a, trans_b, m, n, k))
+        return 0;
+    int split_rows = m >= n, extent = split_rows ? m : n, b = extent / 16 * 16;
+    while (b >= 16 && !(split_rows ? small_kernel_takes(trans_a, trans_b, b, n, k)
+                                   : small_kernel_takes(trans_a, trans_b, m, b, k)))
+        b -= 16;
+    if (b < 16)
+        return 0;
+    for (int at = 0; at < extent; at += b) {
+        int len = extent - at < b ? extent - at : b;
+        if (split_rows)
+            sgemm(trans_a, trans_b, len, n, k, alpha, trans_a ? A + at : A + (size_t)at * lda,
+                  lda, B, ldb, beta, C + (size_t)at * ldc, ldc, 0);
+        else
+            sgemm(trans_a, trans_b, m, len, k, alpha, A, lda,
+                  trans_b ? B + (size_t)at * ldb : B + at, ldb, beta, C + at, ldc, 0);
+    }
+    return 1;
+}
+
+void wmi_gemm_via(int route, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
-    if ((m <= SKINNY || n <= SKINNY || k <= SKINNY) && !small_kernel_takes(trans_a, trans_b, m, n, k) &&
-        has_small_kernels()) {
-        int split_rows = m >= n, extent = split_rows ? m : n, b = extent / 16 * 16;
-        while (b >= 16 && !(split_rows ? small_kernel_takes(trans_a, trans_b, b, n, k)
-                                       : small_kernel_takes(trans_a, trans_b, m, b, k)))
-            b -= 16;
-        if (b >= 16) {
-            for (int at = 0; at < extent; at += b) {
-                int len = extent - at < b ? extent - at : b;
-                if (split_rows)
-                    sgemm(trans_a, trans_b, len, n, k, alpha, trans_a ? A + at : A + (size_t)at * lda,
-                          lda, B, ldb, beta, C + (size_t)at * ldc, ldc);
-                else
-                    sgemm(trans_a, trans_b, m, len, k, alpha, A, lda,
-                          trans_b ? B + (size_t)at * ldb : B + at, ldb, beta, C + at, ldc);
-            }
-            return;
-        }
-    }
-    sgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    if ((route & WMI_ROUTE_OWN) && (m <= OWN_THIN || n <= OWN_THIN || k <= OWN_THIN) &&
+        wmi_small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    if ((route & WMI_ROUTE_SPLIT) &&
+        gemm_split(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    /* a call the small kernels take keeps beta = 0: they have a variant that
+     * writes C without reading it, which a memset would only slow down */
+    int small = (route & WMI_ROUTE_SPLIT) && small_kernel_takes(trans_a, trans_b, m, n, k);
+    sgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+          (route & WMI_ROUTE_ZERO) && !small);
 }
 
-/* One sample's product as a one-row sgemm instead of sgemv? Where OpenBLAS
- * has the small kernels, and for rows of 32 or more floats in whole 16-float
- * vectors, they beat its sgemv: 7.5 vs 8.1 us for 256x784, 2.3 vs 2.9 us for
- * 256x256, 0.46 vs 0.67 us for 192x64; not for rows of 16 or 24 floats
- * (docs/performance.md). */
-static int one_row_gemm_is_faster(int row_floats)
-{
-    return row_floats >= 32 && row_floats % 16 == 0 && has_small_kernels();
-}
-
-void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
-             const float *x, float beta, float *y)
+/* y (m) = alpha op(A) x + beta y through a one-row sgemm (the ONE_ROW route)
+ * or sgemv. */
+void wmi_gemv_via(int route, int trans_a, int m_rows, int n_cols, float alpha, const float *A,
+                  int lda, const float *x, float beta, float *y)
 {
     if (m_rows <= 0 || n_cols <= 0)
         return;
-    if (one_row_gemm_is_faster(n_cols)) {
+    if (route & WMI_ROUTE_ONE_ROW) {
         if (trans_a)          /* y^T (1 x n_cols) = x^T (1 x m_rows) A */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, n_cols, m_rows, alpha, x,
                         m_rows, A, lda, beta, y, n_cols);
@@ -112,4 +141,151 @@ void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, 
     }
     cblas_sgemv(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, m_rows, n_cols, alpha,
                 A, lda, x, 1, beta, y, 1);
+}
+
+/* ---- the route table: measured once per process -------------------------------- */
+
+/* This thread's CPU time: what a call cost this thread, not counting the time
+ * other processes (or a spinning BLAS worker of this one) held the core. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* The calibration's products, each run `reps` times per timing, all small
+ * enough that OpenBLAS does not thread them (m n k <= 2^18), so the ratios do
+ * not depend on its thread count:
+ *  - SPLIT_CAL, split against plain: W X^T at 2 samples with too many rows
+ *    (m n > 1200) for OpenBLAS's small kernels in one call. Plain/split was
+ *    2.78-2.94 with its Cooperlake kernels on Zen 4 and 0.98-1.16 with its
+ *    Haswell kernels on the same core (no small kernels: the split is the
+ *    regular path in 2 calls), in fresh processes at 1 and 2 threads.
+ *  - OWN_CAL, own against plain: W X^T at 2 samples of the MLP's sizes.
+ *    Plain/own was 2.63-2.68 with the Haswell kernels; with the Cooperlake
+ *    ones 0.58-0.61 (tests/bench/gemm_shapes.c).
+ * Each route is timed CAL_ROUNDS times, alternating, after a warm-up round;
+ * the fastest time of each counts; the ratio is the geometric mean over the
+ * shapes. */
+typedef struct { int ta, tb, m, n, k, reps; } shape;
+static const shape SPLIT_CAL[] = {{0, 1, 768, 2, 128, 4}, {0, 1, 1024, 2, 128, 4}};
+static const shape OWN_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, {0, 1, 10, 2, 256, 32}};
+enum { CAL_ROUNDS = 7 };
+
+/* The time of route `slow` over route `fast` on the given shapes. */
+static double time_ratio(const shape *cal, int n_cal, int slow, int fast, float *a, float *b,
+                         float *c)
+{
+    double log_ratio = 0;
+    for (int s = 0; s < n_cal; s++) {
+        const shape *p = &cal[s];
+        int lda = p->ta ? p->m : p->k, ldb = p->tb ? p->k : p->n;
+        double best[2] = {1e30, 1e30};
+        for (int r = 0; r < CAL_ROUNDS + 1; r++)        /* round 0 warms up */
+            for (int v = 0; v < 2; v++) {
+                double t0 = cpu_s();
+                for (int i = 0; i < p->reps; i++)
+                    wmi_gemm_via(v ? fast : slow, p->ta, p->tb, p->m, p->n, p->k, 1.0f, a, lda,
+                                 b, ldb, 0.0f, c, p->n);
+                double dt = cpu_s() - t0;
+                if (r && dt < best[v])
+                    best[v] = dt;
+            }
+        log_ratio += log(best[0] / (best[1] > 0 ? best[1] : 1e-9));
+    }
+    return exp(log_ratio / n_cal);
+}
+
+/* A route replaces the stable default (plain) only when the default takes
+ * DECISIVE times as long: 1.5 lies inside both gaps above with room of 1.3x
+ * and more on either side, so timing noise does not move the choice, and the
+ * timings are by thread CPU time, so a loaded machine's other processes do
+ * not either. The own kernel is for cores without small kernels, so it is
+ * considered only where the split was not chosen. The one-row sgemm for a
+ * gemv pays through the same small kernels as the split (7.5 vs 8.1 us for
+ * 256x784 on Cooperlake, docs/performance.md): too small a gain to measure
+ * decisively on its own, so it follows the split's measurement. */
+#define DECISIVE 1.5
+
+static struct {
+    int gemm_route, gemv_route;
+    double ratio[2];   /* measured plain/split and plain/own (0: pinned or not measured) */
+} table;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_init(void)
+{
+    const char *env = getenv("WM_GEMM_ROUTE");
+    int split = 0, own = 0;
+    if (env && !strcmp(env, "bare")) {      /* the BLAS as called before issue 15 */
+        table.gemm_route = table.gemv_route = 0;
+        return;
+    }
+    if (env && !strcmp(env, "split"))
+        split = 1;
+    else if (env && !strcmp(env, "own"))
+        own = wmi_small_gemm_available();
+    else if (!(env && !strcmp(env, "plain"))) {
+        size_t na = 0, nb = 0, nc = 0;       /* the largest operands measured */
+        for (size_t s = 0; s < sizeof SPLIT_CAL / sizeof *SPLIT_CAL + sizeof OWN_CAL / sizeof *OWN_CAL; s++) {
+            const shape *p = s < sizeof SPLIT_CAL / sizeof *SPLIT_CAL
+                                 ? &SPLIT_CAL[s] : &OWN_CAL[s - sizeof SPLIT_CAL / sizeof *SPLIT_CAL];
+            size_t a = (size_t)p->m * p->k, b = (size_t)p->k * p->n, c = (size_t)p->m * p->n;
+            na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
+        }
+        float *mem = malloc(sizeof(float) * (na + nb + nc));
+        if (mem) {
+            float *a = mem, *b = a + na, *c = b + nb;
+            for (size_t i = 0; i < na + nb + nc; i++)   /* small, varied, finite values */
+                mem[i] = (float)((int)(i * 2654435761u % 2001u) - 1000) * 1e-3f;
+            table.ratio[0] = time_ratio(SPLIT_CAL, (int)(sizeof SPLIT_CAL / sizeof *SPLIT_CAL),
+                                        WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO, a, b, c);
+            split = table.ratio[0] > DECISIVE;
+            if (!split && wmi_small_gemm_available()) {
+                table.ratio[1] = time_ratio(OWN_CAL, (int)(sizeof OWN_CAL / sizeof *OWN_CAL),
+                                            WMI_ROUTE_ZERO, WMI_ROUTE_OWN | WMI_ROUTE_ZERO, a, b, c);
+                own = table.ratio[1] > DECISIVE;
+            }
+            free(mem);
+        }
+    }
+    table.gemm_route = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0) | (own ? WMI_ROUTE_OWN : 0);
+    table.gemv_route = split ? WMI_ROUTE_ONE_ROW : 0;
+}
+
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[2])
+{
+    pthread_once(&table_once, table_init);
+    if (gemm_route)
+        *gemm_route = table.gemm_route;
+    if (gemv_route)
+        *gemv_route = table.gemv_route;
+    if (measured) {
+        measured[0] = table.ratio[0], measured[1] = table.ratio[1];
+    }
+}
+
+void wmi_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+             const float *A, int lda, const float *B, int ldb, float beta,
+             float *C, int ldc)
+{
+    int route;
+    wmi_gemm_routes(&route, NULL, NULL);
+    wmi_gemm_via(route, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* One sample's product: sgemv, or a one-row sgemm where that was measured
+ * faster, and only for rows of 32 or more floats in whole 16-float vectors
+ * (the small kernels' sweet spot: 7.5 vs 8.1 us for 256x784, 2.3 vs 2.9 us
+ * for 256x256, 0.46 vs 0.67 us for 192x64 on Zen 4's Cooperlake kernels;
+ * not for rows of 16 or 24 floats, docs/performance.md). */
+void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, int lda,
+             const float *x, float beta, float *y)
+{
+    int route;
+    wmi_gemm_routes(NULL, &route, NULL);
+    if (!(n_cols >= 32 && n_cols % 16 == 0))
+        route = 0;
+    wmi_gemv_via(route, trans_a, m_rows, n_cols, alpha, A, lda, x, beta, y);
 }

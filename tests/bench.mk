@@ -12,21 +12,33 @@
 # e.g. make bench BENCH_ARGS="--only circle", or "--only cnn" for the CNN rows
 # alone (issue 6: WM_CONV_AUTO, STACKED and MATERIALISED against PyTorch's
 # conv2d on the stacked kernels). test-bench includes a one-repetition CNN run
-# and checks that the three conv strategies agree.
+# and checks that the three conv strategies agree. The report also times the
+# MLP's matrix products through each of src/blas.c's routes (gemm_shapes: on
+# the core's own OpenBLAS kernels and with OPENBLAS_CORETYPE=Haswell, and
+# BLIS's when Debian's libblis4-serial is installed).
 
 .PHONY: bench bench-quick bench-run test-bench
 
 BENCH_BIN  := $(BUILD)/bench
+GEMM_SHAPES_BIN := $(BUILD)/gemm_shapes
+# BLIS (Debian libblis4-serial, optional): timed by gemm_shapes beside OpenBLAS
+BLIS_SO    := $(firstword $(wildcard /usr/lib/*/blis-serial/libblis.so.4 /usr/lib/*/libblis.so.4))
 BENCH_ARGS ?=
 BENCH_QUICK ?=
 BENCH_RUN   = $(PYTHON) tests/bench/report.py --bench $(BENCH_BIN) --torch tests/bench/bench_torch.py \
               --python $(PYTHON) --variant $(VARIANT) --lib-flags "$(filter -O% -f% -m%,$(ALL_CFLAGS))" \
-              --out build/bench.md --json build/bench.json
+              --out build/bench.md --json build/bench.json --gemm-shapes $(GEMM_SHAPES_BIN) \
+              $(if $(BLIS_SO),--blis $(BLIS_SO))
 
 # -O3 for the floor's update pass; the library keeps its own flags.
 $(BENCH_BIN): tests/bench/bench.c include/wmanifold.h $(STLIB) $(BLAS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -O3 -DBENCH_OPENBLAS=$(if $(filter openblas,$(BLAS)),1,0) -o $@ $< $(STLIB) $(LIBS) $(LDFLAGS_SAN)
+
+# The products the library issues for the MLP, by route (issue 15).
+$(GEMM_SHAPES_BIN): tests/bench/gemm_shapes.c src/blas.h $(STLIB) $(BLAS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(STLIB) $(LIBS) $(LDFLAGS_SAN)
 
 # The dependencies first, then a fresh make that sees them (BLAS is chosen when
 # the Makefile is read).
@@ -38,7 +50,7 @@ bench-quick:
 	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
 	@$(MAKE) --no-print-directory bench-run BENCH_QUICK=--quick
 
-bench-run: lib $(BENCH_BIN)
+bench-run: lib $(BENCH_BIN) $(GEMM_SHAPES_BIN)
 	@test "$(BLAS)" = openblas || { echo "bench: needs OpenBLAS (BLAS=$(BLAS)): apt-get install libopenblas-dev"; exit 1; }
 	@test "$(VARIANT)" = release || echo "bench: warning: timing the $(VARIANT) build"
 	@$(BENCH_RUN) $(BENCH_QUICK) $(BENCH_ARGS)
