@@ -15,7 +15,8 @@
  *   bench --smoke                      a check that it all runs, in well under a second
  *                                      (make test-bench): the control net, the CNN at
  *                                      batch 4, and the conv strategies agreeing
- *   bench --loop NAME --what step|infer --seconds S   just run that call (for perf/callgrind)
+ *   bench --loop NAME --what step|infer --seconds S   just run that call (for perf/callgrind;
+ *                                      also floor_step, floor_infer, gemm_rate: the FLOP floor's GEMM)
  * options: --reps R (7)  --rep-ms MS (40)  --threads T (1)
  *          --what step,infer,floor,strat (default), and grad: wm_grad alone, so
  *          that wm_apply's share of a step is step - grad (where a step's time
@@ -970,11 +971,15 @@ static int loop(const config *cfg, const char *what, double seconds, wm_conv_str
 {
     lib_ctx L;
     floor_ctx F;
+    gemm_probe G;
     lib_setup(&L, cfg, strategy, NULL);
     floor_setup(&F, &L);
+    gemm_probe_setup(&G, cfg->n);
     bench_fn f = !strcmp(what, "infer") ? lib_infer : !strcmp(what, "floor_step") ? floor_step
-               : !strcmp(what, "floor_infer") ? floor_infer : lib_step;
-    void *ctx = (f == floor_step || f == floor_infer) ? (void *)&F : (void *)&L;
+               : !strcmp(what, "floor_infer") ? floor_infer : !strcmp(what, "gemm_rate") ? gemm_probe_run
+               : lib_step;
+    void *ctx = (f == floor_step || f == floor_infer) ? (void *)&F : f == gemm_probe_run ? (void *)&G
+              : (void *)&L;
     for (int i = 0; i < 3; i++)
         f(ctx);
     double t0 = now_s();
@@ -987,6 +992,10 @@ static int loop(const config *cfg, const char *what, double seconds, wm_conv_str
     }
     fprintf(stderr, "bench: %s %s: %ld calls, %.3f us each\n", cfg->name, what, calls,
             (now_s() - t0) / (double)calls * 1e6);
+    if (f == gemm_probe_run)
+        fprintf(stderr, "bench: %s gemm_rate: %.6f GFLOP a call (the FLOP floor's %.6f GFLOP step)\n",
+                cfg->name, gemm_probe_flops(&G) * 1e-9, plain_step_flops(&F) * 1e-9);
+    gemm_probe_free(&G);
     floor_free(&F);
     lib_free(&L);
     return 0;
@@ -997,7 +1006,7 @@ static void usage(void)
     fprintf(stderr, "usage: bench --list | --machine [--quick] | --smoke |\n"
                     "       --config NAME | --all  [--reps R] [--rep-ms MS] [--threads T]\n"
                     "                              [--what step,infer,floor,strat,grad]\n"
-                    "       --loop NAME --what step|infer|floor_step|floor_infer [--seconds S]\n"
+                    "       --loop NAME --what step|infer|floor_step|floor_infer|gemm_rate [--seconds S]\n"
                     "                   [--strategy auto|stacked|materialised]\n");
     exit(2);
 }
