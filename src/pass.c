@@ -28,13 +28,15 @@ static size_t wmat_floats(const wm_layer *ly)
     return wmi_layer_has_params(ly) ? round_up((size_t)ly->rows * (ly->cols + 1)) : 0;
 }
 
-/* The largest per-layer scratch any layer asks for (one slot, shared). */
-static size_t scratch_floats(const wm_net *net)
+/* The largest per-layer scratch any layer asks for at n rows (one slot, shared). */
+static size_t scratch_floats(const wm_net *net, int n)
 {
     size_t most = 0;
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer_ops *ops = wmi_ops(&net->layers[l]);
         size_t f = ops->scratch_floats ? ops->scratch_floats(&net->layers[l]) : 0;
+        if (ops->batch_scratch_floats)
+            f = wmi_add_sat(round_up(f), ops->batch_scratch_floats(&net->layers[l], n));
         most = f > most ? f : most;
     }
     return most;
@@ -97,7 +99,7 @@ static size_t layout(const wm_net *net, int n, int training, float *mem, wm_pass
         }
     }
     TAKE(p ? &p->z : NULL, MUL(MUL(N, (size_t)net->Kp), (size_t)net->max_out));
-    TAKE(p ? &p->conv : NULL, scratch_floats(net));
+    TAKE(p ? &p->conv : NULL, scratch_floats(net, n));
 #undef MUL
 #undef TAKE
     return wmi_mul_sat(off, sizeof(float));

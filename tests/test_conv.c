@@ -4,6 +4,7 @@
  * against materialised weights, learning, save/load and argument checks. */
 #include <unistd.h>
 
+#include "layers/layer.h"
 #include "testutil.h"
 
 typedef enum { L_CONV, L_MAX, L_AVG, L_DENSE } lkind;
@@ -128,7 +129,9 @@ static double ref_loss(const cnn_ref *r, const wm_manifold *m, int N, const floa
     return total / N;
 }
 
-static wm_net *build(const char *mname, wm_conditioning cond, int C, int H, int W, const arch *a, int n)
+/* points: bit l set makes layer l a point layer (wm_net_set_layer_manifold). */
+static wm_net *build_ex(const char *mname, wm_conditioning cond, int C, int H, int W, const arch *a,
+                        int n, unsigned points)
 {
     wm_manifold *m = tu_manifold(mname);
     wm_net *net;
@@ -142,6 +145,8 @@ static wm_net *build(const char *mname, wm_conditioning cond, int C, int H, int 
         case L_AVG: WM_OK_OR_FAIL(wm_net_avgpool(net, a[l].k)); break;
         case L_DENSE: WM_OK_OR_FAIL(wm_net_dense(net, a[l].a, a[l].act)); break;
         }
+        if (points >> l & 1)
+            WM_OK_OR_FAIL(wm_net_set_layer_manifold(net, l, 0));
     }
     WM_OK_OR_FAIL(wm_net_init(net, 4));
     size_t np = wm_net_n_params(net);
@@ -151,6 +156,11 @@ static wm_net *build(const char *mname, wm_conditioning cond, int C, int H, int 
     WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
     free(q);
     return net;
+}
+
+static wm_net *build(const char *mname, wm_conditioning cond, int C, int H, int W, const arch *a, int n)
+{
+    return build_ex(mname, cond, C, H, W, a, n, 0);
 }
 
 /* Stride 2, padding, odd sizes, both pools, a dense head. */
@@ -177,20 +187,31 @@ static const arch NET_D[] = {
     {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
 };
 
-static void check_gradient_of(const arch *A, int na, const char *mname, wm_conditioning cond,
-                              wm_conv_strategy strategy, int shared)
+/* Contexts of a batch: CTX_MIXED one per sample, CTX_SHARED one for all,
+ * CTX_FEW two distinct values taken in turn (several samples per context,
+ * still a mixed batch). */
+enum { CTX_MIXED, CTX_SHARED, CTX_FEW };
+
+/* The gradient of N samples (labels i % 3) against finite differences of
+ * the double-precision reference. */
+static void check_gradient_n(const arch *A, int na, const char *mname, wm_conditioning cond,
+                             wm_conv_strategy strategy, int N, int ctx)
 {
-    enum { N = 4 };
+    enum { NMAX = 8 };
+    assert_true(N <= NMAX);
     wm_net *net = build(mname, cond, C0, H0, W0, A, na);
     WM_OK_OR_FAIL(wm_net_set_conv_strategy(net, strategy));
     const wm_manifold *m = wm_net_manifold(net);
     int K = cond == WM_COND_CONCAT ? 1 : wm_manifold_n_basis(m);
-    float x[N * C0 * H0 * W0], s[N];
-    int32_t labels[N] = {0, 1, 2, 1};
+    float x[NMAX * C0 * H0 * W0], s[NMAX];
+    int32_t labels[NMAX];
     uint64_t st = 3;
-    tu_fill(x, sizeof x / sizeof x[0], -1, 1, &st);
+    for (int i = 0; i < N; i++) labels[i] = (i * 5 + 1) % 3 == 2 ? 2 : i % 3;
+    if (N == 4) labels[0] = 0, labels[1] = 1, labels[2] = 2, labels[3] = 1;   /* as before */
+    tu_fill(x, (size_t)N * C0 * H0 * W0, -1, 1, &st);
     tu_contexts(m, s, N, &st);
-    if (shared) for (int i = 1; i < N; i++) s[i] = s[0];
+    int shared = ctx == CTX_SHARED;
+    for (int i = 1; i < N && ctx != CTX_MIXED; i++) s[i] = s[ctx == CTX_SHARED ? 0 : i % 2];
     wm_optimizer *opt;
     wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
     WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
@@ -230,12 +251,25 @@ static void check_gradient_of(const arch *A, int na, const char *mname, wm_condi
     }
     assert_int_equal(off, wm_net_n_params(net));
     if (!(err <= 2e-4 * scale + 1e-6))
-        fail_msg("%s cond %d strategy %d shared %d: max |analytic - fd| %.3g (scale %.3g)", mname, cond,
-                 strategy, shared, err, scale);
+        fail_msg("%s cond %d strategy %d shared %d N %d ctx %d: max |analytic - fd| %.3g (scale %.3g)",
+                 mname, cond, strategy, shared, N, ctx, err, scale);
     ref_free(&r);
     wm_optimizer_free(opt);
     wm_net_free(net);
 }
+
+static void check_gradient_of(const arch *A, int na, const char *mname, wm_conditioning cond,
+                              wm_conv_strategy strategy, int shared)
+{
+    check_gradient_n(A, na, mname, cond, strategy, 4, shared ? CTX_SHARED : CTX_MIXED);
+}
+
+/* Padding and stride variants: a 5x5 "same" conv, a 3x3 stride-2 conv
+ * padded by 2 (windows hanging off two sides), a 1x1 conv. */
+static const arch NET_E[] = {
+    {L_CONV, 3, 5, 1, 2, WM_ACT_TANH}, {L_CONV, 2, 3, 2, 2, WM_ACT_RELU},
+    {L_CONV, 2, 1, 1, 0, WM_ACT_TANH}, {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
 
 static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_strategy strategy, int shared)
 {
@@ -258,6 +292,150 @@ static void test_conv_gradients(void **state)
         check_gradient_of(NET_C, 3, "line", WM_COND_MANIFOLD, WM_CONV_AUTO, sh);
         check_gradient_of(NET_D, 3, "circle", WM_COND_MANIFOLD, WM_CONV_STACKED, sh);
         check_gradient_of(NET_D, 3, "circle", WM_COND_MANIFOLD, WM_CONV_MATERIALISED, sh);
+    }
+}
+
+/* The batched conv (issue 15) at batch 1, 2 and 3: mixed contexts (one per
+ * sample, or two shared by several samples), a shared one, both strategies,
+ * padding and stride variants. */
+static void test_conv_batch_gradients(void **state)
+{
+    (void)state;
+    for (int N = 1; N <= 3; N++)
+        for (int ctx = CTX_MIXED; ctx <= CTX_FEW; ctx++)
+            for (int strat = WM_CONV_STACKED; strat <= WM_CONV_MATERIALISED; strat++) {
+                check_gradient_n(NET_A, NA, "circle", WM_COND_MANIFOLD, (wm_conv_strategy)strat, N, ctx);
+                check_gradient_n(NET_E, 4, "line", WM_COND_MANIFOLD, (wm_conv_strategy)strat, N, ctx);
+            }
+    check_gradient_n(NET_E, 4, "point", WM_COND_MANIFOLD, WM_CONV_AUTO, 3, CTX_MIXED);
+    check_gradient_n(NET_E, 4, "circle", WM_COND_CONCAT, WM_CONV_AUTO, 3, CTX_MIXED);
+}
+
+/* A batch's gradient is the mean of its samples' (each run alone, n = 1:
+ * the per-sample path) and its inference each sample's, to float rounding:
+ * batches of 2, 3, 64 and 150 (the last over two panels of columns), point
+ * layers among manifold ones, and an image whose columns per sample exceed
+ * a panel (panels of one sample). */
+static void check_batch_vs_samples(const char *mname, int C, int H, int W, const arch *A, int na,
+                                   unsigned points, wm_conv_strategy strategy, int N, int ctx)
+{
+    wm_net *net = build_ex(mname, WM_COND_MANIFOLD, C, H, W, A, na, points);
+    WM_OK_OR_FAIL(wm_net_set_conv_strategy(net, strategy));
+    const wm_manifold *m = wm_net_manifold(net);
+    int in = C * H * W, dim = wm_manifold_dim(m) > 0 ? wm_manifold_dim(m) : 1;
+    int out = wm_net_n_outputs(net);
+    float *x = malloc(sizeof(float) * (size_t)N * in), *s = malloc(sizeof(float) * (size_t)N * dim);
+    float *y = malloc(sizeof(float) * (size_t)N * out), *y1 = malloc(sizeof(float) * out);
+    int32_t *labels = malloc(sizeof(int32_t) * N);
+    uint64_t st = 17;
+    tu_fill(x, (size_t)N * in, -1, 1, &st);
+    tu_contexts(m, s, N, &st);
+    for (int i = 1; i < N && ctx != CTX_MIXED; i++)
+        for (int d = 0; d < dim; d++) s[i * dim + d] = s[(ctx == CTX_SHARED ? 0 : i % 2) * dim + d];
+    for (int i = 0; i < N; i++) labels[i] = (int32_t)(i * 7 % out);
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+    size_t len;
+    wm_batch b = {N, x, s, labels, NULL};
+    WM_OK_OR_FAIL(wm_grad(opt, &b, NULL));
+    const float *g = wm_grad_buffer(opt, &len);
+    float *gb = malloc(sizeof(float) * len);
+    double *mean = calloc(len, sizeof(double));
+    memcpy(gb, g, sizeof(float) * len);
+    WM_OK_OR_FAIL(wm_infer(net, x, s, N, y));
+    double err = 0, scale = 0, yerr = 0, yscale = 1;
+    for (int i = 0; i < N; i++) {
+        wm_batch one = {1, x + (size_t)i * in, s + (size_t)i * dim, labels + i, NULL};
+        WM_OK_OR_FAIL(wm_grad(opt, &one, NULL));
+        for (size_t j = 0; j < len; j++) mean[j] += (double)g[j] / N;
+        WM_OK_OR_FAIL(wm_infer(net, x + (size_t)i * in, s + (size_t)i * dim, 1, y1));
+        for (int o = 0; o < out; o++) {
+            yerr = fmax(yerr, fabs((double)y1[o] - y[(size_t)i * out + o]));
+            yscale = fmax(yscale, fabs(y1[o]));
+        }
+    }
+    for (size_t j = 0; j < len; j++) err = fmax(err, fabs(gb[j] - mean[j])), scale = fmax(scale, fabs(mean[j]));
+    if (!(err <= 1e-4 * scale + 1e-7) || !(yerr <= 1e-5 * yscale))
+        fail_msg("%s %dx%dx%d points %#x strategy %d N %d ctx %d: gradient off by %.3g (scale %.3g), "
+                 "outputs by %.3g", mname, C, H, W, points, strategy, N, ctx, err, scale, yerr);
+    free(x), free(s), free(y), free(y1), free(labels), free(gb), free(mean);
+    wm_optimizer_free(opt);
+    wm_net_free(net);
+}
+
+static void test_conv_batch_vs_samples(void **state)
+{
+    (void)state;
+    static const int sizes[] = {2, 3, 64, 150};
+    for (int t = 0; t < 4; t++)
+        for (int ctx = CTX_MIXED; ctx <= CTX_FEW; ctx++)
+            for (int strat = WM_CONV_AUTO; strat <= WM_CONV_MATERIALISED; strat++) {
+                check_batch_vs_samples("circle", C0, H0, W0, NET_A, NA, 0, (wm_conv_strategy)strat, sizes[t], ctx);
+                check_batch_vs_samples("line", C0, H0, W0, NET_E, 4, 1u << 1, (wm_conv_strategy)strat,
+                                       sizes[t], ctx);
+            }
+    check_batch_vs_samples("point", C0, H0, W0, NET_D, 3, 0, WM_CONV_AUTO, 64, CTX_MIXED);
+    /* 1x64x64: 9 x 4096 columns per sample for the first conv (a panel of 7
+     * samples), 36 x 4096 for the second (more than a panel: one sample each) */
+    static const arch BIG[] = {{L_CONV, 4, 3, 1, 1, WM_ACT_RELU}, {L_CONV, 2, 3, 1, 1, WM_ACT_TANH},
+                               {L_MAX, 0, 8, 0, 0, WM_ACT_NONE}, {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE}};
+    for (int ctx = CTX_MIXED; ctx <= CTX_FEW; ctx++) {
+        check_batch_vs_samples("circle", 1, 64, 64, BIG, 4, 0, WM_CONV_AUTO, 9, ctx);
+        check_batch_vs_samples("circle", 1, 64, 64, BIG, 4, 1u, WM_CONV_STACKED, 9, ctx);
+    }
+}
+
+/* maxpool's 2x2 backward sends each window's gradient to its first maximum
+ * in row-major order, bit for bit as the old branchy search did (its sum
+ * into a zeroed array: a -0 gradient lands as +0): windows with every tie
+ * pattern, a NaN window (its gradient goes to the last input, which no
+ * comparison picks), odd sides (the left-over row and column get zeros). */
+static void test_maxpool_ties(void **state)
+{
+    (void)state;
+    for (int odd = 0; odd < 2; odd++) {
+        enum { C = 2, HO = 4, WO = 4 };
+        int H = 2 * HO + odd, W = 2 * WO + odd, in = C * H * W, outn = C * HO * WO;
+        wm_layer ly;
+        memset(&ly, 0, sizeof ly);
+        ly.kind = WM_LAYER_MAXPOOL;
+        ly.in_c = ly.out_c = C, ly.in_h = H, ly.in_w = W, ly.out_h = HO, ly.out_w = WO;
+        ly.k = ly.stride = 2, ly.in = in, ly.out = outn;
+        float X[2 * 9 * 9], Y[2 * 16], dY[2 * 16], dX[2 * 9 * 9], want[2 * 9 * 9];
+        uint64_t st = 11;
+        for (int j = 0; j < in; j++) X[j] = (float)(int)(tu_uniform(&st) * 3);   /* 0, 1, 2: many ties */
+        for (int c = 0; c < C; c++)                  /* every one of the 16 tie patterns of a window */
+            for (int w = 0; w < HO * WO; w++) {
+                int oy = w / WO, ox = w % WO, pat = (c * HO * WO + w) % 16;
+                float *top = X + (size_t)c * H * W + (size_t)2 * oy * W + 2 * ox;
+                top[0] = pat & 1 ? 5.0f : 1.0f, top[1] = pat & 2 ? 5.0f : 1.0f;
+                top[W] = pat & 4 ? 5.0f : 1.0f, top[W + 1] = pat & 8 ? 5.0f : 1.0f;
+            }
+        X[0] = NAN;                                  /* window (0, 0, 0) */
+        for (int j = 0; j < outn; j++) dY[j] = (float)tu_uniform(&st) - 0.5f;
+        dY[1] = -0.0f;
+        wm_layer_io io;
+        memset(&io, 0, sizeof io);
+        wmi_maxpool_ops.forward(&ly, &io, X, 1, Y);
+        for (int j = 0; j < in; j++) dX[j] = 7.0f;  /* all of it must be written */
+        wmi_maxpool_ops.backward(&ly, &io, X, 1, Y, dY, NULL, dX);
+        memset(want, 0, sizeof want);
+        for (int c = 0; c < C; c++)
+            for (int oy = 0; oy < HO; oy++)
+                for (int ox = 0; ox < WO; ox++) {
+                    int at = (c * HO + oy) * WO + ox, done = 0;
+                    for (int dy = 0; dy < 2 && !done; dy++)
+                        for (int dx = 0; dx < 2 && !done; dx++) {
+                            int j = (c * H + 2 * oy + dy) * W + 2 * ox + dx;
+                            if (X[j] == Y[at] || (dy == 1 && dx == 1)) {
+                                want[j] += dY[at];
+                                done = 1;
+                            }
+                        }
+                }
+        assert_memory_equal(dX, want, sizeof(float) * in);
+        assert_true(isnan(Y[0]) && want[W + 1] == dY[0]);
     }
 }
 
@@ -441,6 +619,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_gradients),
+        cmocka_unit_test(test_conv_batch_gradients),
+        cmocka_unit_test(test_conv_batch_vs_samples),
+        cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_stacked_and_materialised_agree),
         cmocka_unit_test(test_decomposition_vs_weights_at),
         cmocka_unit_test(test_tiny_cnn_learns),

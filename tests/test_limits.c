@@ -187,6 +187,27 @@ static void test_infer_workspace_is_chunk_bounded(void **state)
     wm_manifold_free(m);
 }
 
+/* A conv's im2col columns (issue 15: a panel of whole samples, at least one)
+ * are counted in 64 bits: 2^22 weights per filter at 191 x 191 positions is
+ * 1.5e11 floats a sample, which int arithmetic wraps. The workspace asks for
+ * all of it (and so fails with WM_ENOMEM where it is run), never for less. */
+static void test_conv_columns_workspace_computed_wide(void **state)
+{
+    (void)state;
+    wm_manifold *m = tu_manifold("point");
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 1 << 24, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_input_shape(net, 1 << 10, 128, 128));
+    WM_OK_OR_FAIL(wm_net_conv2d(net, 1, 64, 1, 63, WM_ACT_NONE));      /* 1 x 191 x 191 */
+    WM_OK_OR_FAIL(wm_net_init(net, 1));
+    size_t cols = (size_t)1 << 22, P = (size_t)191 * 191, want = cols * P * sizeof(float);
+    size_t one = wm_infer_workspace_size(net, 1);
+    assert_true(one >= want && one - want < ((size_t)1 << 30));
+    assert_true(wm_infer_workspace_size(net, 2) >= want);
+    wm_net_free(net);
+    wm_manifold_free(m);
+}
+
 /* Training workspaces saturate: K = 1023 basis points times a 2^24-value
  * pooled image times INT_MAX rows is 2^67 bytes, which wrapped modulo 2^64
  * would be a small block the pass then overruns. It must be WM_ENOMEM,
@@ -317,6 +338,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_columns_computed_wide),
+        cmocka_unit_test(test_conv_columns_workspace_computed_wide),
         cmocka_unit_test(test_concat_feature_planes_computed_wide),
         cmocka_unit_test(test_every_adder_at_its_edges),
         cmocka_unit_test(test_infer_workspace_is_chunk_bounded),

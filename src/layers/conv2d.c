@@ -1,16 +1,36 @@
-/* layers/conv2d.c -- the conv2d layer kind: convolution by im2col, per sample, in one of two ways:
+/* layers/conv2d.c -- the conv2d layer kind: convolution by im2col over the
+ * batch, a panel of samples at a time.
  *
- *  stacked       Z = Wst cols, Wst = the Kp basis kernels stacked ((Kp*out) x
- *                (in*k*k)): y = sum_k c_k (Z_k + b_k). Kp x the FLOPs of a
- *                plain conv, but no per-sample weights at all.
- *  materialised  W_i = sum_k c_k Q_k (Kp |W| work), then y = W_i cols:
- *                1 x FLOPs. Backward spreads dW_i to the basis points by c(s_i)
- *                (CondConv, Yang et al. 2019: "the experts are combined only
- *                once per input").
+ * A panel's columns: im2col writes sample t's (in_c*k*k) x P block at
+ * columns t*P.. of one matrix `cols` ((in_c*k*k) x g*P, row stride g*P), so a
+ * product over the panel's g samples is one GEMM. A panel holds as many
+ * whole samples as fit PANEL_FLOATS (the bench net's batch of 64 is 8
+ * panels of 8 samples for its first conv, 16 of 4 for its second), so it
+ * stays in the core's L2 cache from im2col through the products, and
+ * backward recomputes it rather than keeping every panel from forward: with
+ * the fast im2col below that was faster (2.8 against 3.2-3.7 ms CPU per
+ * step of the bench CNN at batch 64, under load), and keeping them would
+ * cost n*P*in_c*k*k floats per conv layer (10.8 MB for the bench net at
+ * batch 128), against one panel of at most 256 KB here.
+ *
+ *  plain         (a point layer, or a batch sharing one context: W(s)
+ *                materialised once) Z = W cols: one GEMM per panel; backward
+ *                dW = D cols^T and dcols = W^T D with D the panel's deltas in
+ *                the same layout: one GEMM each.
+ *  stacked       (mixed contexts) Z = Wst cols, Wst = the Kp basis kernels
+ *                stacked ((Kp*out) x (in*k*k)): one GEMM, then
+ *                y_i = sum_k c_ik (Z_k,i + b_k); backward D = [c_ik delta_i]_k,
+ *                dWst = D cols^T, dcols = Wst^T D. Kp x the FLOPs of a plain
+ *                conv, grouped by basis point, no per-sample weights.
+ *  materialised  (mixed contexts) W_i = sum_k c_ik Q_k (Kp |W| work), then
+ *                y_i = W_i cols_i, one GEMM per sample on the panel's
+ *                columns: 1 x FLOPs. Backward spreads dW_i to the basis
+ *                points by c(s_i) (CondConv, Yang et al. 2019: "the experts
+ *                are combined only once per input").
  * A kernel applied at P output positions costs Kp*P*|W| stacked against
  * (Kp + P)*|W| materialised, so materialising wins whenever P > Kp/(Kp-1),
- * i.e. almost always; the cost model below counts the backward pass too.
- * A batch that shares one context materialises once for all samples. */
+ * i.e. almost always; the cost model below counts the backward pass too. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,15 +40,54 @@
 #include "layers/layer.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
+#include "memory.h"
 #include "simd.h"
 
 static size_t positions(const wm_layer *ly) { return (size_t)ly->out_h * ly->out_w; }
 
+/* Floats of a panel of columns: whole samples, at most this many (one sample
+ * at least). 16K and 64K floats measured alike on the bench CNN, 256K 10-30%
+ * slower per step, the whole batch (kept for backward) slower still. */
+enum { PANEL_FLOATS = 1 << 16 };
+
+/* The products dW = D cols^T sum over the batch's columns: OpenBLAS 0.3.21
+ * (Zen 4, one thread) ran the bench net's first conv (8 x 9, 50 176 terms)
+ * at 20 GFLOP/s in one call and at 82-85 in blocks of 784-12 544 terms; the
+ * second (16 x 72) at 60 against 105-108 in blocks of about 1 000. So the
+ * sum runs in blocks of DW_COLS columns, accumulated (beta = 1). */
+enum { DW_COLS = 1024 };
+
+/* Samples per panel for a batch of n (at least 1). A sample's columns
+ * (cols * P, each < 2^24) may exceed 2^31 floats: a panel of one such sample
+ * still asks for them (the workspace then fails with WM_ENOMEM, as its
+ * size says), and no GEMM dimension exceeds 2^24. */
+static int panel_samples(const wm_layer *ly, int n)
+{
+    size_t per = (size_t)ly->cols * positions(ly), g = per >= PANEL_FLOATS ? 1 : PANEL_FLOATS / per;
+    return g < (size_t)n ? (int)g : (n > 1 ? n : 1);
+}
+
 size_t wmi_conv_scratch_floats(const wm_layer *ly)
 {
-    size_t colsz = (size_t)ly->cols * positions(ly), wn = (size_t)ly->rows * ly->cols;
-    return 2 * colsz + 2 * wn + 2 * (size_t)ly->rows + 32;
+    size_t wn = (size_t)ly->rows * ly->cols;
+    return 2 * wn + 2 * (size_t)ly->rows;
 }
+
+size_t wmi_conv_batch_scratch_floats(const wm_layer *ly, int n)
+{
+    size_t per = wmi_mul_sat((size_t)ly->cols, positions(ly));
+    return wmi_mul_sat(per, (size_t)panel_samples(ly, n));
+}
+
+/* Where the panel's columns start in io->scratch (after the kernels; 16-float
+ * aligned, as the pass lays it out). */
+static float *panel_columns(const wm_layer *ly, float *scratch)
+{
+    return scratch + (wmi_conv_scratch_floats(ly) + 15) / 16 * 16;
+}
+
+/* im2col for the g samples of a panel starting at X. */
+static void im2col_panel(const wm_layer *ly, const float *X, int g, float *cols);
 
 int wmi_conv_use_materialised(const wm_layer *ly, int Kp, int strategy)
 {
@@ -56,44 +115,145 @@ static void valid_columns(const wm_layer *ly, int kx, int *lo, int *hi)
     *hi = b > a ? b : a;
 }
 
-/* cols (in_c*k*k x P), row (c, ky, kx), column (oy, ox): PyTorch's unfold order. */
-static void im2col(const wm_layer *ly, const float *x, float *cols)
+/* GCC turns the short zeroing and copying loops of im2col into memset and
+ * memcpy calls (-ftree-loop-distribute-patterns, on at -O2): 55 000 calls of
+ * a few floats each per step of the bench net at batch 64. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define INLINE_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define INLINE_LOOPS
+#endif
+
+/* One sample's columns: row (c, ky, kx) of cols (row stride ld), column
+ * (oy, ox): PyTorch's unfold order. The row's P values are written whole
+ * (zeros where the window leaves the image), in plain loops: a libc call
+ * per 28-float row was most of im2col's time. */
+INLINE_LOOPS
+static void im2col(const wm_layer *ly, const float *x, float *cols, size_t ld)
 {
-    int k = ly->k, P = ly->out_h * ly->out_w, s = ly->stride;
+    int k = ly->k, s = ly->stride, ow = ly->out_w;
     for (int c = 0; c < ly->in_c; c++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
-                float *row = cols + (size_t)((c * k + ky) * k + kx) * P;
+                float *row = cols + (size_t)((c * k + ky) * k + kx) * ld;
                 const float *plane = x + (size_t)c * ly->in_h * ly->in_w;
                 int lo, hi;
                 valid_columns(ly, kx, &lo, &hi);
                 for (int oy = 0; oy < ly->out_h; oy++) {
                     int iy = oy * s - ly->pad + ky;
-                    float *dst = row + oy * ly->out_w;
+                    float *dst = row + (size_t)oy * ow;
                     if (iy < 0 || iy >= ly->in_h) {
-                        memset(dst, 0, sizeof(float) * ly->out_w);
+                        for (int ox = 0; ox < ow; ox++)
+                            dst[ox] = 0.0f;
                         continue;
                     }
-                    const float *src = plane + iy * ly->in_w + (lo * s - ly->pad + kx);
-                    memset(dst, 0, sizeof(float) * lo);
+                    /* input column ox*s - pad + kx, >= 0 from lo on */
+                    const float *src = plane + (size_t)iy * ly->in_w;
+                    ptrdiff_t at = (ptrdiff_t)lo * s - ly->pad + kx;
+                    for (int ox = 0; ox < lo; ox++)
+                        dst[ox] = 0.0f;
                     if (s == 1)
-                        memcpy(dst + lo, src, sizeof(float) * (hi - lo));
+                        for (int ox = lo; ox < hi; ox++)
+                            dst[ox] = src[at + (ox - lo)];
                     else
                         for (int ox = lo; ox < hi; ox++)
-                            dst[ox] = src[(ox - lo) * s];
-                    memset(dst + hi, 0, sizeof(float) * (ly->out_w - hi));
+                            dst[ox] = src[at + (ptrdiff_t)(ox - lo) * s];
+                    for (int ox = hi; ox < ow; ox++)
+                        dst[ox] = 0.0f;
                 }
             }
 }
 
-/* dx += col2im(dcols): the adjoint of im2col. */
-static void col2im_add(const wm_layer *ly, const float *dcols, float *dx)
+/* A stride-1 conv that keeps the image's size (2*pad = k - 1, the common
+ * "same" 3x3 pad 1): output position j = oy*w + ox reads input j + delta,
+ * delta = (ky - pad)*w + kx - pad, so a row of the columns is one shifted
+ * copy of the plane, long and contiguous, and only the positions whose
+ * window leaves the image (rows above and below, lo columns on the left and
+ * w - hi on the right of every row) are zeros: the copy writes them first,
+ * the zeros go over them. Rows [oy0, oy1) are inside; [first, last) is the
+ * range of j the copy may read for. */
+static int same_size(const wm_layer *ly) { return ly->stride == 1 && ly->out_w == ly->in_w && ly->out_h == ly->in_h; }
+
+static void same_rows(const wm_layer *ly, int ky, int kx, int *oy0, int *oy1, int *lo, int *hi,
+                      size_t *first, size_t *last)
 {
-    int k = ly->k, P = ly->out_h * ly->out_w, s = ly->stride;
+    int h = ly->out_h, w = ly->out_w;
+    *oy0 = ly->pad - ky > 0 ? ly->pad - ky : 0;
+    *oy1 = h + ly->pad - ky < h ? h + ly->pad - ky : h;
+    valid_columns(ly, kx, lo, hi);
+    *first = (size_t)*oy0 * w + *lo;
+    *last = *oy1 > *oy0 && *hi > *lo ? (size_t)(*oy1 - 1) * w + *hi : *first;
+}
+
+/* The zeros of a "same" row of columns: every position outside the image. */
+INLINE_LOOPS
+static inline void same_zeros(float *dst, int h, int w, int oy0, int oy1, int lo, int hi)
+{
+    for (size_t j = 0; j < (size_t)oy0 * w; j++)
+        dst[j] = 0.0f;
+    for (int oy = oy0; oy < oy1; oy++) {
+        float *r = dst + (size_t)oy * w;
+        for (int x = 0; x < lo; x++)
+            r[x] = 0.0f;
+        for (int x = hi; x < w; x++)
+            r[x] = 0.0f;
+    }
+    for (size_t j = (size_t)oy1 * w; j < (size_t)h * w; j++)
+        dst[j] = 0.0f;
+}
+
+WMI_SIMD_CLONES INLINE_LOOPS
+static void im2col_same(const wm_layer *ly, const float *x, float *cols, size_t ld)
+{
+    int k = ly->k, h = ly->out_h, w = ly->out_w;
     for (int c = 0; c < ly->in_c; c++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
-                const float *row = dcols + (size_t)((c * k + ky) * k + kx) * P;
+                float *dst = cols + (size_t)((c * k + ky) * k + kx) * ld;
+                const float *plane = x + (size_t)c * h * w;
+                int oy0, oy1, lo, hi;
+                size_t first, last;
+                same_rows(ly, ky, kx, &oy0, &oy1, &lo, &hi, &first, &last);
+                ptrdiff_t delta = (ptrdiff_t)(ky - ly->pad) * w + (kx - ly->pad);
+                const float *src = plane + ((ptrdiff_t)first + delta);
+                float *d = dst + first;
+                for (size_t j = 0; j < last - first; j++)
+                    d[j] = src[j];
+                same_zeros(dst, h, w, oy0, oy1, lo, hi);
+            }
+}
+
+/* Its adjoint: the positions outside the image are zeroed in dcols (which
+ * the caller gives up), then each row is one shifted, contiguous add. */
+WMI_SIMD_CLONES INLINE_LOOPS
+static void col2im_same_add(const wm_layer *ly, float *dcols, size_t ld, float *dx)
+{
+    int k = ly->k, h = ly->out_h, w = ly->out_w;
+    for (int c = 0; c < ly->in_c; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                float *row = dcols + (size_t)((c * k + ky) * k + kx) * ld;
+                float *plane = dx + (size_t)c * h * w;
+                int oy0, oy1, lo, hi;
+                size_t first, last;
+                same_rows(ly, ky, kx, &oy0, &oy1, &lo, &hi, &first, &last);
+                same_zeros(row, h, w, oy0, oy1, lo, hi);
+                ptrdiff_t delta = (ptrdiff_t)(ky - ly->pad) * w + (kx - ly->pad);
+                float *dst = plane + ((ptrdiff_t)first + delta);
+                const float *src = row + first;
+                for (size_t j = 0; j < last - first; j++)
+                    dst[j] += src[j];
+            }
+}
+
+/* dx += col2im(dcols) for one sample (dcols' row stride ld): the adjoint of im2col. */
+static void col2im_add(const wm_layer *ly, const float *dcols, size_t ld, float *dx)
+{
+    int k = ly->k, s = ly->stride, ow = ly->out_w;
+    for (int c = 0; c < ly->in_c; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                const float *row = dcols + (size_t)((c * k + ky) * k + kx) * ld;
                 float *plane = dx + (size_t)c * ly->in_h * ly->in_w;
                 int lo, hi;
                 valid_columns(ly, kx, &lo, &hi);
@@ -101,25 +261,44 @@ static void col2im_add(const wm_layer *ly, const float *dcols, float *dx)
                     int iy = oy * s - ly->pad + ky;
                     if (iy < 0 || iy >= ly->in_h)
                         continue;
-                    float *dst = plane + iy * ly->in_w + (lo * s - ly->pad + kx);
-                    const float *src = row + oy * ly->out_w;
+                    float *dst = plane + (size_t)iy * ly->in_w + ((ptrdiff_t)lo * s - ly->pad + kx);
+                    const float *src = row + (size_t)oy * ow;
                     if (s == 1)                   /* contiguous: vectorises */
                         for (int ox = lo; ox < hi; ox++)
                             dst[ox - lo] += src[ox];
                     else
                         for (int ox = lo; ox < hi; ox++)
-                            dst[(ox - lo) * s] += src[ox];
+                            dst[(ptrdiff_t)(ox - lo) * s] += src[ox];
                 }
             }
+}
+
+static void im2col_panel(const wm_layer *ly, const float *X, int g, float *cols)
+{
+    size_t P = positions(ly), ld = (size_t)g * P;
+    for (int t = 0; t < g; t++)
+        if (same_size(ly))
+            im2col_same(ly, X + (size_t)t * ly->in, cols + (size_t)t * P, ld);
+        else
+            im2col(ly, X + (size_t)t * ly->in, cols + (size_t)t * P, ld);
+}
+
+/* dx += col2im(dcols), dcols (one sample's, row stride ld) given up. */
+static void col2im(const wm_layer *ly, float *dcols, size_t ld, float *dx)
+{
+    if (same_size(ly))
+        col2im_same_add(ly, dcols, ld, dx);
+    else
+        col2im_add(ly, dcols, ld, dx);
 }
 
 /* Sum of n floats in eight interleaved partial sums (a fixed order, so the
  * result is reproducible; unlike one running sum it vectorises). */
 WMI_SIMD_CLONES
-static float sum_floats(const float *a, int n)
+static float sum_floats(const float *a, size_t n)
 {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int j = 0;
+    size_t j = 0;
     for (; j + 8 <= n; j += 8)
         for (int t = 0; t < 8; t++)
             acc[t] += a[j + t];
@@ -129,54 +308,113 @@ static float sum_floats(const float *a, int n)
     return sum;
 }
 
-/* y (rows x P) = W cols + b, one plain conv. */
-static void plain_conv(const wm_layer *ly, const float *W, const float *b, const float *cols, float *y)
+/* Y_i (rows x P, sample after sample) = Z's columns of sample i + b: z is
+ * rows x g*P (row stride ld), one panel of g samples. */
+WMI_SIMD_CLONES
+static void scatter_bias(const float *z, size_t ld, const float *b, int g, int rows, size_t P,
+                         size_t out, float *Y)
 {
-    int P = (int)positions(ly);
-    for (int o = 0; o < ly->rows; o++)
-        for (int p = 0; p < P; p++)
-            y[(size_t)o * P + p] = b[o];
-    wmi_gemm(0, 0, ly->rows, P, ly->cols, 1.0f, W, ly->cols, cols, P, 1.0f, y, P);
+    for (int t = 0; t < g; t++)
+        for (int o = 0; o < rows; o++) {
+            const float *zr = z + (size_t)o * ld + (size_t)t * P;
+            float *yr = Y + (size_t)t * out + (size_t)o * P, bo = b[o];
+            for (size_t p = 0; p < P; p++)
+                yr[p] = zr[p] + bo;
+        }
+}
+
+/* y_i = sum_k c_ik (Z_k,i + b_k) from the stacked product z (Kp*rows x g*P). */
+WMI_SIMD_CLONES
+static void combine_stacked(const float *z, size_t ld, const float *B, const float *C, int Kp, int g,
+                            int rows, size_t P, size_t out, float *Y)
+{
+    for (int t = 0; t < g; t++) {
+        const float *ci = C + (size_t)t * Kp;
+        for (int o = 0; o < rows; o++) {
+            float *yo = Y + (size_t)t * out + (size_t)o * P, bias = 0.0f;
+            for (int k = 0; k < Kp; k++)
+                bias += ci[k] * B[(size_t)k * rows + o];
+            for (size_t p = 0; p < P; p++)
+                yo[p] = bias;
+            for (int k = 0; k < Kp; k++) {
+                const float *zk = z + ((size_t)k * rows + o) * ld + (size_t)t * P;
+                float c = ci[k];
+                for (size_t p = 0; p < P; p++)
+                    yo[p] += c * zk[p];
+            }
+        }
+    }
+}
+
+/* D (Kp*rows x g*P, row stride ld) = [c_ik delta_i]_k for the g samples of a
+ * panel (Kp = 1 with C NULL: the deltas themselves); dB[k*rows + o] += the
+ * sum of D's row k*rows + o. */
+WMI_SIMD_CLONES
+static void gather_deltas(const float *dY, const float *C, int Kp, int g, int rows, size_t P,
+                          size_t out, float *D, size_t ld, float *dB)
+{
+    for (int k = 0; k < Kp; k++)
+        for (int o = 0; o < rows; o++) {
+            float *dr = D + ((size_t)k * rows + o) * ld;
+            for (int t = 0; t < g; t++) {
+                const float *src = dY + (size_t)t * out + (size_t)o * P;
+                float c = C ? C[(size_t)t * Kp + k] : 1.0f, *dst = dr + (size_t)t * P;
+                if (C)
+                    for (size_t p = 0; p < P; p++)
+                        dst[p] = c * src[p];
+                else
+                    for (size_t p = 0; p < P; p++)
+                        dst[p] = src[p];
+            }
+            dB[(size_t)k * rows + o] += sum_floats(dr, (size_t)g * P);
+        }
+}
+
+/* dW (m x cols) += D cols^T over a panel's ld columns, in blocks of DW_COLS. */
+static void weight_gradient(const wm_layer *ly, int m, const float *D, const float *cols, size_t ld,
+                            float *dW)
+{
+    for (size_t c0 = 0; c0 < ld; c0 += DW_COLS) {
+        int len = ld - c0 < DW_COLS ? (int)(ld - c0) : DW_COLS;
+        wmi_gemm(0, 1, m, ly->cols, len, 1.0f, D + c0, (int)ld, cols + c0, (int)ld, 1.0f, dW, ly->cols);
+    }
 }
 
 void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strategy,
                       const float *X, int n, const float *C, int shared, float *Y, float *z,
                       float *wmat, float *scratch)
 {
-    int P = (int)positions(ly), rows = ly->rows;
-    size_t wn = (size_t)rows * ly->cols;
+    int rows = ly->rows, G = panel_samples(ly, n);
+    size_t P = positions(ly), wn = (size_t)rows * ly->cols;
     const float *Q = params + ly->w_off, *B = params + ly->b_off;
-    float *cols = scratch, *wi = scratch + 2 * (size_t)ly->cols * P;
-    int mat = Kp > 1 && !shared && wmi_conv_use_materialised(ly, Kp, strategy);
+    float *wi = scratch;
+    int plain = Kp == 1 || shared;
+    int mat = !plain && wmi_conv_use_materialised(ly, Kp, strategy);
     if (Kp > 1 && shared)
         wmi_dense_materialise(ly, params, Kp, C, wmat, wmat + wn);
-    for (int i = 0; i < n; i++) {
-        const float *ci = C + (size_t)i * Kp;
-        float *yi = Y + (size_t)i * ly->out;
-        im2col(ly, X + (size_t)i * ly->in, cols);
-        if (Kp == 1) {
-            plain_conv(ly, Q, B, cols, yi);
-        } else if (shared) {
-            plain_conv(ly, wmat, wmat + wn, cols, yi);
+    const float *W = Kp == 1 ? Q : wmat, *b = Kp == 1 ? B : wmat + wn;
+    for (int i0 = 0; i0 < n; i0 += G) {
+        int g = n - i0 < G ? n - i0 : G;
+        size_t ld = (size_t)g * P;
+        float *cols = panel_columns(ly, scratch), *Yp = Y + (size_t)i0 * ly->out;
+        const float *Cp = C + (size_t)i0 * Kp;
+        im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
+        if (plain) {
+            wmi_gemm(0, 0, rows, (int)ld, ly->cols, 1.0f, W, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
+            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, Yp);
         } else if (mat) {
-            wmi_dense_materialise(ly, params, Kp, ci, wi, wi + wn);
-            plain_conv(ly, wi, wi + wn, cols, yi);
-        } else {
-            wmi_gemm(0, 0, Kp * rows, P, ly->cols, 1.0f, Q, ly->cols, cols, P, 0.0f, z, P);
-            for (int o = 0; o < rows; o++) {
-                float *yo = yi + (size_t)o * P;
-                float bias = 0.0f;
-                for (int k = 0; k < Kp; k++)
-                    bias += ci[k] * B[(size_t)k * rows + o];
-                for (int p = 0; p < P; p++)
-                    yo[p] = bias;
-                for (int k = 0; k < Kp; k++) {
-                    const float *zk = z + ((size_t)k * rows + o) * P;
-                    float c = ci[k];
-                    for (int p = 0; p < P; p++)
-                        yo[p] += c * zk[p];
-                }
+            for (int t = 0; t < g; t++) {
+                float *yi = Yp + (size_t)t * ly->out, *bi = wi + wn;
+                wmi_dense_materialise(ly, params, Kp, Cp + (size_t)t * Kp, wi, bi);
+                for (int o = 0; o < rows; o++)
+                    for (size_t p = 0; p < P; p++)
+                        yi[(size_t)o * P + p] = bi[o];
+                wmi_gemm(0, 0, rows, (int)P, ly->cols, 1.0f, wi, ly->cols, cols + (size_t)t * P, (int)ld,
+                         1.0f, yi, (int)P);
             }
+        } else {
+            wmi_gemm(0, 0, Kp * rows, (int)ld, ly->cols, 1.0f, Q, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
+            combine_stacked(z, ld, B, Cp, Kp, g, rows, P, (size_t)ly->out, Yp);
         }
     }
     wmi_act_forward(ly->act, Y, (size_t)n * ly->out);
@@ -187,59 +425,58 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
                        float *dY, float *grad, float *dX, float *z, const float *wmat,
                        float *scratch)
 {
-    int P = (int)positions(ly), rows = ly->rows;
-    size_t wn = (size_t)rows * ly->cols;
+    int rows = ly->rows, G = panel_samples(ly, n);
+    size_t P = positions(ly), wn = (size_t)rows * ly->cols;
     const float *Q = params + ly->w_off;
     float *gW = grad + ly->w_off, *gB = grad + ly->b_off;
-    float *cols = scratch, *dcols = scratch + (size_t)ly->cols * P;
-    float *wi = dcols + (size_t)ly->cols * P, *dwi = wi + wn + rows;
+    float *wi = scratch, *dwi = wi + wn + rows, *dbi = dwi + wn;
     int plain = Kp == 1 || shared;
     int mat = !plain && wmi_conv_use_materialised(ly, Kp, strategy);
+    const float *W = Kp == 1 ? Q : wmat;
 
     wmi_act_backward(ly->act, Y, dY, (size_t)n * ly->out);
     memset(gW, 0, sizeof(float) * wn * (plain ? 1 : (size_t)Kp));
     memset(gB, 0, sizeof(float) * (size_t)rows * (plain ? 1 : (size_t)Kp));
     if (dX)
         memset(dX, 0, sizeof(float) * (size_t)n * ly->in);
-    for (int i = 0; i < n; i++) {
-        const float *di = dY + (size_t)i * ly->out, *ci = C + (size_t)i * Kp;
-        im2col(ly, X + (size_t)i * ly->in, cols);
-        if (plain) {                            /* accumulate in basis point 0's slot */
-            const float *W = Kp == 1 ? Q : wmat;
-            wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 1.0f, gW, ly->cols);
-            for (int o = 0; o < rows; o++)
-                gB[o] += sum_floats(di + (size_t)o * P, P);
-            if (dX)
-                wmi_gemm(1, 0, ly->cols, P, rows, 1.0f, W, ly->cols, di, P, 0.0f, dcols, P);
-        } else if (mat) {
-            float *dbi = dwi + wn;              /* the bias gradient, summed once */
-            wmi_gemm(0, 1, rows, ly->cols, P, 1.0f, di, P, cols, P, 0.0f, dwi, ly->cols);
-            for (int o = 0; o < rows; o++)
-                dbi[o] = sum_floats(di + (size_t)o * P, P);
-            for (int k = 0; k < Kp; k++) {      /* spread dW_i by c(s_i) */
-                float c = ci[k], *gWk = gW + (size_t)k * wn, *gBk = gB + (size_t)k * rows;
-                for (size_t j = 0; j < wn; j++)
-                    gWk[j] += c * dwi[j];
+    for (int i0 = 0; i0 < n; i0 += G) {
+        int g = n - i0 < G ? n - i0 : G;
+        size_t ld = (size_t)g * P;
+        float *cols = panel_columns(ly, scratch);
+        im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
+        const float *dYp = dY + (size_t)i0 * ly->out, *Cp = C + (size_t)i0 * Kp;
+        if (mat) {
+            for (int t = 0; t < g; t++) {
+                const float *di = dYp + (size_t)t * ly->out, *ci = Cp + (size_t)t * Kp;
+                float *ct = cols + (size_t)t * P;
+                wmi_gemm(0, 1, rows, ly->cols, (int)P, 1.0f, di, (int)P, ct, (int)ld, 0.0f, dwi, ly->cols);
                 for (int o = 0; o < rows; o++)
-                    gBk[o] += c * dbi[o];
+                    dbi[o] = sum_floats(di + (size_t)o * P, P);
+                for (int k = 0; k < Kp; k++) {  /* spread dW_i by c(s_i) */
+                    float c = ci[k], *gWk = gW + (size_t)k * wn, *gBk = gB + (size_t)k * rows;
+                    for (size_t j = 0; j < wn; j++)
+                        gWk[j] += c * dwi[j];
+                    for (int o = 0; o < rows; o++)
+                        gBk[o] += c * dbi[o];
+                }
+                if (dX) {                       /* dcols_i = W_i^T delta_i, over cols_i */
+                    wmi_dense_materialise(ly, params, Kp, ci, wi, NULL);
+                    wmi_gemm(1, 0, ly->cols, (int)P, rows, 1.0f, wi, ly->cols, di, (int)P, 0.0f, ct,
+                             (int)ld);
+                    col2im(ly, ct, ld, dX + (size_t)(i0 + t) * ly->in);
+                }
             }
-            if (dX) {
-                wmi_dense_materialise(ly, params, Kp, ci, wi, NULL);
-                wmi_gemm(1, 0, ly->cols, P, rows, 1.0f, wi, ly->cols, di, P, 0.0f, dcols, P);
-            }
-        } else {
-            for (int k = 0; k < Kp; k++)        /* D = [c_k delta_i]_k */
-                for (size_t j = 0; j < (size_t)rows * P; j++)
-                    z[(size_t)k * rows * P + j] = ci[k] * di[j];
-            wmi_gemm(0, 1, Kp * rows, ly->cols, P, 1.0f, z, P, cols, P, 1.0f, gW, ly->cols);
-            for (int k = 0; k < Kp; k++)
-                for (int o = 0; o < rows; o++)
-                    gB[(size_t)k * rows + o] += sum_floats(z + ((size_t)k * rows + o) * P, P);
-            if (dX)
-                wmi_gemm(1, 0, ly->cols, P, Kp * rows, 1.0f, Q, ly->cols, z, P, 0.0f, dcols, P);
+            continue;
         }
-        if (dX)
-            col2im_add(ly, dcols, dX + (size_t)i * ly->in);
+        int m = plain ? rows : Kp * rows;       /* D: m x ld in z */
+        gather_deltas(dYp, plain ? NULL : Cp, plain ? 1 : Kp, g, rows, P, (size_t)ly->out, z, ld, gB);
+        weight_gradient(ly, m, z, cols, ld, gW);
+        if (dX) {                               /* dcols = W^T D, over the columns */
+            wmi_gemm(1, 0, ly->cols, (int)ld, m, 1.0f, plain ? W : Q, ly->cols, z, (int)ld, 0.0f, cols,
+                     (int)ld);
+            for (int t = 0; t < g; t++)
+                col2im(ly, cols + (size_t)t * P, ld, dX + (size_t)(i0 + t) * ly->in);
+        }
     }
     if (plain && Kp > 1)                        /* dQ_k = c_hat_k dW, slot 0 last */
         for (int k = Kp - 1; k >= 0; k--) {
@@ -347,6 +584,7 @@ const wm_layer_ops wmi_conv2d_ops = {
     .describe = conv_describe,
     .init = conv_init,
     .scratch_floats = wmi_conv_scratch_floats,
+    .batch_scratch_floats = wmi_conv_batch_scratch_floats,
     .grad_uses = conv_uses,
     .forward = conv_fwd,
     .backward = conv_bwd,

@@ -64,6 +64,10 @@ typedef struct {
     void (*init)(const wm_layer *ly, float *w0, float *b0, wmi_rng *rng);
     /* Floats of per-layer scratch forward/backward need (NULL: none). */
     size_t (*scratch_floats)(const wm_layer *ly);
+    /* Floats of further scratch for a batch of n (NULL: none), saturating at
+     * SIZE_MAX: io->scratch holds scratch_floats(ly) floats, rounded up to
+     * a multiple of 16, then these (conv: one panel of im2col columns). */
+    size_t (*batch_scratch_floats)(const wm_layer *ly, int n);
     /* How many times per sample each weight is used (conv: output
      * positions; NULL: 1), a factor of the backward pass's gradient bound. */
     double (*grad_uses)(const wm_layer *ly);

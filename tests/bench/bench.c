@@ -15,7 +15,8 @@
  *   bench --smoke                      a check that it all runs, in well under a second
  *                                      (make test-bench): the control net, the CNN at
  *                                      batch 4, and the conv strategies agreeing
- *   bench --loop NAME --what step|infer --seconds S   just run that call (for perf/callgrind)
+ *   bench --loop NAME --what step|infer --seconds S   just run that call (for perf/callgrind;
+ *                                      also floor_step, floor_infer, gemm_rate: the FLOP floor's GEMM)
  * options: --reps R (7)  --rep-ms MS (40)  --threads T (1)
  *          --what step,infer,floor,strat (default), and grad: wm_grad alone, so
  *          that wm_apply's share of a step is step - grad (where a step's time
@@ -118,7 +119,8 @@ static int all_configs(config *out, int cap)
         ADD(NET_CTL, "circle", "shared", b);
     }
     /* The CNN (issue 6): the circle at batch 64 and 16, and the same net as a
-     * plain CNN (the point) to separate the conv's cost from the manifold's. */
+     * plain CNN (the point) to separate the conv's cost from the manifold's;
+     * batch 128 since issue 15. */
     for (int b = 64; b >= 16; b /= 4) {
         ADD(NET_CNN, "circle", "mixed", b);
         ADD(NET_CNN, "circle", "shared", b);
@@ -130,6 +132,9 @@ static int all_configs(config *out, int cap)
         ADD(NET_MLP, "bspline16", "mixed", b);
         ADD(NET_MLP, "bspline16", "shared", b);
     }
+    ADD(NET_CNN, "circle", "mixed", 128);
+    ADD(NET_CNN, "circle", "shared", 128);
+    ADD(NET_CNN, "point", "none", 128);
 #undef ADD
     return c;
 }
@@ -673,6 +678,50 @@ static double floor_step_flops(const floor_ctx *F)
     return f;
 }
 
+/* FLOPs of the plain net's GEMMs for a training step: every conv and dense
+ * layer with one kernel (K = 1), forward, dW and (but the first layer) dX.
+ * The CNN's FLOP floor (issue 15) is these at the rate of the GEMM below. */
+static double plain_step_flops(const floor_ctx *F)
+{
+    double f = 0;
+    for (int l = 0; l < F->n_layers; l++)
+        f += 2.0 * F->np[l] * F->out[l] * F->in[l] * (l > 0 ? 3 : 2);
+    return f;
+}
+
+/* The GEMM rate the CNN's FLOP floor uses, measured in the same process and
+ * interleaved with the step: one cblas_sgemm of the second conv's forward
+ * shape over the whole batch, W (16 x 72) times the im2col columns
+ * (72 x n*196), the net's largest product. */
+typedef struct {
+    int m, k, cols;
+    float *A, *B, *C;
+} gemm_probe;
+
+static void gemm_probe_setup(gemm_probe *G, int n)
+{
+    G->m = cnn_widths[1];
+    G->k = cnn_widths[0] * 9;
+    G->cols = n * (CNN_HW / 2) * (CNN_HW / 2);
+    G->A = xalloc(sizeof(float) * (size_t)G->m * G->k);
+    G->B = xalloc(sizeof(float) * (size_t)G->k * G->cols);
+    G->C = xalloc(sizeof(float) * (size_t)G->m * G->cols);
+    fill(G->A, (size_t)G->m * G->k, -0.1, 0.1);
+    fill(G->B, (size_t)G->k * G->cols, 0.0, 1.0);
+}
+
+static int gemm_probe_run(void *v)
+{
+    gemm_probe *G = v;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G->m, G->cols, G->k, 1.0f, G->A, G->k,
+                G->B, G->cols, 0.0f, G->C, G->cols);
+    return 0;
+}
+
+static double gemm_probe_flops(const gemm_probe *G) { return 2.0 * G->m * G->k * G->cols; }
+
+static void gemm_probe_free(gemm_probe *G) { free(G->A), free(G->B), free(G->C); }
+
 /* ---- one configuration ---------------------------------------------------------- */
 
 typedef struct {
@@ -708,6 +757,10 @@ static int run_config(const config *cfg, const options *o)
         lib_setup(&Lm, cfg, WM_CONV_MATERIALISED, &L);
     }
     floor_setup(&F, &L);
+    gemm_probe G;
+    int probe = o->do_floor && cfg->net == NET_CNN;
+    if (probe)
+        gemm_probe_setup(&G, cfg->n);
     job jobs[MAX_JOBS];
     int nj = 0;
     if (o->do_split)              /* wm_grad alone: wm_apply is then step - grad (applying */
@@ -720,6 +773,7 @@ static int run_config(const config *cfg, const options *o)
         }
     }
     if (o->do_floor && o->do_step) jobs[nj++] = (job){"floor_step", floor_step, &F, 0, 0, {0}, 0};
+    if (probe) jobs[nj++] = (job){"gemm_rate", gemm_probe_run, &G, 0, 0, {0}, 0};
     if (o->do_infer) {
         jobs[nj++] = (job){"infer", lib_infer, &L, 0, 0, {0}, 0};
         if (strat) {
@@ -730,7 +784,8 @@ static int run_config(const config *cfg, const options *o)
     if (o->do_floor && o->do_infer) jobs[nj++] = (job){"floor_infer", floor_infer, &F, 0, 0, {0}, 0};
     int bad = measure(jobs, nj, o->reps, o->rep_s);
     if (bad >= 0)
-        die_wm(jobs[bad].key, jobs[bad].ctx == (void *)&F ? WM_OK : ((lib_ctx *)jobs[bad].ctx)->last_status);
+        die_wm(jobs[bad].key, jobs[bad].ctx == (void *)&F || jobs[bad].ctx == (void *)&G
+                                  ? WM_OK : ((lib_ctx *)jobs[bad].ctx)->last_status);
     const lib_ctx *all[3] = {&L, &Ls, &Lm};
     for (int i = 0; i < (strat ? 3 : 1); i++)
         if (!isfinite(all[i]->last_loss)) {
@@ -744,11 +799,16 @@ static int run_config(const config *cfg, const options *o)
            mean_loss(&L), L.loss_count, floor_step_flops(&F) * 1e-9);
     if (strat)
         printf("\"mean_loss_stacked\": %.6g, \"mean_loss_mat\": %.6g, ", mean_loss(&Ls), mean_loss(&Lm));
+    if (probe)      /* the FLOP floor: plain_step_gflop at gemm_gflop per gemm_rate call */
+        printf("\"plain_step_gflop\": %.6f, \"gemm_gflop\": %.6f, \"gemm_shape\": [%d, %d, %d], ",
+               plain_step_flops(&F) * 1e-9, gemm_probe_flops(&G) * 1e-9, G.m, G.cols, G.k);
     for (int j = 0; j < nj; j++)
         json_job(&jobs[j]);
     printf("\"peak_rss_kb\": %ld}\n", peak_rss_kb());
     fflush(stdout);
     floor_free(&F);
+    if (probe)
+        gemm_probe_free(&G);
     if (strat)
         lib_free(&Ls), lib_free(&Lm);
     lib_free(&L);
@@ -922,11 +982,15 @@ static int loop(const config *cfg, const char *what, double seconds, wm_conv_str
 {
     lib_ctx L;
     floor_ctx F;
+    gemm_probe G;
     lib_setup(&L, cfg, strategy, NULL);
     floor_setup(&F, &L);
+    gemm_probe_setup(&G, cfg->n);
     bench_fn f = !strcmp(what, "infer") ? lib_infer : !strcmp(what, "floor_step") ? floor_step
-               : !strcmp(what, "floor_infer") ? floor_infer : lib_step;
-    void *ctx = (f == floor_step || f == floor_infer) ? (void *)&F : (void *)&L;
+               : !strcmp(what, "floor_infer") ? floor_infer : !strcmp(what, "gemm_rate") ? gemm_probe_run
+               : lib_step;
+    void *ctx = (f == floor_step || f == floor_infer) ? (void *)&F : f == gemm_probe_run ? (void *)&G
+              : (void *)&L;
     for (int i = 0; i < 3; i++)
         f(ctx);
     double t0 = now_s();
@@ -939,6 +1003,10 @@ static int loop(const config *cfg, const char *what, double seconds, wm_conv_str
     }
     fprintf(stderr, "bench: %s %s: %ld calls, %.3f us each\n", cfg->name, what, calls,
             (now_s() - t0) / (double)calls * 1e6);
+    if (f == gemm_probe_run)
+        fprintf(stderr, "bench: %s gemm_rate: %.6f GFLOP a call (the FLOP floor's %.6f GFLOP step)\n",
+                cfg->name, gemm_probe_flops(&G) * 1e-9, plain_step_flops(&F) * 1e-9);
+    gemm_probe_free(&G);
     floor_free(&F);
     lib_free(&L);
     return 0;
@@ -949,7 +1017,7 @@ static void usage(void)
     fprintf(stderr, "usage: bench --list | --machine [--quick] | --smoke |\n"
                     "       --config NAME | --all  [--reps R] [--rep-ms MS] [--threads T]\n"
                     "                              [--what step,infer,floor,strat,grad]\n"
-                    "       --loop NAME --what step|infer|floor_step|floor_infer [--seconds S]\n"
+                    "       --loop NAME --what step|infer|floor_step|floor_infer|gemm_rate [--seconds S]\n"
                     "                   [--strategy auto|stacked|materialised]\n");
     exit(2);
 }
