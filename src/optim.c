@@ -346,23 +346,28 @@ static double step_scale(const wm_opt_config *c, double sumsq)
  * with the gradient g_j = a_r x_j, a_r = c scale[r] (scale NULL: a_r = c) and
  * step size s. The fused pass is one row with a = gs and x the gradient
  * buffer; the direct update passes the factors of a rank-1 or blocked
- * gradient. One loop per (kind, decay), each the rule above inlined. */
+ * gradient. One loop per (kind, decay), each the rule above inlined. The
+ * rows advance the restrict parameters themselves: block-scope row pointers
+ * (q + r n) cost 1-2% more instructions a step on the 16-64-64-4 control
+ * net at batch 1, whose rows are 16 and 64 floats long. */
 #define UPDATE_LOOP(KIND, DECAY)                                                            \
     for (int r = 0; r < rows; r++) {                                                      \
         float a = scale ? c * scale[r] : c;                                               \
-        float *restrict qr = q + (size_t)r * n;                                           \
-        float *restrict v1 = KIND != WM_OPT_SD ? m1 + (size_t)r * n : NULL;               \
-        float *restrict v2 = KIND == WM_OPT_ADAM ? m2 + (size_t)r * n : NULL;             \
         for (size_t j = 0; j < n; j++) {                                                  \
-            float mj = KIND != WM_OPT_SD ? v1[j] : 0.0f;                                  \
-            float vj = KIND == WM_OPT_ADAM ? v2[j] : 0.0f;                                \
-            float nq = stepped(qr[j], s, rule(&kc, KIND, DECAY, a * x[j], qr[j], &mj, &vj)); \
+            float mj = KIND != WM_OPT_SD ? m1[j] : 0.0f;                                  \
+            float vj = KIND == WM_OPT_ADAM ? m2[j] : 0.0f;                                \
+            float nq = stepped(q[j], s, rule(&kc, KIND, DECAY, a * x[j], q[j], &mj, &vj));  \
             if (KIND != WM_OPT_SD)                                                        \
-                v1[j] = mj;                                                               \
+                m1[j] = mj;                                                               \
             if (KIND == WM_OPT_ADAM)                                                      \
-                v2[j] = vj;                                                               \
-            qr[j] = nq;                                                                   \
+                m2[j] = vj;                                                               \
+            q[j] = nq;                                                                    \
         }                                                                                 \
+        q += n;                                                                           \
+        if (KIND != WM_OPT_SD)                                                            \
+            m1 += n;                                                                      \
+        if (KIND == WM_OPT_ADAM)                                                          \
+            m2 += n;                                                                      \
     }
 WMI_INLINE void update_rows(const step_consts *k, float s, float *restrict q, float *restrict m1,
                             float *restrict m2, int rows, size_t n, float c,
