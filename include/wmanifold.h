@@ -299,6 +299,10 @@ WM_API wm_status wm_net_film(wm_net *net);
  * step count and the sample's index in the batch (and the layer and the
  * element): the same step on the same batch drops the same elements.
  * p = 0 is the identity everywhere, bit for bit. No parameters.
+ * The seed is not stored in model files: a net from wm_net_load or
+ * wm_net_load_buffer draws the masks a net initialised with seed 0 would
+ * (wm_net_clone keeps the seed), so training resumed from a file drops other
+ * elements than the run that wrote it would have.
  * Returns WM_OK, WM_EINVAL (NULL net, p out of range or NaN; first layer of
  * a concatenation net), WM_ESTATE (after wm_net_init). */
 WM_API wm_status wm_net_dropout(wm_net *net, float p);

@@ -287,38 +287,161 @@ wm_status wm_grad_notify(wm_optimizer *o, const wm_batch *b, float *loss, wm_gra
     return st;
 }
 
-/* The unscaled step direction u_j (dQ_j = -scale * u_j) and the optimizer
- * state it would leave, for parameter j: the careful path's definition. */
+/* ---- the update rules, each written once ----------------------------------
+ *
+ * Every update path (the fused pass over the gradient buffer, the direct
+ * update from rank-1 or blocked factors, the careful two-pass path with the
+ * volume budget) moves a parameter q with gradient entry g by the functions
+ * below and by nothing else:
+ *     g   <- gs g                 the clip's scale (1 unless clipping bites)
+ *     u    = rule(g, q, moments)  SD, momentum or Adam, weight decay inside
+ *     q   <- q - s u              s = lr, or the volume budget's step_scale
+ * A path chooses only how it streams g (a buffer, or a_r x_j from factors)
+ * and which (kind, decay) loop to run: `decay` is a constant at every call
+ * site, so a loop without weight decay has no wd q term, and the compiler
+ * inlines the rule into each loop and vectorises it there. */
 typedef struct {
     float mu, b1, b2, eps, wd, bc1, bc2;
     wm_opt_kind kind;
     float gs;                     /* gradient scale: min(1, clip/|g|), else 1 */
+    float c1, c2;                 /* Adam: 1/bc1, 1/bc2, the bias corrections as factors */
 } step_consts;
 
-static inline float direction(const step_consts *k, float q, float g, float *m1, float *m2)
+#if defined(__GNUC__)
+#define WMI_INLINE static inline __attribute__((always_inline))
+#else
+#define WMI_INLINE static inline
+#endif
+
+/* Weight decay: added to the gradient (SD, momentum) or, decoupled, to
+ * Adam's step (AdamW); either way u + wd q. */
+WMI_INLINE float decayed(const step_consts *k, float u, float q) { return u + k->wd * q; }
+
+/* SD: u = g (+ wd q). */
+WMI_INLINE float rule_sd(const step_consts *k, int decay, float g, float q)
 {
-    g *= k->gs;
-    switch (k->kind) {
+    return decay ? decayed(k, g, q) : g;
+}
+
+/* Momentum, PyTorch's convention: v = mu v + g (+ wd q), u = v. */
+WMI_INLINE float rule_momentum(const step_consts *k, int decay, float g, float q, float *v)
+{
+    float u = k->mu * *v + g;
+    if (decay)
+        u = decayed(k, u, q);
+    *v = u;
+    return u;
+}
+
+/* Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+ * u = (m / bc1) / (sqrt(v / bc2) + eps) (+ wd q), the divisions by the bias
+ * corrections done as products with their reciprocals. */
+WMI_INLINE float rule_adam(const step_consts *k, int decay, float g, float q, float *m, float *v)
+{
+    float a = k->b1 * *m + (1.0f - k->b1) * g;
+    float b = k->b2 * *v + (1.0f - k->b2) * g * g;
+    float u = (a * k->c1) / (sqrtf(b * k->c2) + k->eps);
+    *m = a, *v = b;
+    return decay ? decayed(k, u, q) : u;
+}
+
+/* The direction u of the optimizer's kind (a constant where a loop is
+ * specialised, k->kind in the careful path); m1, m2 are updated in place. */
+WMI_INLINE float rule(const step_consts *k, wm_opt_kind kind, int decay, float g, float q, float *m1,
+                      float *m2)
+{
+    switch (kind) {
     case WM_OPT_SD:
-        return g + k->wd * q;
+        return rule_sd(k, decay, g, q);
     case WM_OPT_MOMENTUM:
-        *m1 = k->mu * *m1 + g + k->wd * q;
-        return *m1;
+        return rule_momentum(k, decay, g, q, m1);
     case WM_OPT_ADAM:
-        *m1 = k->b1 * *m1 + (1.0f - k->b1) * g;
-        *m2 = k->b2 * *m2 + (1.0f - k->b2) * g * g;
-        return (*m1 / k->bc1) / (sqrtf(*m2 / k->bc2) + k->eps) + k->wd * q;
+        return rule_adam(k, decay, g, q, m1, m2);
     }
     return 0.0f;
+}
+
+/* The step itself: dQ = -s u. */
+WMI_INLINE float stepped(float q, float s, float u) { return q - s * u; }
+
+/* The step size s: the learning rate, or with a volume budget the s that
+ * makes |dQ|^2 = s^2 |u|^2 equal to it (sumsq = |u|^2; a zero direction
+ * does not move). */
+static double step_scale(const wm_opt_config *c, double sumsq)
+{
+    if (c->volume > 0)
+        return sumsq > 0 ? sqrt((double)c->volume / sumsq) : 0.0;
+    return c->lr;
+}
+
+/* `rows` consecutive rows of n parameters (and their moments), row r moved
+ * with the gradient g_j = a_r x_j, a_r = c scale[r] (scale NULL: a_r = c) and
+ * step size s. The fused pass is one row with a = gs and x the gradient
+ * buffer; the direct update passes the factors of a rank-1 or blocked
+ * gradient. One loop per (kind, decay), each the rule above inlined. The
+ * rows advance the restrict parameters themselves: block-scope row pointers
+ * (q + r n) cost 1-2% more instructions a step on the 16-64-64-4 control
+ * net at batch 1, whose rows are 16 and 64 floats long. */
+#define UPDATE_LOOP(KIND, DECAY)                                                            \
+    for (int r = 0; r < rows; r++) {                                                      \
+        float a = scale ? c * scale[r] : c;                                               \
+        for (size_t j = 0; j < n; j++) {                                                  \
+            float mj = KIND != WM_OPT_SD ? m1[j] : 0.0f;                                  \
+            float vj = KIND == WM_OPT_ADAM ? m2[j] : 0.0f;                                \
+            float nq = stepped(q[j], s, rule(&kc, KIND, DECAY, a * x[j], q[j], &mj, &vj));  \
+            if (KIND != WM_OPT_SD)                                                        \
+                m1[j] = mj;                                                               \
+            if (KIND == WM_OPT_ADAM)                                                      \
+                m2[j] = vj;                                                               \
+            q[j] = nq;                                                                    \
+        }                                                                                 \
+        q += n;                                                                           \
+        if (KIND != WM_OPT_SD)                                                            \
+            m1 += n;                                                                      \
+        if (KIND == WM_OPT_ADAM)                                                          \
+            m2 += n;                                                                      \
+    }
+WMI_INLINE void update_rows(const step_consts *k, float s, float *restrict q, float *restrict m1,
+                            float *restrict m2, int rows, size_t n, float c,
+                            const float *restrict scale, const float *restrict x)
+{
+    const step_consts kc = *k;          /* a local copy: the loops see constants */
+    switch (kc.kind) {
+    case WM_OPT_SD:
+        if (kc.wd == 0.0f)
+            UPDATE_LOOP(WM_OPT_SD, 0)
+        else
+            UPDATE_LOOP(WM_OPT_SD, 1)
+        break;
+    case WM_OPT_MOMENTUM:
+        if (kc.wd == 0.0f)       /* the common case: two fewer operations a parameter */
+            UPDATE_LOOP(WM_OPT_MOMENTUM, 0)
+        else
+            UPDATE_LOOP(WM_OPT_MOMENTUM, 1)
+        break;
+    case WM_OPT_ADAM:
+        UPDATE_LOOP(WM_OPT_ADAM, 1)
+        break;
+    }
+}
+#undef UPDATE_LOOP
+
+/* The unscaled step direction u_j (dQ_j = -scale * u_j) and the optimizer
+ * state it would leave, for parameter j: the careful path's, by the rules. */
+static inline float direction(const step_consts *k, float q, float g, float *m1, float *m2)
+{
+    return rule(k, k->kind, 1, g * k->gs, q, m1, m2);
 }
 
 static step_consts consts_of(const wm_optimizer *o)
 {
     const wm_opt_config *c = &o->cfg;
-    step_consts k = {c->momentum, c->beta1, c->beta2, c->eps, c->weight_decay, 1.0f, 1.0f, c->kind, 1.0f};
+    step_consts k = {c->momentum, c->beta1, c->beta2, c->eps, c->weight_decay, 1.0f, 1.0f, c->kind, 1.0f,
+                     1.0f, 1.0f};
     if (c->kind == WM_OPT_ADAM) {
         k.bc1 = (float)(1.0 - pow(c->beta1, (double)(o->t + 1)));
         k.bc2 = (float)(1.0 - pow(c->beta2, (double)(o->t + 1)));
+        k.c1 = 1.0f / k.bc1, k.c2 = 1.0f / k.bc2;
     }
     return k;
 }
@@ -384,51 +507,8 @@ static void note_write(wm_optimizer *o, const bounds *nb)
 WMI_SIMD_CLONES
 static void fused_update(wm_optimizer *o, const step_consts *k, const bounds *nb)
 {
-    float *restrict q = o->net->params, *restrict m1 = o->m1, *restrict m2 = o->m2;
-    const float *restrict g = o->grad;
-    size_t n = o->net->n_params;
-    float lr = o->cfg.lr, wd = k->wd, gs = k->gs;   /* gs: the clip's scale, usually 1 */
-    switch (k->kind) {
-    case WM_OPT_SD:
-        if (wd == 0.0f)
-            for (size_t j = 0; j < n; j++)
-                q[j] -= lr * (gs * g[j]);
-        else
-            for (size_t j = 0; j < n; j++)
-                q[j] -= lr * (gs * g[j] + wd * q[j]);
-        break;
-    case WM_OPT_MOMENTUM: {
-        float mu = k->mu;
-        if (wd == 0.0f) {        /* the common case: two fewer operations a parameter */
-            for (size_t j = 0; j < n; j++) {
-                float v = mu * m1[j] + gs * g[j];
-                m1[j] = v;
-                q[j] -= lr * v;
-            }
-            break;
-        }
-        for (size_t j = 0; j < n; j++) {
-            float v = mu * m1[j] + gs * g[j] + wd * q[j];
-            float nq = q[j] - lr * v;
-            m1[j] = v;
-            q[j] = nq;
-        }
-        break;
-    }
-    case WM_OPT_ADAM: {
-        float b1 = k->b1, b2 = k->b2, c1 = 1.0f / k->bc1, c2 = 1.0f / k->bc2, eps = k->eps;
-        for (size_t j = 0; j < n; j++) {
-            float gj = gs * g[j];
-            float a = b1 * m1[j] + (1.0f - b1) * gj;
-            float b = b2 * m2[j] + (1.0f - b2) * gj * gj;
-            float nq = q[j] - lr * ((a * c1) / (sqrtf(b * c2) + eps) + wd * q[j]);
-            m1[j] = a;
-            m2[j] = b;
-            q[j] = nq;
-        }
-        break;
-    }
-    }
+    /* one row of every parameter, g_j = gs * grad_j (gs: the clip's scale, usually 1) */
+    update_rows(k, o->cfg.lr, o->net->params, o->m1, o->m2, 1, o->net->n_params, k->gs, NULL, o->grad);
     note_write(o, nb);
 }
 
@@ -442,58 +522,7 @@ static void rank1_rows(const step_consts *k, float lr, float *restrict q, float 
                        float *restrict m2, int rows, size_t n, float c, const float *restrict scale,
                        const float *restrict x)
 {
-    float wd = k->wd;
-    switch (k->kind) {
-    case WM_OPT_SD:
-        for (int r = 0; r < rows; r++, q += n) {
-            float a = scale ? c * scale[r] : c;
-            if (wd == 0.0f)
-                for (size_t j = 0; j < n; j++)
-                    q[j] -= lr * (a * x[j]);
-            else
-                for (size_t j = 0; j < n; j++)
-                    q[j] -= lr * (a * x[j] + wd * q[j]);
-        }
-        break;
-    case WM_OPT_MOMENTUM: {
-        float mu = k->mu;
-        if (wd == 0.0f) {        /* the common case: two fewer operations a parameter */
-            for (int r = 0; r < rows; r++, q += n, m1 += n) {
-                float a = scale ? c * scale[r] : c;
-                for (size_t j = 0; j < n; j++) {
-                    float v = mu * m1[j] + a * x[j];
-                    m1[j] = v;
-                    q[j] -= lr * v;
-                }
-            }
-            break;
-        }
-        for (int r = 0; r < rows; r++, q += n, m1 += n) {
-            float a = scale ? c * scale[r] : c;
-            for (size_t j = 0; j < n; j++) {
-                float g = a * x[j], v = mu * m1[j] + g + wd * q[j], nq = q[j] - lr * v;
-                m1[j] = v;
-                q[j] = nq;
-            }
-        }
-        break;
-    }
-    case WM_OPT_ADAM: {
-        float c1 = 1.0f / k->bc1, c2 = 1.0f / k->bc2, b1 = k->b1, b2 = k->b2, eps = k->eps;
-        for (int r = 0; r < rows; r++, q += n, m1 += n, m2 += n) {
-            float a = scale ? c * scale[r] : c;
-            for (size_t j = 0; j < n; j++) {
-                float g = a * x[j];
-                float u = b1 * m1[j] + (1.0f - b1) * g, v = b2 * m2[j] + (1.0f - b2) * g * g;
-                float nq = q[j] - lr * ((u * c1) / (sqrtf(v * c2) + eps) + wd * q[j]);
-                m1[j] = u;
-                m2[j] = v;
-                q[j] = nq;
-            }
-        }
-        break;
-    }
-    }
+    update_rows(k, lr, q, m1, m2, rows, n, c, scale, x);
 }
 
 /* The direct update of a net of dense layers: every layer's gradient is
@@ -618,9 +647,7 @@ static wm_status careful_update(wm_optimizer *o, const step_consts *k)
         max_u = fmaxf(max_u, fabsf(u));
         max_q = fmaxf(max_q, fabsf(q[j]));
     }
-    double scale = c->lr;
-    if (c->volume > 0)
-        scale = sumsq > 0 ? sqrt((double)c->volume / sumsq) : 0.0;
+    double scale = step_scale(c, sumsq);
     if (!((double)max_q + scale * max_u < 0.5 * FLT_MAX))
         return wmi_fail(WM_ENUMERIC, "the update would overflow (step %g x %g): nothing was changed",
                        scale, max_u);
@@ -629,7 +656,7 @@ static wm_status careful_update(wm_optimizer *o, const step_consts *k)
     for (size_t j = 0; j < n; j++) {
         float a = m1 ? m1[j] : 0.0f, b = m2 ? m2[j] : 0.0f;
         float u = direction(k, q[j], g[j], &a, &b);
-        q[j] -= fs * u;
+        q[j] = stepped(q[j], fs, u);
         nb.q = fmax(nb.q, fabsf(q[j]));
         nb.m1 = fmax(nb.m1, fabsf(a));
         nb.m2 = fmax(nb.m2, fabsf(b));

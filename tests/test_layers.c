@@ -612,6 +612,52 @@ static void test_dropout_mask_reproducible(void **st)
     wm_manifold_free(m);
 }
 
+/* The init seed is not in the model file (docs/model-format.md): a loaded
+ * dropout net draws the masks of a net initialised with seed 0, a clone
+ * keeps its seed. Pinned so that a change of either is a decision. */
+static void test_dropout_seed_after_load_and_clone(void **st)
+{
+    (void)st;
+    enum { IN = 64 };
+    wm_manifold *m = tu_manifold("line");
+    wm_net *a, *zero, *loaded, *clone;
+    wm_net **build[] = {&a, &zero};
+    for (int k = 0; k < 2; k++) {
+        WM_OK_OR_FAIL(wm_net_create(build[k], m, IN, WM_COND_MANIFOLD));
+        WM_OK_OR_FAIL(wm_net_dropout(*build[k], 0.3f));
+        WM_OK_OR_FAIL(wm_net_dense(*build[k], 2, WM_ACT_NONE));
+        WM_OK_OR_FAIL(wm_net_set_loss(*build[k], WM_LOSS_MSE));
+        WM_OK_OR_FAIL(wm_net_init(*build[k], k == 0 ? 21 : 0));
+    }
+    size_t np, len;
+    const float *pa = wm_net_params(a, &np);
+    WM_OK_OR_FAIL(wm_net_set_params(zero, pa, np));
+    void *buf;
+    WM_OK_OR_FAIL(wm_net_save_buffer(a, &buf, &len));
+    WM_OK_OR_FAIL(wm_net_load_buffer(&loaded, buf, len));
+    wm_free(buf);
+    WM_OK_OR_FAIL(wm_net_clone(&clone, a));
+    float x[2 * IN], s[2] = {0.2f, 0.9f}, t[4] = {1, -1, 0.5f, 0};
+    uint64_t s0 = 3;
+    tu_fill(x, 2 * IN, 0.5, 1.5, &s0);
+    wm_batch batch = {2, x, s, NULL, t};
+    wm_net *nets[4] = {a, zero, loaded, clone};
+    float *g[4];
+    wm_optimizer *o[4];
+    wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
+    for (int k = 0; k < 4; k++) {
+        WM_OK_OR_FAIL(wm_optimizer_create(&o[k], nets[k], &cfg));
+        WM_OK_OR_FAIL(wm_grad(o[k], &batch, NULL));
+        g[k] = wm_grad_buffer(o[k], NULL);
+    }
+    assert_memory_equal(g[2], g[1], np * sizeof(float));       /* loaded: seed 0's masks */
+    assert_memory_equal(g[3], g[0], np * sizeof(float));       /* clone: its own seed */
+    assert_true(memcmp(g[0], g[1], np * sizeof(float)) != 0); /* seeds 21 and 0 differ */
+    for (int k = 0; k < 4; k++)
+        wm_optimizer_free(o[k]), wm_net_free(nets[k]);
+    wm_manifold_free(m);
+}
+
 /* Model format 2: a net of every new kind with point layers saves as
  * version 2 and loads back bit for bit (parameters, placement, outputs,
  * the same bytes when saved again); every corrupted new field of the seed
@@ -674,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_placement_rules),
         cmocka_unit_test(test_dropout_zero_is_identity),
         cmocka_unit_test(test_dropout_mask_reproducible),
+        cmocka_unit_test(test_dropout_seed_after_load_and_clone),
         cmocka_unit_test(test_format2_round_trip_and_range_checks),
     };
     return cmocka_run_group_tests_name("layers", tests, NULL, NULL);

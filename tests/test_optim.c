@@ -643,6 +643,134 @@ static void test_grad_notify_reports_final_blocks(void **state)
     wm_manifold_free(m);
 }
 
+/* Every update path applies the same rule. One sample per step, the same
+ * for every path, with weight decay and a clip that bites, three steps:
+ *   direct   wm_step at batch 1: the update from the rank-1 factors
+ *   fused    wm_step on the sample twice (clipping at batch > 1 forms the
+ *            whole gradient): the fused pass over the buffer
+ *   apply    wm_grad + wm_apply: the fused pass after measuring the buffer
+ *   careful  a volume budget equal to the apply path's measured step: the
+ *            careful two-pass path, which then takes the same step
+ * and a double-precision reference of the documented rules driven by the
+ * apply path's gradient buffer. Parameters and moments must agree to float
+ * rounding; a rule that drifts in one path (weight decay, the clip's scale,
+ * a moment's update, Adam's bias correction) moves them by far more. On a
+ * net with a point layer too (its c_hat is 1, G = [1]). */
+enum { PATHS = 4 };
+
+static void assert_close_f(const float *a, const double *ref, size_t n, double tol, const char *what,
+                           int path, int step)
+{
+    static const char *names[PATHS] = {"direct", "fused", "apply", "careful"};
+    for (size_t j = 0; j < n; j++)
+        if (!(fabs(a[j] - ref[j]) <= tol * (fabs(ref[j]) + 1e-2)))
+            fail_msg("%s, %s path, step %d: entry %zu is %.9g, the rule gives %.9g", what,
+                     names[path], step, j, a[j], ref[j]);
+}
+
+static void check_paths_agree(wm_opt_kind kind, int point_layer)
+{
+    enum { IN6 = 6 };
+    wm_manifold *m = tu_manifold("circle");
+    wm_net *net[PATHS];
+    wm_optimizer *opt[PATHS];
+    wm_opt_config cfg = wm_opt_default(kind);
+    cfg.lr = kind == WM_OPT_ADAM ? 1e-2f : 0.05f;
+    cfg.weight_decay = 0.05f;
+    for (int p = 0; p < PATHS; p++) {
+        WM_OK_OR_FAIL(wm_net_create(&net[p], m, IN6, WM_COND_MANIFOLD));
+        WM_OK_OR_FAIL(wm_net_dense(net[p], 8, WM_ACT_TANH));
+        WM_OK_OR_FAIL(wm_net_dense(net[p], 5, WM_ACT_RELU));
+        WM_OK_OR_FAIL(wm_net_dense(net[p], 3, WM_ACT_NONE));
+        if (point_layer)
+            WM_OK_OR_FAIL(wm_net_set_layer_manifold(net[p], 1, 0));
+        WM_OK_OR_FAIL(wm_net_init(net[p], 17));
+        WM_OK_OR_FAIL(wm_optimizer_create(&opt[p], net[p], &cfg));
+    }
+    size_t np, len = wm_optimizer_state_len(opt[0]);
+    const float *q0 = wm_net_params(net[0], &np);
+    double *ref = malloc(np * sizeof *ref), *r1 = calloc(np, sizeof *r1), *r2 = calloc(np, sizeof *r2),
+           *before = malloc(np * sizeof *before), *rs = malloc((2 * np + 1) * sizeof *rs);
+    float *st = malloc((len + 1) * sizeof *st);
+    for (size_t j = 0; j < np; j++) ref[j] = q0[j];
+    float x[2 * IN6], s[2] = {0, 0};
+    int32_t y[2];
+    uint64_t rng = 5 + (uint64_t)kind;
+    float clip = 0;
+    for (int step = 0; step < 3; step++) {
+        tu_fill(x, IN6, -2, 2, &rng);
+        memcpy(x + IN6, x, sizeof(float) * IN6);
+        s[0] = s[1] = (float)tu_uniform(&rng);
+        y[0] = y[1] = step % 3;
+        wm_batch one = {1, x, s, y, NULL}, two = {2, x, s, y, NULL};
+        /* apply: wm_grad, the reference's gradient, then wm_apply */
+        const float *qa = wm_net_params(net[2], NULL);
+        for (size_t j = 0; j < np; j++) before[j] = qa[j];
+        WM_OK_OR_FAIL(wm_grad(opt[2], &one, NULL));
+        const float *g = wm_grad_buffer(opt[2], NULL);
+        double gg = 0;
+        for (size_t j = 0; j < np; j++) gg += (double)g[j] * g[j];
+        if (step == 0) {                 /* a clip that bites, a different amount each step */
+            clip = (float)(0.3 * sqrt(gg));
+            for (int p = 0; p < PATHS; p++)
+                WM_OK_OR_FAIL(wm_optimizer_set_clip_norm(opt[p], clip));
+        }
+        double gs = gg > (double)clip * clip ? clip / sqrt(gg) : 1.0;
+        double bc1 = 1 - pow(cfg.beta1, step + 1), bc2 = 1 - pow(cfg.beta2, step + 1);
+        for (size_t j = 0; j < np; j++) {
+            double gj = gs * g[j], u;
+            if (kind == WM_OPT_SD) {
+                u = gj + cfg.weight_decay * ref[j];
+            } else if (kind == WM_OPT_MOMENTUM) {
+                u = r1[j] = cfg.momentum * r1[j] + gj + cfg.weight_decay * ref[j];
+            } else {
+                r1[j] = cfg.beta1 * r1[j] + (1 - cfg.beta1) * gj;
+                r2[j] = cfg.beta2 * r2[j] + (1 - cfg.beta2) * gj * gj;
+                u = (r1[j] / bc1) / (sqrt(r2[j] / bc2) + cfg.eps) + cfg.weight_decay * ref[j];
+            }
+            ref[j] -= cfg.lr * u;
+        }
+        WM_OK_OR_FAIL(wm_apply(opt[2]));
+        WM_OK_OR_FAIL(wm_step(opt[0], &one, NULL));      /* direct */
+        WM_OK_OR_FAIL(wm_step(opt[1], &two, NULL));      /* fused */
+        /* careful: the same state and step count under a budget equal to the
+         * apply path's step (its volumetric movement is |dQ|^2) */
+        double vol = 0;
+        for (size_t j = 0; j < np; j++) vol += (qa[j] - before[j]) * (qa[j] - before[j]);
+        wm_opt_config vc = cfg;
+        vc.volume = (float)vol;
+        wm_optimizer *ov;
+        WM_OK_OR_FAIL(wm_optimizer_create(&ov, net[3], &vc));
+        WM_OK_OR_FAIL(wm_optimizer_get_state(opt[3], st, len));
+        WM_OK_OR_FAIL(wm_optimizer_set_state(ov, st, len, (uint64_t)step));
+        WM_OK_OR_FAIL(wm_optimizer_set_clip_norm(ov, clip));
+        WM_OK_OR_FAIL(wm_step(ov, &one, NULL));
+        WM_OK_OR_FAIL(wm_optimizer_get_state(ov, st, len));
+        WM_OK_OR_FAIL(wm_optimizer_set_state(opt[3], st, len, (uint64_t)step + 1));
+        wm_optimizer_free(ov);
+        char what[64];
+        snprintf(what, sizeof what, "kind %d%s", (int)kind, point_layer ? ", a point layer" : "");
+        for (size_t j = 0; j < np; j++) rs[j] = r1[j], rs[np + j] = r2[j];
+        for (int p = 0; p < PATHS; p++) {
+            assert_close_f(wm_net_params(net[p], NULL), ref, np, 2e-5, what, p, step);
+            WM_OK_OR_FAIL(wm_optimizer_get_state(opt[p], st, len));
+            assert_close_f(st, rs, len, 1e-4, what, p, step);
+        }
+    }
+    for (int p = 0; p < PATHS; p++)
+        wm_optimizer_free(opt[p]), wm_net_free(net[p]);
+    wm_manifold_free(m);
+    free(ref), free(r1), free(r2), free(before), free(rs), free(st);
+}
+
+static void test_every_path_applies_the_same_rule(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < 3; kind++)
+        for (int point = 0; point < 2; point++)
+            check_paths_agree((wm_opt_kind)kind, point);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_one_sample_step_at_every_row_length),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_state_copy_continues_bitwise),
+        cmocka_unit_test(test_every_path_applies_the_same_rule),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
 }

@@ -1159,31 +1159,44 @@ class Net(_Handle):
         return (s_out[0], float(loss[0])) if shared else (s_out, loss)
 
     # ---- parameters
+    def _point_shape(self, layer: int) -> Tuple[Tuple[int, int], int]:
+        """The shape of w and the length of b in control_point and
+        weights_at: (n_out, n_in) and n_out from wm_net_layer_info, except for
+        layernorm, groupnorm and FiLM, whose w is a gain per row ((rows, 1):
+        per feature, or per channel on images) and b a bias per row."""
+        info = self.layer_info(layer)
+        arch = self._arch
+        if arch is not None and 0 <= int(layer) < len(arch["layers"]) and \
+                arch["layers"][int(layer)]["kind"] in _format.NORM_KINDS:
+            rows = _format.norm_rows(arch, int(layer), info.n_out)
+            return (rows, 1), rows
+        return (info.n_out, info.n_in), info.n_out
+
     def weights_at(self, layer: int,
                    s: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(w (n_out, n_in), b (n_out,)) of the plain layer at context s."""
-        info = self.layer_info(layer)
+        wshape, rows = self._point_shape(layer)
         if s is not None:
             s = _as_array(s, np.float32, (self.context_dim,), "context s")
-        w = np.empty((info.n_out, info.n_in), dtype=np.float32)
-        b = np.empty(info.n_out, dtype=np.float32)
+        w = np.empty(wshape, dtype=np.float32)
+        b = np.empty(rows, dtype=np.float32)
         _call("wm_net_weights_at", self._p, int(layer), _ptr(s), _ptr(w), _ptr(b))
         return w, b
 
     def control_point(self, layer: int, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """(w, b) of control point P_k of a layer, paper coordinates."""
-        info = self.layer_info(layer)
-        w = np.empty((info.n_out, info.n_in), dtype=np.float32)
-        b = np.empty(info.n_out, dtype=np.float32)
+        wshape, rows = self._point_shape(layer)
+        w = np.empty(wshape, dtype=np.float32)
+        b = np.empty(rows, dtype=np.float32)
         _call("wm_net_control_point", self._p, int(layer), int(k), _ptr(w), _ptr(b))
         return w, b
 
     def set_control_point(self, layer: int, k: int, w: Optional[ArrayLike] = None,
                           b: Optional[ArrayLike] = None) -> None:
         """Overwrite control point P_k (None keeps that part)."""
-        info = self.layer_info(layer)
-        w = None if w is None else _as_array(w, np.float32, (info.n_out, info.n_in), "w")
-        b = None if b is None else _as_array(b, np.float32, (info.n_out,), "b")
+        wshape, rows = self._point_shape(layer)
+        w = None if w is None else _as_array(w, np.float32, wshape, "w")
+        b = None if b is None else _as_array(b, np.float32, (rows,), "b")
         _call("wm_net_set_control_point", self._p, int(layer), int(k), _ptr(w), _ptr(b))
 
     def params(self, copy: bool = True) -> np.ndarray:

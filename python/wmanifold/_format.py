@@ -9,7 +9,7 @@ library does, when it loads the file).
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 MAGIC = b"WMNF"
 VERSIONS = (1, 2)
@@ -170,3 +170,31 @@ def conv_output(shape: Tuple[int, int, int], layer: Dict[str, Any]) -> Tuple[int
         return layer["out"], (h + 2 * p - k) // st + 1, (w + 2 * p - k) // st + 1
     size = layer["size"]
     return c, h // size, w // size
+
+
+NORM_KINDS = ("layernorm", "groupnorm", "film")  # w is a vector: a gain or scale per row
+
+
+def image_hw(arch: Dict[str, Any], upto: int) -> Optional[Tuple[int, int]]:
+    """The (h, w) of the output of the first `upto` layers (the net's input
+    for 0) when it is an image, else None."""
+    shape = arch["input_shape"]
+    for layer in arch["layers"][:upto]:
+        kind = layer["kind"]
+        if kind == "dense":
+            shape = None
+        elif kind in ("conv2d", "maxpool", "avgpool"):
+            shape = conv_output(shape, layer)
+        elif kind == "global_avgpool":
+            shape = (shape[0], 1, 1)
+    return None if shape is None else (shape[1], shape[2])
+
+
+def norm_rows(arch: Dict[str, Any], layer: int, features: int) -> int:
+    """The gains (and biases) of a layernorm, groupnorm or FiLM layer whose
+    input has `features` values per sample: one per feature for layernorm,
+    one per channel for groupnorm and, on images, FiLM."""
+    if arch["layers"][layer]["kind"] == "layernorm":
+        return features
+    hw = image_hw(arch, layer)
+    return features // (hw[0] * hw[1]) if hw else features

@@ -23,6 +23,15 @@ Conditioning by concatenation (wm.Conditioning.CONCAT) becomes the same
 plain network with the context features appended to the input, as the
 library does it.
 
+Every layer kind is exported: dense, conv2d, max/avg pooling, residual
+(the skip's source output is kept for it), layernorm and groupnorm
+(F.layer_norm / F.group_norm with gain and bias from the manifold), FiLM,
+dropout and global average pooling, and layers kept at one point
+(wm_net_set_layer_manifold(net, l, 0)), whose K is 1. Dropout behaves as
+torch.nn.Dropout: active in training mode (its mask is torch's, not the
+library's), the identity after module.eval(), which is what wm_infer
+computes.
+
 This module imports PyTorch (Debian: python3-torch); `import wmanifold` does
 not.
 """
@@ -41,7 +50,7 @@ import wmanifold as _wm
 from wmanifold import _format
 
 __all__ = ["to_torch", "WManifoldModule", "ManifoldDense", "ManifoldConv2d", "Pool2d",
-           "basis", "features"]
+           "ManifoldNorm", "Residual", "Dropout", "GlobalAvgPool", "basis", "features"]
 
 BasisFn = Callable[[Tensor], Tensor]
 
@@ -215,6 +224,83 @@ class Pool2d(nn.Module):
         return f"{self.kind}, size={self.size}"
 
 
+class ManifoldNorm(nn.Module):
+    """layernorm, groupnorm or FiLM with a gain g(s) and bias b(s) on the
+    manifold: control_points (K, rows) are the gains' control points, bias
+    (K, rows) the biases'; rows is one per feature (layernorm, FiLM on
+    features) or one per channel (groupnorm, FiLM on images).
+        layernorm  y = layer_norm(x over all its features) * g(s) + b(s)
+        groupnorm  y = group_norm(x, groups) * g(s) + b(s)     per channel
+        film       y = g(s) * x + b(s)
+    eps 1e-5, the biased variance, as the library."""
+
+    def __init__(self, kind: str, control_points: Tensor, bias: Tensor, groups: int = 0,
+                 per_channel: bool = False) -> None:
+        super().__init__()
+        self.kind, self.groups, self.per_channel = kind, int(groups), bool(per_channel)
+        self.control_points = nn.Parameter(control_points)
+        self.bias = nn.Parameter(bias)
+        self.k, self.rows = (int(v) for v in control_points.shape)
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        """h (n, F) or (n, C, H, W), c (n, K) -> the same shape as h."""
+        if self.k == 1:                             # a point (or a concat net): c_hat = 1
+            g, b = self.control_points[0][None, :], self.bias[0][None, :]
+        else:
+            g, b = c @ self.control_points, c @ self.bias
+        if self.kind == "layernorm":
+            flat = h.flatten(1)
+            y = F.layer_norm(flat, flat.shape[1:], eps=1e-5) * g + b
+            return y.reshape(h.shape)
+        if self.per_channel:                        # groupnorm, FiLM on images
+            g, b = g[:, :, None, None], b[:, :, None, None]
+        if self.kind == "groupnorm":
+            return F.group_norm(h, self.groups, eps=1e-5) * g + b
+        return g * h + b                            # FiLM
+
+    def extra_repr(self) -> str:
+        groups = f", groups={self.groups}" if self.kind == "groupnorm" else ""
+        per = ", per channel" if self.per_channel else ""
+        return f"{self.kind}, rows={self.rows}, K={self.k}{groups}{per}"
+
+
+class Residual(nn.Module):
+    """act(h + output of layer from_layer) (-1: the net's input, without a
+    concat net's context features); WManifoldModule passes that output."""
+
+    def __init__(self, from_layer: int, act: int) -> None:
+        super().__init__()
+        self.from_layer, self.act = int(from_layer), int(act)
+
+    def forward(self, h: Tensor, c: Tensor, src: Tensor) -> Tensor:
+        return _ACTIVATIONS[self.act](h + src.reshape(h.shape))
+
+    def extra_repr(self) -> str:
+        return f"from_layer={self.from_layer}, act={_format.ACTIVATIONS[self.act]}"
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with probability p in training mode (torch's mask);
+    the identity in eval mode, as wm_infer."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        return F.dropout(h, self.p, self.training) if self.p > 0 else h
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}"
+
+
+class GlobalAvgPool(nn.Module):
+    """The mean of each channel over H x W: (n, C, H, W) -> (n, C, 1, 1)."""
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        return h.mean((2, 3), keepdim=True)
+
+
 # --------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------
@@ -239,6 +325,8 @@ class WManifoldModule(nn.Module):
         if self.concat and self.manifold["kind"] != "custom" and self._has_custom(self.manifold):
             raise ValueError("a concat net on a product with a custom factor is not supported")
         self._any_periodic = any(self.manifold["periodic"])
+        # the outputs a residual reads later (-1: the net's input)
+        self._kept = sorted({m.from_layer for m in self.layers if isinstance(m, Residual)})
         self.register_buffer("_periodic", torch.tensor(self.manifold["periodic"], dtype=torch.bool),
                              persistent=False)
 
@@ -298,6 +386,7 @@ class WManifoldModule(nn.Module):
         s = self._contexts(s, n, x)
         shape = self.arch["input_shape"]
         h = x.reshape(n, *shape) if shape is not None else x.reshape(n, -1)
+        kept: Dict[int, Tensor] = {-1: h} if -1 in self._kept else {}
         if self.concat:
             # a custom basis's features are its values
             f = self.basis(s) if self.manifold["kind"] == "custom" else features(self.manifold, s)
@@ -309,8 +398,13 @@ class WManifoldModule(nn.Module):
                 h = torch.cat([h.flatten(1), f.to(h.dtype)], 1)
         else:
             c = self.basis(s).to(h.dtype)
-        for layer in self.layers:
-            h = layer(h, c)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Residual):
+                h = layer(h, c, kept[layer.from_layer])
+            else:
+                h = layer(h, c)
+            if i in self._kept:
+                kept[i] = h
         return h
 
     def copy_to(self, net: "_wm.Net") -> None:
@@ -338,21 +432,33 @@ def to_torch(net: "_wm.Net", basis: Optional[BasisFn] = None,
     arch = net.architecture()
     spec = arch["manifold"]
     concat = arch["cond"] == int(_wm.Conditioning.CONCAT)
-    k = 1 if concat else spec["K"]
     layers: List[nn.Module] = []
     for i, layer in enumerate(arch["layers"]):
         kind = layer["kind"]
-        if kind not in ("dense", "conv2d", "maxpool", "avgpool"):
-            raise NotImplementedError(f"wmanifold.torch: layer kind {kind} is not exported yet "
-                                      "(dense, conv2d and pooling nets are)")
         if kind in ("maxpool", "avgpool"):
             layers.append(Pool2d(kind, layer["size"]))
             continue
+        if kind == "residual":
+            layers.append(Residual(layer["from_layer"], layer["act"]))
+            continue
+        if kind == "dropout":
+            layers.append(Dropout(layer["p"]))
+            continue
+        if kind == "global_avgpool":
+            layers.append(GlobalAvgPool())
+            continue
+        if kind not in ("dense", "conv2d") + _format.NORM_KINDS:
+            raise NotImplementedError(f"wmanifold.torch: layer kind {kind} is not exported")
+        # a layer kept at one point (format 2's placement 0) has K = 1
+        k = 1 if concat or not layer.get("manifold", 1) else spec["K"]
         info = net.layer_info(i)
         cps = [net.control_point(i, kk) for kk in range(k)]
         p = torch.tensor(np.stack([w for w, _ in cps]), dtype=dtype)
         b = torch.tensor(np.stack([bb for _, bb in cps]), dtype=dtype)
-        if kind == "dense":
+        if kind in _format.NORM_KINDS:
+            layers.append(ManifoldNorm(kind, p.reshape(k, -1), b, layer.get("groups", 0),
+                                       kind != "layernorm" and _format.image_hw(arch, i) is not None))
+        elif kind == "dense":
             layers.append(ManifoldDense(p, b, layer["act"]))
         else:
             ks = layer["kernel"]

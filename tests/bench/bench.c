@@ -18,6 +18,9 @@
  *   bench --loop NAME --what step|infer --seconds S   just run that call (for perf/callgrind;
  *                                      also floor_step, floor_infer, gemm_rate: the FLOP floor's GEMM)
  * options: --reps R (7)  --rep-ms MS (40)  --threads T (1)
+ *          --opt sd|momentum|adam (momentum): the optimizer of every step
+ *          --calls C (--loop only): exactly C calls after the warm-up, not
+ *          --seconds (instruction counts under callgrind: the same work every run)
  *          --what step,infer,floor,strat (default), and grad: wm_grad alone, so
  *          that wm_apply's share of a step is step - grad (where a step's time
  *          goes; only where wm_step is wm_grad + wm_apply: a CNN, or a volume
@@ -295,6 +298,9 @@ static void die_wm(const char *what, wm_status st)
 
 static void next_batch(lib_ctx *L);
 
+/* --opt: the optimizer of the library's steps (the PyTorch side keeps its own). */
+static wm_opt_kind bench_opt_kind = WM_OPT_MOMENTUM;
+
 /* The CNN's geometry (bench.c's floor and bench_torch.py build the same net). */
 #define CNN_C 1
 #define CNN_HW 28
@@ -338,7 +344,7 @@ static void lib_setup(lib_ctx *L, const config *cfg, wm_conv_strategy strategy, 
         WM_CHECK(wm_net_dense(L->net, L->sizes[l], l < L->n_layers ? act : WM_ACT_NONE));
     WM_CHECK(wm_net_set_loss(L->net, cfg->big ? WM_LOSS_SOFTMAX_CE : WM_LOSS_MSE));
     WM_CHECK(wm_net_init(L->net, 42));
-    wm_opt_config oc = wm_opt_default(WM_OPT_MOMENTUM);
+    wm_opt_config oc = wm_opt_default(bench_opt_kind);
     oc.lr = 0.01f;
     WM_CHECK(wm_optimizer_create(&L->opt, L->net, &oc));
 
@@ -978,7 +984,8 @@ static int smoke(void)
     return failed != 0;
 }
 
-static int loop(const config *cfg, const char *what, double seconds, wm_conv_strategy strategy)
+static int loop(const config *cfg, const char *what, double seconds, long n_calls,
+                wm_conv_strategy strategy)
 {
     lib_ctx L;
     floor_ctx F;
@@ -995,7 +1002,7 @@ static int loop(const config *cfg, const char *what, double seconds, wm_conv_str
         f(ctx);
     double t0 = now_s();
     long calls = 0;
-    while (now_s() - t0 < seconds) {
+    while (n_calls > 0 ? calls < n_calls : now_s() - t0 < seconds) {
         for (int i = 0; i < 10; i++)
             if (f(ctx))
                 die_wm(what, L.last_status);
@@ -1018,7 +1025,8 @@ static void usage(void)
                     "       --config NAME | --all  [--reps R] [--rep-ms MS] [--threads T]\n"
                     "                              [--what step,infer,floor,strat,grad]\n"
                     "       --loop NAME --what step|infer|floor_step|floor_infer|gemm_rate [--seconds S]\n"
-                    "                   [--strategy auto|stacked|materialised]\n");
+                    "                   [--strategy auto|stacked|materialised] [--calls C]\n"
+                    "       any mode: [--opt sd|momentum|adam]\n");
     exit(2);
 }
 
@@ -1029,6 +1037,7 @@ int main(int argc, char **argv)
     wm_conv_strategy strategy = WM_CONV_AUTO;
     int list = 0, all = 0, machine = 0, do_smoke = 0, quick = 0;
     double seconds = 5;
+    long n_calls = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1045,6 +1054,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rep-ms")) o.rep_s = atof(val) * 1e-3, i++;
         else if (!strcmp(a, "--threads")) o.threads = atoi(val), i++;
         else if (!strcmp(a, "--seconds")) seconds = atof(val), i++;
+        else if (!strcmp(a, "--calls")) n_calls = atol(val), i++;
+        else if (!strcmp(a, "--opt")) {
+            if (!strcmp(val, "sd")) bench_opt_kind = WM_OPT_SD;
+            else if (!strcmp(val, "momentum")) bench_opt_kind = WM_OPT_MOMENTUM;
+            else if (!strcmp(val, "adam")) bench_opt_kind = WM_OPT_ADAM;
+            else usage();
+            i++;
+        }
         else if (!strcmp(a, "--strategy")) {
             if (!strcmp(val, "auto")) strategy = WM_CONV_AUTO;
             else if (!strcmp(val, "stacked")) strategy = WM_CONV_STACKED;
@@ -1084,7 +1101,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench: no configuration %s (see --list)\n", loop_name);
             return 2;
         }
-        return loop(&c, what ? what : "step", seconds, strategy);
+        return loop(&c, what ? what : "step", seconds, n_calls, strategy);
     }
     if (all) {
         for (int i = 0; i < nc; i++)

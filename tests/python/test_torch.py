@@ -7,6 +7,7 @@ Skipped, saying so, where PyTorch (Debian: python3-torch) is not installed.
 import io
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -264,6 +265,173 @@ def test_loaded_net_and_module_repr(tmp_path):
         with torch.no_grad():
             assert_same(module(torch.from_numpy(x), torch.tensor([0.3, 0.6])).numpy(),
                         loaded(x, [0.3, 0.6]))
+
+
+# --------------------------------------------------------------------------
+# The layer kinds of format 2: residual, norms, FiLM, dropout, global average
+# pooling and layers kept at one point
+# --------------------------------------------------------------------------
+
+TOL_GRAPH = 2e-5  # nets that normalise: dividing by the spread of a few values magnifies
+#                   float32 rounding, in the library and in torch alike (their float32
+#                   results were up to 7e-6 apart over 240 random draws of these nets)
+
+
+def assert_same_graph(got, want, what):
+    err = np.abs(got - want) / (1 + np.abs(want))
+    assert err.max() <= TOL_GRAPH, f"{what}: max |torch - C| / (1 + |C|) = {err.max():.3g}"
+
+
+def build_graph(manifold, arch, cond, seed=4):
+    """Nets using every new kind; on a manifold net some layers are points.
+    mlp: two skips over the same layer (one from the input), layernorm,
+    FiLM per feature, dropout. cnn: conv-GN-relu, FiLM per channel, a residual
+    block, global average pooling, dense, layernorm, dropout, dense.
+    film: the FiLM baseline, point layers each followed by FiLM on the
+    manifold."""
+    with make_manifold(manifold) as m:
+        if arch == "mlp":
+            net = wm.Net(m, 6, cond).dense(6, wm.Activation.TANH)       # 0
+            net.layernorm().dense(6).residual(0, wm.Activation.RELU)     # 1 2 3
+            net.film().residual(-1).residual(0, wm.Activation.TANH)      # 4 5 6
+            net.dropout(0.3).dense(8, wm.Activation.SIGMOID).layernorm()  # 7 8 9
+            net.dense(3)                                                 # 10
+            points = [2, 9]
+        elif arch == "cnn":
+            net = wm.Net(m, 2 * 6 * 6, cond).input_shape(2, 6, 6)
+            net.conv2d(4, 3, 1, 1).groupnorm(2)                          # 0 1
+            net.residual(0, wm.Activation.RELU)                          # 2
+            net.film().conv2d(4, 3, 1, 1, wm.Activation.RELU)            # 3 4
+            net.groupnorm(4).residual(2, wm.Activation.RELU).maxpool(2)  # 5 6 7
+            net.film().global_avgpool().dense(12, wm.Activation.TANH)    # 8 9 10
+            net.layernorm().dropout(0.2).dense(3)                        # 11 12 13
+            points = [0, 5, 11]
+        else:  # film baseline
+            net = wm.Net(m, 5, cond).dense(8, wm.Activation.RELU).film()
+            net.dense(8, wm.Activation.RELU).film().dense(3)
+            points = [0, 2, 4]
+        if cond == wm.Conditioning.MANIFOLD and m.n_basis > 1:
+            for layer in points:
+                net.set_layer_manifold(layer, False)
+    net.init(seed)
+    return net
+
+
+def randomise_all(net, rng):
+    """Every control point of every layer with parameters different; gains
+    around 1 so normalised values keep their scale."""
+    arch = net.architecture()
+    concat = arch["cond"] == wm.Conditioning.CONCAT
+    for layer, spec in enumerate(arch["layers"]):
+        if spec["kind"] not in ("dense", "conv2d", "layernorm", "groupnorm", "film"):
+            continue
+        k = 1 if concat or not spec.get("manifold", 1) else net.manifold.n_basis
+        w0, b0 = net.control_point(layer, 0)
+        for kk in range(k):
+            if spec["kind"] in ("dense", "conv2d"):
+                w = rng.standard_normal(w0.shape) / np.sqrt(w0.shape[1])
+            else:
+                w = (1.0 if kk == 0 else 0.0) + 0.5 * rng.standard_normal(w0.shape)
+            net.set_control_point(layer, kk, w.astype(np.float32),
+                                  0.3 * rng.standard_normal(b0.shape).astype(np.float32))
+        if k > 1:
+            with pytest.raises(wm.InvalidArgumentError):
+                net.control_point(layer, k)
+
+
+@pytest.mark.parametrize("cond", [wm.Conditioning.MANIFOLD, wm.Conditioning.CONCAT],
+                         ids=["manifold", "concat"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "film"])
+@pytest.mark.parametrize("manifold", ["circle", "torus", "bspline", "point"])
+def test_new_layer_kinds_same_outputs_as_the_library(manifold, arch, cond, tmp_path):
+    rng = np.random.default_rng(zlib.crc32(f"{manifold} {arch} {int(cond)}".encode()))
+    with build_graph(manifold, arch, cond) as net:
+        randomise_all(net, rng)
+        n = 24
+        x = rng.standard_normal((n, net.n_inputs)).astype(np.float32)
+        dim = net.context_dim
+        per = [net.manifold.periodic(d) for d in range(dim)]
+        s = contexts(dim, n, rng, per) if dim else None
+        want = net(x, s)
+        module = wmt.to_torch(net).eval()                # eval: dropout is the identity
+        ts = None if s is None else torch.from_numpy(s)
+        with torch.no_grad():
+            got = module(torch.from_numpy(x), ts).numpy()
+        what = f"{manifold} {arch} {cond.name}"
+        assert got.shape == want.shape
+        assert_same_graph(got, want, what)
+        if dim and cond == wm.Conditioning.MANIFOLD:     # the outputs depend on s
+            assert np.abs(want - net(x, s[::-1].copy())).max() > 1e-3
+        # point layers have one control point in the module too
+        arch_d = net.architecture()
+        for i, m in enumerate(module.layers):
+            if hasattr(m, "control_points"):
+                on = arch_d["layers"][i].get("manifold", 1) and arch_d["cond"] == 0
+                assert m.control_points.shape[0] == (net.manifold.n_basis if on else 1), what
+        # training mode drops (p > 0), eval does not
+        if arch != "film":
+            module.train()
+            with torch.no_grad():
+                assert np.abs(module(torch.from_numpy(x), ts).numpy() - want).max() > 1e-4
+            module.eval()
+        # copy_to writes every kind's control points back unchanged
+        with build_graph(manifold, arch, cond, seed=9) as other:
+            module.copy_to(other)
+            np.testing.assert_allclose(other(x, s), want, rtol=1e-5, atol=1e-5)
+        # a saved and loaded net exports the same module
+        net.save(tmp_path / "g.wm")
+        with wm.Net.load(tmp_path / "g.wm") as back, torch.no_grad():
+            assert_same_graph(wmt.to_torch(back).eval()(torch.from_numpy(x), ts).numpy(), want,
+                              what + " loaded")
+
+
+def test_norm_control_points_are_vectors():
+    """layernorm gives a gain per feature, groupnorm per channel, FiLM per
+    channel on images and per feature after a dense layer; weights_at agrees."""
+    with wm.Manifold.circle() as m:
+        net = wm.Net(m, 2 * 4 * 4).input_shape(2, 4, 4).conv2d(6, 3, 1, 1).groupnorm(3)
+        net.film().layernorm().dense(5).film().init(1)
+    for layer, rows in [(1, 6), (2, 6), (3, 6 * 4 * 4), (5, 5)]:
+        w, b = net.control_point(layer, 1)
+        assert w.shape == (rows, 1) and b.shape == (rows,)
+        w, b = net.weights_at(layer, [0.25])
+        assert w.shape == (rows, 1) and b.shape == (rows,)
+        np.testing.assert_array_equal(w, 1.0)            # initialised to g = 1, b = 0
+        np.testing.assert_array_equal(b, 0.0)
+    net.close()
+
+
+def test_norm_eps_on_inputs_of_small_spread():
+    """Inputs whose variance is of the order of eps (1e-5): the outputs
+    depend on eps and on the biased variance, so the module must use both as
+    the library does."""
+    rng = np.random.default_rng(8)
+    with wm.Manifold.circle() as m:
+        nets = [wm.Net(m, 6).layernorm().dense(3),
+                wm.Net(m, 2 * 3 * 3).input_shape(2, 3, 3).groupnorm(2).dense(3)]
+    for net in nets:
+        net.init(2)
+        randomise_all(net, rng)
+        x = (0.004 * rng.standard_normal((10, net.n_inputs))).astype(np.float32)
+        s = rng.random((10, 1)).astype(np.float32)
+        want = net(x, s)
+        with torch.no_grad():
+            got = wmt.to_torch(net)(torch.from_numpy(x), torch.from_numpy(s)).numpy()
+        assert_same_graph(got, want, repr(net))
+        net.close()
+
+
+def test_graph_module_traces_with_s_as_an_input():
+    rng = np.random.default_rng(3)
+    with build_graph("circle", "cnn", wm.Conditioning.MANIFOLD) as net:
+        randomise_all(net, rng)
+        module = wmt.to_torch(net).eval()
+        x = torch.from_numpy(rng.standard_normal((5, net.n_inputs)).astype(np.float32))
+        s1 = torch.from_numpy(rng.random((5, 1)).astype(np.float32))
+        s2 = torch.from_numpy(rng.random((5, 1)).astype(np.float32))
+        traced = torch.jit.trace(module, (x, s1))
+        with torch.no_grad():
+            assert_same(traced(x, s2).numpy(), net(x.numpy(), s2.numpy()), "traced graph net")
 
 
 def test_importing_wmanifold_does_not_import_torch():
