@@ -13,6 +13,10 @@
 # alone (issue 6: WM_CONV_AUTO, STACKED and MATERIALISED against PyTorch's
 # conv2d on the stacked kernels). test-bench includes a one-repetition CNN run
 # and checks that the three conv strategies agree.
+# The end-to-end section (issue 15) runs the rotation example and the same
+# experiment in PyTorch (tests/bench/rotation_torch.py) alternately, 3 pairs
+# (about 10 minutes; --quick: one pair of 1-epoch runs); BENCH_ARGS="--only e2e"
+# runs it alone, --no-e2e skips it, --e2e-runs N sets the pairs.
 
 .PHONY: bench bench-quick bench-run test-bench
 
@@ -21,7 +25,8 @@ BENCH_ARGS ?=
 BENCH_QUICK ?=
 BENCH_RUN   = $(PYTHON) tests/bench/report.py --bench $(BENCH_BIN) --torch tests/bench/bench_torch.py \
               --python $(PYTHON) --variant $(VARIANT) --lib-flags "$(filter -O% -f% -m%,$(ALL_CFLAGS))" \
-              --out build/bench.md --json build/bench.json
+              --out build/bench.md --json build/bench.json \
+              --e2e-c $(EX_BIN)/rotation --e2e-torch tests/bench/rotation_torch.py --e2e-data $(EX_DATA)
 
 # -O3 for the floor's update pass; the library keeps its own flags.
 $(BENCH_BIN): tests/bench/bench.c include/wmanifold.h $(STLIB) $(BLAS_STAMP)
@@ -38,7 +43,7 @@ bench-quick:
 	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
 	@$(MAKE) --no-print-directory bench-run BENCH_QUICK=--quick
 
-bench-run: lib $(BENCH_BIN)
+bench-run: lib $(BENCH_BIN) $(EX_BIN)/rotation
 	@test "$(BLAS)" = openblas || { echo "bench: needs OpenBLAS (BLAS=$(BLAS)): apt-get install libopenblas-dev"; exit 1; }
 	@test "$(VARIANT)" = release || echo "bench: warning: timing the $(VARIANT) build"
 	@$(BENCH_RUN) $(BENCH_QUICK) $(BENCH_ARGS)
