@@ -36,11 +36,11 @@ $(BENCH_BIN): tests/bench/bench.c include/wmanifold.h $(STLIB) $(BLAS_STAMP)
 # The dependencies first, then a fresh make that sees them (BLAS is chosen when
 # the Makefile is read).
 bench:
-	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
+	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev dataset-fashion-mnist
 	@$(MAKE) --no-print-directory bench-run
 
 bench-quick:
-	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
+	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev dataset-fashion-mnist
 	@$(MAKE) --no-print-directory bench-run BENCH_QUICK=--quick
 
 bench-run: lib $(BENCH_BIN) $(EX_BIN)/rotation
