@@ -40,6 +40,7 @@
 typedef struct {
     float start_deg, len_deg; /* training arc: [start, start + len], wrapping at 360 */
     int channels;             /* image planes stacked in one idx_dataset row block */
+    ex_warp_table warp;       /* the last angle's taps: shared by the planes of an image */
 } task_info;
 
 typedef struct {
@@ -60,11 +61,12 @@ static void rotate(const float *img, const float *s, float *x, int rows, int col
                    void *user)
 {
     (void)r;
-    const task_info *a = user;
+    task_info *a = user;
     int h = rows / a->channels;
     size_t plane = (size_t)h * cols;
     for (int c = 0; c < a->channels; c++)
-        ex_warp(img + c * plane, x + c * plane, h, cols, TWO_PI * s[0], 0.0f, 0.0f);
+        ex_warp_cached(&a->warp, img + c * plane, x + c * plane, h, cols, TWO_PI * s[0], 0.0f,
+                       0.0f);
 }
 
 static void lib_error(const char *what, wm_status st)
@@ -328,7 +330,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    task_info ti = {ex_wrap360(a0), a1 - a0, 1};
+    task_info ti = {ex_wrap360(a0), a1 - a0, 1, {0}};
     if (ti.len_deg <= 0.0f || ti.len_deg > 360.0f)
         ti.len_deg = ex_wrap360(a1 - a0);
     if (!(ti.len_deg > 0.0f)) {
@@ -436,6 +438,7 @@ out:
         wm_net_free(net[m]);
     }
     wm_manifold_free(circle);
+    ex_warp_table_free(&ti.warp);
     if (cifar_dir) {
         cifar_free(&ctrain);
         cifar_free(&ctest);

@@ -254,35 +254,189 @@ void ex_shuffle(int *v, int n, ex_rng *r)
 
 /* ---- images -------------------------------------------------------------------- */
 
-void ex_warp(const float *src, float *dst, int rows, int cols, float angle, float dx, float dy)
+/* The warp is a gather: output pixel p reads its four bilinear source taps
+ * (x0, y0), (x0+1, y0), (x0, y0+1), (x0+1, y0+1) with weights
+ * (1-fy)(1-fx), (1-fy)fx, fy(1-fx), fy fx. warp_taps tabulates, for pixels
+ * p0..p1-1, each tap's source index and weight; a tap outside the source
+ * gets weight 0 and a clamped (valid) index, so applying the table has no
+ * branches and vectorises. The arithmetic is the scalar definition's, op for
+ * op (same inverse map, same floor, the weight wy*wx formed before it meets
+ * the pixel, the taps summed in the same order, a zero-weight tap adding
+ * +0), so for finite images the result is the same to the last bit.
+ * tests/test_warp.c checks that against the scalar definition. */
+/* max(a, lo) and min(a, hi) written as the SSE instructions compute them
+ * (a NaN a gives lo / hi), so they compile to one maxps / minps each;
+ * fminf/fmaxf would be calls. */
+static inline float maxf(float a, float lo)
+{
+    return a > lo ? a : lo;
+}
+
+static inline float minf(float a, float hi)
+{
+    return a < hi ? a : hi;
+}
+
+/* n pixels of one row, from column x, whose row offset from the centre
+ * less the shift is v. (Separate, so the outputs' restrict is honoured.) */
+static void warp_row(int rows, int cols, float c, float s, float dx, float v, int x, int n,
+                     int32_t *restrict i0, int32_t *restrict i1, int32_t *restrict i2,
+                     int32_t *restrict i3, float *restrict w0, float *restrict w1,
+                     float *restrict w2, float *restrict w3)
 {
     const float cy = 0.5f * (float)(rows - 1), cx = 0.5f * (float)(cols - 1);
-    const float c = cosf(angle), s = sinf(angle);
-    for (int y = 0; y < rows; y++) {
-        for (int x = 0; x < cols; x++) {
-            /* Inverse map: undo the shift, then rotate back by -angle. Screen
-             * y points down, so this rotates counter-clockwise as seen. */
-            float u = (float)x - cx - dx, v = (float)y - cy - dy;
-            float xs = c * u - s * v + cx;
-            float ys = s * u + c * v + cy;
-            int x0 = (int)floorf(xs), y0 = (int)floorf(ys);
-            float fx = xs - (float)x0, fy = ys - (float)y0;
-            float acc = 0.0f;
-            for (int j = 0; j < 2; j++) {
-                int yy = y0 + j;
-                if (yy < 0 || yy >= rows)
-                    continue;
-                float wy = j ? fy : 1.0f - fy;
-                for (int i = 0; i < 2; i++) {
-                    int xx = x0 + i;
-                    if (xx < 0 || xx >= cols)
-                        continue;
-                    acc += wy * (i ? fx : 1.0f - fx) * src[yy * cols + xx];
-                }
-            }
-            dst[y * cols + x] = acc;
-        }
+    const float xmax = (float)(cols - 1), ymax = (float)(rows - 1);
+    for (int i = 0; i < n; i++) {
+        /* Inverse map: undo the shift, then rotate back by -angle. Screen y
+         * points down, so this rotates counter-clockwise as seen. */
+        float u = (float)(x + i) - cx - dx;
+        float xs = c * u - s * v + cx;
+        float ys = s * u + c * v + cy;
+        /* Beyond [-2, n+1] both taps of an axis are outside: clamping there
+         * keeps the float -> int conversion in range and changes no result
+         * (NaN goes to -2: outside). */
+        xs = minf(maxf(xs, -2.0f), xmax + 2.0f);
+        ys = minf(maxf(ys, -2.0f), ymax + 2.0f);
+        float tx = (float)(int)xs, ty = (float)(int)ys;      /* floor, branch-free */
+        float x0 = tx - (xs < tx ? 1.0f : 0.0f), y0 = ty - (ys < ty ? 1.0f : 0.0f);
+        float fx = xs - x0, fy = ys - y0, x1 = x0 + 1.0f, y1 = y0 + 1.0f;
+        /* A tap inside the source keeps its coordinate under clamping to the
+         * source; one outside gets weight 0 at a valid index. */
+        float x0c = minf(maxf(x0, 0.0f), xmax), x1c = minf(maxf(x1, 0.0f), xmax);
+        float y0c = minf(maxf(y0, 0.0f), ymax), y1c = minf(maxf(y1, 0.0f), ymax);
+        float wx0 = x0c == x0 ? 1.0f - fx : 0.0f, wx1 = x1c == x1 ? fx : 0.0f;
+        float wy0 = y0c == y0 ? 1.0f - fy : 0.0f, wy1 = y1c == y1 ? fy : 0.0f;
+        int r0 = (int)y0c * cols, r1 = (int)y1c * cols, c0 = (int)x0c, c1 = (int)x1c;
+        i0[i] = r0 + c0;
+        i1[i] = r0 + c1;
+        i2[i] = r1 + c0;
+        i3[i] = r1 + c1;
+        w0[i] = wy0 * wx0; /* the factors are >= 0: a zero one gives +0 */
+        w1[i] = wy0 * wx1;
+        w2[i] = wy1 * wx0;
+        w3[i] = wy1 * wx1;
     }
+}
+
+/* The taps of pixels p0..p1-1 into idx[k * stride + p - p0], w likewise. */
+static void warp_taps(int rows, int cols, float c, float s, float dx, float dy, int p0, int p1,
+                      int32_t *idx, float *w, size_t stride)
+{
+    const float cy = 0.5f * (float)(rows - 1);
+    for (int p = p0; p < p1;) {
+        const int y = p / cols, x = p % cols;
+        const int n = cols - x < p1 - p ? cols - x : p1 - p; /* the rest of this row */
+        const size_t o = (size_t)(p - p0);
+        warp_row(rows, cols, c, s, dx, (float)y - cy - dy, x, n, idx + o, idx + stride + o,
+                 idx + 2 * stride + o, idx + 3 * stride + o, w + o, w + stride + o,
+                 w + 2 * stride + o, w + 3 * stride + o);
+        p += n;
+    }
+}
+
+/* dst[i] = the four taps of pixel i summed in order (0 + t00 + t01 + t10 + t11,
+ * as the scalar loop's acc), for i in [0, n). */
+static void warp_apply(const float *restrict src, float *restrict dst, int n,
+                       const int32_t *restrict idx, const float *restrict w, size_t stride)
+{
+    const int32_t *i0 = idx, *i1 = idx + stride, *i2 = idx + 2 * stride, *i3 = idx + 3 * stride;
+    const float *w0 = w, *w1 = w + stride, *w2 = w + 2 * stride, *w3 = w + 3 * stride;
+    for (int i = 0; i < n; i++) {
+        float acc = 0.0f;
+        acc += w0[i] * src[i0[i]];
+        acc += w1[i] * src[i1[i]];
+        acc += w2[i] * src[i2[i]];
+        acc += w3[i] * src[i3[i]];
+        dst[i] = acc;
+    }
+}
+
+#define WARP_CHUNK 256 /* pixels tabulated at a time by ex_warp: 8 KiB of stack */
+
+void ex_warp(const float *src, float *dst, int rows, int cols, float angle, float dx, float dy)
+{
+    int32_t idx[4 * WARP_CHUNK];
+    float w[4 * WARP_CHUNK];
+    const int np = rows * cols;
+    const float c = cosf(angle), s = sinf(angle);
+    for (int p = 0; p < np; p += WARP_CHUNK) {
+        int n = np - p < WARP_CHUNK ? np - p : WARP_CHUNK;
+        warp_taps(rows, cols, c, s, dx, dy, p, p + n, idx, w, WARP_CHUNK);
+        warp_apply(src, dst + p, n, idx, w, WARP_CHUNK);
+    }
+}
+
+/* Whether t's last arguments were these, bit for bit (so -0 and +0 differ,
+ * as their sines do). */
+static int warp_same_args(const ex_warp_table *t, int rows, int cols, float angle, float dx,
+                          float dy)
+{
+    return t->rows == rows && t->cols == cols && !memcmp(&t->angle, &angle, sizeof angle) &&
+           !memcmp(&t->dx, &dx, sizeof dx) && !memcmp(&t->dy, &dy, sizeof dy);
+}
+
+int ex_warp_table_init(ex_warp_table *t, int rows, int cols, float angle, float dx, float dy)
+{
+    t->ready = 0;
+    if (rows < 1 || cols < 1 || (size_t)rows * (size_t)cols > (size_t)INT32_MAX / 4)
+        return -1;
+    size_t np = (size_t)rows * (size_t)cols;
+    if (np > t->cap) {
+        int32_t *idx = malloc(4 * np * sizeof *idx);
+        float *w = malloc(4 * np * sizeof *w);
+        if (!idx || !w) {
+            free(idx);
+            free(w);
+            return -1;
+        }
+        free(t->idx);
+        free(t->w);
+        t->idx = idx;
+        t->w = w;
+        t->cap = np;
+    }
+    t->rows = rows;
+    t->cols = cols;
+    t->angle = angle;
+    t->dx = dx;
+    t->dy = dy;
+    warp_taps(rows, cols, cosf(angle), sinf(angle), dx, dy, 0, (int)np, t->idx, t->w, np);
+    t->ready = 1;
+    return 0;
+}
+
+void ex_warp_table_apply(const ex_warp_table *t, const float *src, float *dst)
+{
+    size_t np = (size_t)t->rows * (size_t)t->cols;
+    warp_apply(src, dst, (int)np, t->idx, t->w, np);
+}
+
+void ex_warp_cached(ex_warp_table *t, const float *src, float *dst, int rows, int cols,
+                    float angle, float dx, float dy)
+{
+    if (warp_same_args(t, rows, cols, angle, dx, dy)) {
+        if (t->ready || ex_warp_table_init(t, rows, cols, angle, dx, dy) == 0) {
+            ex_warp_table_apply(t, src, dst);
+            return;
+        }
+    } else {
+        t->rows = rows;
+        t->cols = cols;
+        t->angle = angle;
+        t->dx = dx;
+        t->dy = dy;
+        t->ready = 0;
+    }
+    ex_warp(src, dst, rows, cols, angle, dx, dy);
+}
+
+void ex_warp_table_free(ex_warp_table *t)
+{
+    if (!t)
+        return;
+    free(t->idx);
+    free(t->w);
+    memset(t, 0, sizeof *t);
 }
 
 /* ---- nets and training ------------------------------------------------------------ */

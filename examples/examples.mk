@@ -52,6 +52,11 @@ $(EX_PROGS): $(EX_BIN)/%: $(EX_BIN)/%.o $(EX_SUPPORT) $(STLIB)
 $(EX_BIN):
 	@mkdir -p $@
 
+# tests/test_warp.c checks the examples' warp against its scalar definition:
+# the generic test rule plus the examples' support objects.
+$(BUILD)/tests/test_warp: tests/test_warp.c tests/testutil.h $(EX_SUPPORT) $(STLIB) $(BLAS_STAMP) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Itests -Iexamples -o $@ $< $(EX_SUPPORT) $(TEST_LIBS) -lz $(LDFLAGS_SAN)
+
 # Each run's output goes to the terminal and to DIR/seedN/NAME.log; the exit
 # status survives the pipe through tee via a status file (plain sh has no
 # pipefail). DIR/run.txt records what ran, where and when, for docs/results.py.

@@ -28,6 +28,7 @@
 
 typedef struct {
     float start_deg, len_deg; /* training arc: [start, start + len], wrapping at 360 */
+    ex_warp_table warp;       /* the last angle's taps: a test set is seen at one angle */
 } arc;
 
 /* Training contexts: uniform on the training arc. */
@@ -42,9 +43,9 @@ static void sample_ctx(ex_rng *r, float *s, void *user)
 static void rotate(const float *img, const float *s, float *x, int rows, int cols, ex_rng *r,
                    void *user)
 {
+    arc *a = user;
     (void)r;
-    (void)user;
-    ex_warp(img, x, rows, cols, TWO_PI * s[0], 0.0f, 0.0f);
+    ex_warp_cached(&a->warp, img, x, rows, cols, TWO_PI * s[0], 0.0f, 0.0f);
 }
 
 static void usage(FILE *f, const ex_opts *d)
@@ -93,7 +94,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    arc tr = {ex_wrap360(a0), a1 - a0};
+    arc tr = {ex_wrap360(a0), a1 - a0, {0}};
     if (tr.len_deg <= 0.0f || tr.len_deg > 360.0f)
         tr.len_deg = ex_wrap360(a1 - a0);
     if (!(tr.len_deg > 0.0f)) {
@@ -149,6 +150,7 @@ out:
         wm_net_free(net[m]);
     }
     wm_manifold_free(circle);
+    ex_warp_table_free(&tr.warp);
     idx_free(&train);
     idx_free(&test);
     return rc;

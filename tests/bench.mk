@@ -16,6 +16,10 @@
 # MLP's matrix products through each of src/blas.c's routes (gemm_shapes: on
 # the core's own OpenBLAS kernels and with OPENBLAS_CORETYPE=Haswell, and
 # BLIS's when Debian's libblis4-serial is installed).
+# The end-to-end section (issue 15) runs the rotation example and the same
+# experiment in PyTorch (tests/bench/rotation_torch.py) alternately, 3 pairs
+# (about 10 minutes; --quick: one pair of 1-epoch runs); BENCH_ARGS="--only e2e"
+# runs it alone, --no-e2e skips it, --e2e-runs N sets the pairs.
 
 .PHONY: bench bench-quick bench-run test-bench
 
@@ -28,7 +32,8 @@ BENCH_QUICK ?=
 BENCH_RUN   = $(PYTHON) tests/bench/report.py --bench $(BENCH_BIN) --torch tests/bench/bench_torch.py \
               --python $(PYTHON) --variant $(VARIANT) --lib-flags "$(filter -O% -f% -m%,$(ALL_CFLAGS))" \
               --out build/bench.md --json build/bench.json --gemm-shapes $(GEMM_SHAPES_BIN) \
-              $(if $(BLIS_SO),--blis $(BLIS_SO))
+              $(if $(BLIS_SO),--blis $(BLIS_SO)) \
+              --e2e-c $(EX_BIN)/rotation --e2e-torch tests/bench/rotation_torch.py --e2e-data $(EX_DATA)
 
 # -O3 for the floor's update pass; the library keeps its own flags.
 $(BENCH_BIN): tests/bench/bench.c include/wmanifold.h $(STLIB) $(BLAS_STAMP)
@@ -43,14 +48,14 @@ $(GEMM_SHAPES_BIN): tests/bench/gemm_shapes.c src/blas.h $(STLIB) $(BLAS_STAMP)
 # The dependencies first, then a fresh make that sees them (BLAS is chosen when
 # the Makefile is read).
 bench:
-	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
+	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev dataset-fashion-mnist
 	@$(MAKE) --no-print-directory bench-run
 
 bench-quick:
-	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev
+	@.ci/ensure-deps python3-torch python3-numpy libopenblas-dev dataset-fashion-mnist
 	@$(MAKE) --no-print-directory bench-run BENCH_QUICK=--quick
 
-bench-run: lib $(BENCH_BIN) $(GEMM_SHAPES_BIN)
+bench-run: lib $(BENCH_BIN) $(GEMM_SHAPES_BIN) $(EX_BIN)/rotation
 	@test "$(BLAS)" = openblas || { echo "bench: needs OpenBLAS (BLAS=$(BLAS)): apt-get install libopenblas-dev"; exit 1; }
 	@test "$(VARIANT)" = release || echo "bench: warning: timing the $(VARIANT) build"
 	@$(BENCH_RUN) $(BENCH_QUICK) $(BENCH_ARGS)
