@@ -60,6 +60,7 @@
 #include <cblas.h>
 
 #include "wmanifold.h"
+#include "blas.h"          /* wmi_gemm: the floor uses the library's product routes */
 
 /* Whether the program links OpenBLAS (bench.mk says, from the Makefile's
  * BLAS): Debian's cblas.h may be OpenBLAS's header even when the reference
@@ -440,8 +441,9 @@ static int lib_infer(void *v)
 /* ---- the floor ------------------------------------------------------------------
  * Mixed contexts (and the point): per layer Z = X Wst^T (n x K*out), and in
  * backward dWst = D^T X and, for every layer but the first, dX = D Wst, all
- * through cblas_sgemm; then one momentum pass over all parameters (read the
- * gradient, read/write the parameter and the momentum buffer).
+ * through the library's own product routes (wmi_gemm, so the floor uses the
+ * same blocking: issue 15); then one momentum pass over all parameters (read
+ * the gradient, read/write the parameter and the momentum buffer).
  * Shared context: materialise W(s) = sum_k c_k Q_k (one pass over K*|W|), the
  * plain network's GEMMs (K times smaller), spread the gradient
  * dQ_k = c_k dW (a pass writing K*|W|), and the same momentum pass.
@@ -567,6 +569,15 @@ static void floor_materialise(floor_ctx *F, int l)
     }
 }
 
+/* The floor's products go through the library's own product routes
+ * (src/blas.c: the same blocking, the route measured on this core), so the
+ * floor and the library differ by everything but the products' kernels. */
+static void floor_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc)
+{
+    wmi_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 static void floor_forward(floor_ctx *F)
 {
     for (int l = 0; l < F->n_layers; l++) {
@@ -578,15 +589,15 @@ static void floor_forward(floor_ctx *F)
                 floor_materialise(F, l);
                 W = F->wm[l];
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, in, 1.0f, W, in,
+            floor_gemm(0, 0, rows, n, in, 1.0f, W, in,
                         F->X[l], n, 0.0f, F->Z, n);
         } else if (F->shared) {
             floor_materialise(F, l);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, F->X[l], in,
+            floor_gemm(0, 1, n, out, in, 1.0f, F->X[l], in,
                         F->wm[l], in, 0.0f, F->Z, out);
         } else {
             int ko = F->K * out;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ko, in, 1.0f, F->X[l], in,
+            floor_gemm(0, 1, n, ko, in, 1.0f, F->X[l], in,
                         F->q + F->w_off[l], in, 0.0f, F->Z, ko);
         }
     }
@@ -613,19 +624,19 @@ static void floor_backward(floor_ctx *F)
             int rows = F->shared ? out : F->K * out;
             const float *W = F->shared ? F->wm[l] : F->q + F->w_off[l];
             float *dW = F->shared ? F->gm : F->g + F->w_off[l];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, in, n, 1.0f, F->D, n,
+            floor_gemm(0, 1, rows, in, n, 1.0f, F->D, n,
                         F->X[l], n, 0.0f, dW, in);
             if (l > 0)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, n, rows, 1.0f, W, in,
+                floor_gemm(1, 0, in, n, rows, 1.0f, W, in,
                             F->D, n, 0.0f, F->dX, n);
             if (F->shared)
                 floor_spread(F, l);
         } else if (F->shared) {
             size_t wn = (size_t)out * in;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, F->D, out,
+            floor_gemm(1, 0, out, in, n, 1.0f, F->D, out,
                         F->X[l], in, 0.0f, F->gm, in);
             if (l > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, F->D, out,
+                floor_gemm(0, 0, n, in, out, 1.0f, F->D, out,
                             F->wm[l], in, 0.0f, F->dX, in);
             float *gW = F->g + F->w_off[l];
             for (int k = 0; k < F->K; k++) {         /* spread: dQ_k = c_k dW */
@@ -636,10 +647,10 @@ static void floor_backward(floor_ctx *F)
             }
         } else {
             int ko = F->K * out;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ko, in, n, 1.0f, F->D, ko,
+            floor_gemm(1, 0, ko, in, n, 1.0f, F->D, ko,
                         F->X[l], in, 0.0f, F->g + F->w_off[l], in);
             if (l > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, ko, 1.0f, F->D, ko,
+                floor_gemm(0, 0, n, in, ko, 1.0f, F->D, ko,
                             F->q + F->w_off[l], in, 0.0f, F->dX, in);
         }
     }

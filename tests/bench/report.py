@@ -495,7 +495,7 @@ def main():
         md.append("Nets: `mlp` 784-256-256-10 relu, softmax CE; `ctl` 16-64-64-4 tanh, MSE. "
                   "Contexts: `mixed` a random s per sample, `shared` one s per batch, `none` the point "
                   "(a plain network). Optimizer SGD with momentum 0.9, lr 0.01. The floor: the "
-                  "basis-point GEMMs alone through the same cblas plus one momentum pass over the "
+                  "basis-point GEMMs alone through the library's own product routes (the same blocking) plus one momentum pass over the "
                   "parameters (shared: the plain GEMMs plus materialising W(s) and spreading the "
                   "gradient). Ratios above 1 in torch/ours mean libwmanifold is faster; ours/floor "
                   "is how far it is from the floor.\n")
