@@ -299,10 +299,12 @@ WM_API wm_status wm_net_film(wm_net *net);
  * step count and the sample's index in the batch (and the layer and the
  * element): the same step on the same batch drops the same elements.
  * p = 0 is the identity everywhere, bit for bit. No parameters.
- * The seed is not stored in model files: a net from wm_net_load or
- * wm_net_load_buffer draws the masks a net initialised with seed 0 would
- * (wm_net_clone keeps the seed), so training resumed from a file drops other
- * elements than the run that wrote it would have.
+ * The seed is stored in model files (format version 3, written for every
+ * net with a dropout layer) and kept by wm_net_clone, so training resumed
+ * from a checkpoint (wm_optimizer_save / wm_optimizer_load, or
+ * wm_net_save_buffer + wm_net_load_buffer + wm_optimizer_set_state) drops
+ * the same elements as training that never stopped. A file written before
+ * version 3 (libwmanifold before this change) loads with seed 0.
  * Returns WM_OK, WM_EINVAL (NULL net, p out of range or NaN; first layer of
  * a concatenation net), WM_ESTATE (after wm_net_init). */
 WM_API wm_status wm_net_dropout(wm_net *net, float p);
@@ -461,7 +463,10 @@ WM_API const float *wm_net_params(const wm_net *net, size_t *len);
  * Returns WM_OK, WM_EINVAL (NULL, wrong len, NaN/Inf), WM_ESTATE. */
 WM_API wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
 
-/** Save the architecture and parameters to path (see docs/model-format.md).
+/** Save the architecture and parameters to path (see docs/model-format.md),
+ * and the wm_net_init seed when the net has a dropout layer (its masks
+ * depend on it): such a net is written as format version 3, any other net
+ * in the oldest version that holds it (1 or 2), as earlier releases wrote it.
  * Atomic: written to a temporary file in the same directory, flushed,
  * fsynced and renamed over path, so path always holds a whole model.
  * Files: a new file gets mode 0666 less the umask (as any tool's output); a
@@ -477,7 +482,9 @@ WM_API wm_status wm_net_set_params(wm_net *net, const float *q, size_t len);
 WM_API wm_status wm_net_save(const wm_net *net, const char *path);
 
 /** Load a model saved by wm_net_save; *out is a new initialised net whose
- * wm_infer is bit-identical to the saved one's. A net on a custom manifold
+ * wm_infer is bit-identical to the saved one's, and whose dropout masks are
+ * the saved net's (its wm_net_init seed; a file of format version 1 or 2
+ * loads with seed 0). A net on a custom manifold
  * needs its basis callback: use wm_net_load_custom (plain wm_net_load then
  * returns WM_EINVAL). Never blocks on a FIFO or device: anything but a
  * regular file is WM_EIO. Returns WM_OK, WM_EINVAL (NULL or empty path),

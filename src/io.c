@@ -4,10 +4,13 @@
  *   "WMNF" | version | header bytes (u32) | header | u64 n_params | params
  *        | u32 has_optimizer | [optimizer section] | crc32
  * header = manifold (recursive) | cond | n_inputs | input c, h, w | loss | n_layers | layers
- * layer  = kind | placement (version 2 only: 1 manifold, 0 one point) | the kind's
+ *          | u64 init seed (version 3 only)
+ * layer  = kind | placement (version 2 and 3: 1 manifold, 0 one point) | the kind's
  *          fields (its table's n_fields: layers/, docs/model-format.md)
- * A net that version 1 can hold (its four kinds, every layer on the manifold)
- * is written as version 1, byte for byte as before; others as version 2.
+ * The writer picks the oldest version that holds the net: version 1 (its four
+ * kinds, every layer on the manifold), byte for byte as before; else version
+ * 2; a net with a dropout layer, whose masks depend on the wm_net_init seed,
+ * as version 3. Versions 1 and 2 load with seed 0.
  * optimizer section = kind | lr, volume, momentum, beta1, beta2, eps, weight_decay (f32)
  *            | u64 steps | first moment (n_params f32, not SD) | second (Adam only)
  * manifold = kind | dim | K | periodic[dim] | kind fields (Fourier: H;
@@ -35,7 +38,7 @@
 #include "optim.h"
 
 #define MAGIC "WMNF"
-#define FORMAT_VERSION 2u          /* the newest this library reads and writes */
+#define FORMAT_VERSION 3u          /* the newest this library reads and writes */
 #define V1_KINDS 4u                /* dense, conv2d, maxpool, avgpool: version 1's kinds */
 #define MAX_FILE ((long long)1 << 36)
 
@@ -321,6 +324,9 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
     for (int l = 0; l < net->n_layers; l++)
         if ((uint32_t)net->layers[l].kind >= V1_KINDS || net->layers[l].Kp != net->Kp)
             version = 2;
+    for (int l = 0; l < net->n_layers; l++)
+        if (net->layers[l].kind == WM_LAYER_DROPOUT)
+            version = 3;                /* its masks need the seed */
     for (int l = 0; l < net->n_layers; l++) {
         const wm_layer *ly = &net->layers[l];
         const wm_layer_ops *ops = wmi_ops(ly);
@@ -332,6 +338,8 @@ static void serialize(wbuf *w, const wm_net *net, const wm_optimizer *opt)
         for (int j = 0; j < ops->n_fields; j++)
             put_u32(&hdr, v[j]);
     }
+    if (version >= 3)
+        put_u64(&hdr, net->seed);
     put_bytes(w, MAGIC, 4);
     put_u32(w, version);
     put_u32(w, (uint32_t)hdr.len);
@@ -794,6 +802,14 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
         if (add != WM_OK)
             st = add == WM_ENOMEM ? add : bad(c, "a layer cannot be rebuilt (sizes out of range)");
     }
+    uint64_t seed = 0;                  /* versions 1 and 2 do not store it */
+    if (st == WM_OK && version >= 3) {
+        size_t at = r.pos, end = 12 + (size_t)hdr_len;
+        seed = get_u32(&r);
+        seed |= (uint64_t)get_u32(&r) << 32;
+        if (r.bad || (at <= end && r.pos > end))
+            st = bad(c, "truncated init seed (the last field of a version-3 header)");
+    }
     if (st == WM_OK && r.pos != 12 + (size_t)hdr_len)
         st = bad(c, "header length does not match its contents");
     uint64_t n_params = 0;
@@ -807,8 +823,9 @@ static wm_status parse(const unsigned char *data, size_t len, load_ctx *c, wm_ne
     }
     if (st == WM_OK && (st = wm_net_set_loss(net, (wm_loss)loss)) != WM_OK && st != WM_ENOMEM)
         st = bad_field(c, "the loss field");
-    /* init checks what the loss needs of the layers (softmax: 2+ outputs) */
-    if (st == WM_OK && (st = wm_net_init(net, 0)) != WM_OK && st != WM_ENOMEM)
+    /* init (the file's seed: dropout masks) checks what the loss needs of the
+     * layers (softmax: 2+ outputs); the parameters are then the file's */
+    if (st == WM_OK && (st = wm_net_init(net, seed)) != WM_OK && st != WM_ENOMEM)
         st = bad_field(c, "the loss field does not fit the layers");
     if (st == WM_OK) {
         for (size_t j = 0; j < net->n_params; j++) {

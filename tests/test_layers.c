@@ -8,6 +8,8 @@
 
 #define TU_HAVE_NORMS
 #include "testutil.h"
+#include "crc32.h"
+#include "fuzz/model_layout.h"
 
 /* One gradient check: the net of spec on manifold mname, batch n. */
 static void check_spec(const char *mname, wm_conditioning cond, const tu_spec *spec, int nl,
@@ -612,36 +614,160 @@ static void test_dropout_mask_reproducible(void **st)
     wm_manifold_free(m);
 }
 
-/* The init seed is not in the model file (docs/model-format.md): a loaded
- * dropout net draws the masks of a net initialised with seed 0, a clone
- * keeps its seed. Pinned so that a change of either is a decision. */
-static void test_dropout_seed_after_load_and_clone(void **st)
+/* The dropout net the seed tests train: 16 inputs on the circle, dense 8
+ * relu, dropout p = 0.3, dense 2, MSE; initialised with seed. */
+static wm_net *dropout_net(const wm_manifold *m, uint64_t seed)
+{
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_net_create(&net, m, 16, WM_COND_MANIFOLD));
+    WM_OK_OR_FAIL(wm_net_dense(net, 8, WM_ACT_RELU));
+    WM_OK_OR_FAIL(wm_net_dropout(net, 0.3f));
+    WM_OK_OR_FAIL(wm_net_dense(net, 2, WM_ACT_NONE));
+    WM_OK_OR_FAIL(wm_net_set_loss(net, WM_LOSS_MSE));
+    WM_OK_OR_FAIL(wm_net_init(net, seed));
+    return net;
+}
+
+/* Step t's batch of 4 samples (a different one at every step). */
+static void dropout_batch(int t, float *x, float *s, float *y)
+{
+    uint64_t st = 100 + (uint64_t)t;
+    tu_fill(x, 4 * 16, -1, 1, &st);
+    tu_fill(s, 4, 0, 1, &st);
+    tu_fill(y, 4 * 2, -1, 1, &st);
+}
+
+/* Steps t0 .. t0 + n - 1 of the schedule with opt. */
+static void dropout_steps(wm_optimizer *opt, int t0, int n)
+{
+    float x[4 * 16], s[4], y[4 * 2];
+    for (int t = t0; t < t0 + n; t++) {
+        dropout_batch(t, x, s, y);
+        wm_batch b = {4, x, s, NULL, y};
+        WM_OK_OR_FAIL(wm_step(opt, &b, NULL));
+    }
+}
+
+/* The offset of the init seed in a version-3 file (docs/model-format.md). */
+static size_t seed_offset(const unsigned char *b, size_t len)
+{
+    wm_layout L;
+    assert_int_equal(wl_parse(b, len, &L), 0);
+    assert_int_equal(b[4], 3);
+    assert_true(L.seed > 0);
+    return L.seed;
+}
+
+static void fix_crc(unsigned char *b, size_t len)
+{
+    uint32_t c = wmi_crc32(0, b, len - 4);
+    for (int j = 0; j < 4; j++)
+        b[len - 4 + j] = (unsigned char)(c >> 8 * j);
+}
+
+/* Model format 3 stores the init seed, which selects dropout masks: a
+ * dropout net (p = 0.3, momentum) trained k steps, checkpointed, then
+ * continued n steps in memory reaches bit for bit the parameters of the
+ * same n steps resumed from the checkpoint file (wm_optimizer_load) and from
+ * a buffer (wm_net_load_buffer + wm_optimizer_set_state). The same resume
+ * from a file whose seed field is patched to 0 differs, so the masks (not
+ * only the parameters) are what the seed carries. */
+static void test_dropout_resume_from_checkpoint(void **st)
 {
     (void)st;
-    enum { IN = 64 };
-    wm_manifold *m = tu_manifold("line");
-    wm_net *a, *zero, *loaded, *clone;
-    wm_net **build[] = {&a, &zero};
-    for (int k = 0; k < 2; k++) {
-        WM_OK_OR_FAIL(wm_net_create(build[k], m, IN, WM_COND_MANIFOLD));
-        WM_OK_OR_FAIL(wm_net_dropout(*build[k], 0.3f));
-        WM_OK_OR_FAIL(wm_net_dense(*build[k], 2, WM_ACT_NONE));
-        WM_OK_OR_FAIL(wm_net_set_loss(*build[k], WM_LOSS_MSE));
-        WM_OK_OR_FAIL(wm_net_init(*build[k], k == 0 ? 21 : 0));
-    }
+    enum { K_STEPS = 3, N_STEPS = 4 };
+    wm_manifold *m = tu_manifold("circle");
+    wm_net *net = dropout_net(m, 21);
+    wm_opt_config cfg = wm_opt_default(WM_OPT_MOMENTUM);
+    cfg.lr = 0.05f;
+    wm_optimizer *opt;
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
+    dropout_steps(opt, 0, K_STEPS);
+    /* the checkpoint: a file, and the buffer + state a transport would send */
+    char path[] = "/tmp/wm_test_dropout_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    WM_OK_OR_FAIL(wm_optimizer_save(opt, path));
+    void *buf;
+    size_t len, np, ns = wm_optimizer_state_len(opt);
+    WM_OK_OR_FAIL(wm_net_save_buffer(net, &buf, &len));
+    unsigned char *bytes = buf;
+    size_t at = seed_offset(bytes, len);
+    assert_int_equal(bytes[at], 21);                            /* u64 21, little-endian */
+    for (int j = 1; j < 8; j++)
+        assert_int_equal(bytes[at + j], 0);
+    float *state = malloc(sizeof(float) * ns);
+    WM_OK_OR_FAIL(wm_optimizer_get_state(opt, state, ns));
+    uint64_t steps = wm_optimizer_steps(opt);
+    assert_int_equal(steps, K_STEPS);
+    /* continue in memory */
+    dropout_steps(opt, K_STEPS, N_STEPS);
+    const float *want = wm_net_params(net, &np);
+    /* resumed from the file */
+    wm_optimizer *fo;
+    wm_net *fnet;
+    WM_OK_OR_FAIL(wm_optimizer_load(&fo, &fnet, path, NULL, NULL));
+    unlink(path);
+    assert_int_equal(wm_optimizer_steps(fo), K_STEPS);
+    dropout_steps(fo, K_STEPS, N_STEPS);
+    assert_memory_equal(wm_net_params(fnet, NULL), want, np * sizeof(float));
+    /* resumed from the buffer */
+    wm_net *bnet, *znet;
+    wm_optimizer *bo, *zo;
+    WM_OK_OR_FAIL(wm_net_load_buffer(&bnet, buf, len));
+    WM_OK_OR_FAIL(wm_optimizer_create(&bo, bnet, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_set_state(bo, state, ns, steps));
+    dropout_steps(bo, K_STEPS, N_STEPS);
+    assert_memory_equal(wm_net_params(bnet, NULL), want, np * sizeof(float));
+    /* the same buffer with seed 0 in the file: other masks, other parameters */
+    bytes[at] = 0;
+    fix_crc(bytes, len);
+    WM_OK_OR_FAIL(wm_net_load_buffer(&znet, buf, len));
+    WM_OK_OR_FAIL(wm_optimizer_create(&zo, znet, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_set_state(zo, state, ns, steps));
+    dropout_steps(zo, K_STEPS, N_STEPS);
+    assert_true(memcmp(wm_net_params(znet, NULL), want, np * sizeof(float)) != 0);
+    wm_free(buf);
+    free(state);
+    wm_optimizer_free(opt), wm_optimizer_free(fo), wm_optimizer_free(bo), wm_optimizer_free(zo);
+    wm_net_free(net), wm_net_free(fnet), wm_net_free(bnet), wm_net_free(znet);
+    wm_manifold_free(m);
+}
+
+/* Files without the seed (versions 1 and 2, written before version 3) load
+ * with seed 0: a version-2 file of a dropout net, built by taking the seed's
+ * 8 bytes out of a version-3 header, draws the masks of the same net
+ * initialised with seed 0, not its own; a clone keeps its seed. The
+ * version-2 graph of the fuzz corpus (written by the library before version
+ * 3) loads and is saved again as version 3 with seed 0. A version-3 header
+ * too short for the seed is WM_EFORMAT naming the field. */
+static void test_dropout_seed_v2_file_and_clone(void **st)
+{
+    (void)st;
+    wm_manifold *m = tu_manifold("circle");
+    wm_net *a = dropout_net(m, 21), *zero = dropout_net(m, 0), *v2, *clone;
     size_t np, len;
     const float *pa = wm_net_params(a, &np);
     WM_OK_OR_FAIL(wm_net_set_params(zero, pa, np));
     void *buf;
     WM_OK_OR_FAIL(wm_net_save_buffer(a, &buf, &len));
-    WM_OK_OR_FAIL(wm_net_load_buffer(&loaded, buf, len));
+    unsigned char *b = buf;
+    size_t at = seed_offset(b, len);
+    memmove(b + at, b + at + 8, len - at - 8);                  /* version 2: no seed */
+    len -= 8;
+    b[4] = 2;
+    uint32_t hb = (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 | (uint32_t)b[11] << 24;
+    for (int j = 0; j < 4; j++)                                 /* header_bytes - 8 */
+        b[8 + j] = (unsigned char)((hb - 8) >> 8 * j);
+    fix_crc(b, len);
+    WM_OK_OR_FAIL(wm_net_load_buffer(&v2, buf, len));
     wm_free(buf);
     WM_OK_OR_FAIL(wm_net_clone(&clone, a));
-    float x[2 * IN], s[2] = {0.2f, 0.9f}, t[4] = {1, -1, 0.5f, 0};
-    uint64_t s0 = 3;
-    tu_fill(x, 2 * IN, 0.5, 1.5, &s0);
-    wm_batch batch = {2, x, s, NULL, t};
-    wm_net *nets[4] = {a, zero, loaded, clone};
+    float x[4 * 16], s[4], t[4 * 2];
+    dropout_batch(0, x, s, t);
+    wm_batch batch = {4, x, s, NULL, t};
+    wm_net *nets[4] = {a, zero, v2, clone};
     float *g[4];
     wm_optimizer *o[4];
     wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
@@ -650,12 +776,34 @@ static void test_dropout_seed_after_load_and_clone(void **st)
         WM_OK_OR_FAIL(wm_grad(o[k], &batch, NULL));
         g[k] = wm_grad_buffer(o[k], NULL);
     }
-    assert_memory_equal(g[2], g[1], np * sizeof(float));       /* loaded: seed 0's masks */
+    assert_memory_equal(g[2], g[1], np * sizeof(float));       /* version 2: seed 0's masks */
     assert_memory_equal(g[3], g[0], np * sizeof(float));       /* clone: its own seed */
     assert_true(memcmp(g[0], g[1], np * sizeof(float)) != 0); /* seeds 21 and 0 differ */
     for (int k = 0; k < 4; k++)
         wm_optimizer_free(o[k]), wm_net_free(nets[k]);
     wm_manifold_free(m);
+    /* the corpus's version-2 graph: loads, saves again as version 3, seed 0 */
+    wm_net *old;
+    WM_OK_OR_FAIL(wm_net_load(&old, "tests/fuzz/corpus/load/valid-v2-graph.wmn"));
+    WM_OK_OR_FAIL(wm_net_save_buffer(old, &buf, &len));
+    wm_net_free(old);
+    b = buf;
+    at = seed_offset(b, len);
+    for (int j = 0; j < 8; j++)
+        assert_int_equal(b[at + j], 0);
+    wm_free(buf);
+    const char *bad[] = {"seed-short", "seed-trunc", "as-v2"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char name[128];
+        snprintf(name, sizeof name, "tests/fuzz/corpus/load/bad-v3-%s.wmn", bad[k]);
+        wm_net *net = NULL;
+        wm_status got = wm_net_load(&net, name);
+        if (got != WM_EFORMAT)
+            fail_msg("%s: %s (%s), expected WM_EFORMAT", name, wm_status_str(got), wm_last_error());
+        assert_null(net);
+        if (k == 0)
+            assert_non_null(strstr(wm_last_error(), "truncated init seed"));
+    }
 }
 
 /* Model format 2: a net of every new kind with point layers saves as
@@ -720,7 +868,8 @@ int main(void)
         cmocka_unit_test(test_placement_rules),
         cmocka_unit_test(test_dropout_zero_is_identity),
         cmocka_unit_test(test_dropout_mask_reproducible),
-        cmocka_unit_test(test_dropout_seed_after_load_and_clone),
+        cmocka_unit_test(test_dropout_resume_from_checkpoint),
+        cmocka_unit_test(test_dropout_seed_v2_file_and_clone),
         cmocka_unit_test(test_format2_round_trip_and_range_checks),
     };
     return cmocka_run_group_tests_name("layers", tests, NULL, NULL);

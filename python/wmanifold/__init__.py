@@ -948,8 +948,9 @@ class Net(_Handle):
     def architecture(self) -> Dict[str, Any]:
         """What the net is, in the model file's terms (docs/model-format.md):
         a dict with manifold (kind, dim, K, periodic and the kind's fields),
-        cond, n_inputs, input_shape, loss and layers (kind and fields each).
-        An initialised net is read back from what wm_net_save writes, so it
+        cond, n_inputs, input_shape, loss and layers (kind and fields each);
+        an initialised net with a dropout layer adds seed (its init seed,
+        which selects the masks). An initialised net is read back from what wm_net_save writes, so it
         is the library's own account."""
         if self.initialised:
             with tempfile.TemporaryDirectory(prefix="wmanifold-") as d:

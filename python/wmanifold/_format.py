@@ -12,7 +12,7 @@ import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 MAGIC = b"WMNF"
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 
 ACTIVATIONS = ("none", "relu", "tanh", "sigmoid")
 LAYER_KINDS = ("dense", "conv2d", "maxpool", "avgpool", "residual", "layernorm", "groupnorm", "film",
@@ -80,7 +80,9 @@ def parse_header(data: bytes, what: str = "model file") -> Dict[str, Any]:
     """The architecture in a model file's bytes: a dict with manifold (kind,
     dim, K, periodic and the kind's fields; products: a and b), cond (0
     manifold, 1 concat), n_inputs, input_shape ((c, h, w) or None), loss
-    (0 softmax CE, 1 MSE) and layers (dicts with kind and its fields).
+    (0 softmax CE, 1 MSE) and layers (dicts with kind and its fields); a
+    version-3 file (a net with a dropout layer) adds seed, the wm_net_init
+    seed that selects the dropout masks (older files load with seed 0).
     Raises ValueError on a file it cannot read."""
     if data[:4] != MAGIC:
         raise ValueError(f"{what}: not a libwmanifold model file")
@@ -122,6 +124,8 @@ def parse_header(data: bytes, what: str = "model file") -> Dict[str, Any]:
             layer["size"] = r.u32()
         layers.append(layer)
     arch["layers"] = layers
+    if version >= 3:
+        arch["seed"] = r.u32() | r.u32() << 32
     return arch
 
 

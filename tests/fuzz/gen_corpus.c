@@ -169,6 +169,39 @@ static unsigned char *saved_net(wm_net *net, size_t *len)
     return buf;
 }
 
+/* Format 3: the graph net with its init seed (b, len: its file; L: its
+ * layout), a header too short for the seed, a file cut inside it, the
+ * version field claiming 2, and a momentum checkpoint after two steps. */
+static void gen_graph_v3(wm_net *net, const unsigned char *b, size_t len, const wm_layout *L)
+{
+    write_file("load", "valid-v3-graph.wmn", b, len);
+    unsigned char *c = malloc(len);
+    memcpy(c, b, L->seed + 4);                     /* 4 of the seed's 8 bytes */
+    memcpy(c + L->seed + 4, b + L->seed + 8, len - L->seed - 8);
+    fz_put_u32(c + 8, fz_get_u32(b + 8) - 4);
+    fz_put_u32(c + len - 8, fz_crc32(c, len - 8));
+    write_file("load", "bad-v3-seed-short.wmn", c, len - 4);
+    memcpy(c, b, L->seed + 4);                     /* the file ends inside the seed */
+    fz_put_u32(c + L->seed + 4, fz_crc32(c, L->seed + 4));
+    write_file("load", "bad-v3-seed-trunc.wmn", c, L->seed + 8);
+    free(c);
+    variant("bad-v3-as-v2.wmn", b, len, L->version, 2);
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_MOMENTUM);
+    ok(wm_optimizer_create(&opt, net, &cfg), "optimizer graph");
+    float x[2 * 32], s[2] = {0.2f, 0.7f};
+    for (int j = 0; j < 2 * 32; j++)
+        x[j] = (float)((j * 7 % 11) - 5) / 5.0f;
+    int32_t y[2] = {0, 2};
+    wm_batch batch = {2, x, s, y, NULL};
+    ok(wm_step(opt, &batch, NULL), "step graph");
+    ok(wm_step(opt, &batch, NULL), "step graph");
+    char path[700];
+    snprintf(path, sizeof path, "%s/load/ckpt-v3-dropout-graph.wmn", root);
+    ok(wm_optimizer_save(opt, path), "optimizer_save graph");
+    wm_optimizer_free(opt);
+}
+
 static void gen_graph(wm_manifold *circle)
 {
     /* 2 x 4 x 4 images: conv (a point), groupnorm, FiLM, residual to layer 0,
@@ -190,13 +223,29 @@ static void gen_graph(wm_manifold *circle)
     ok(wm_net_set_layer_manifold(net, 0, 0), "placement");
     ok(wm_net_set_layer_manifold(net, 9, 0), "placement");
     ok(wm_net_init(net, 5), "init graph");
-    size_t len;
-    unsigned char *b = saved_net(net, &len);
-    wm_net_free(net);
-    write_file("load", "valid-v2-graph.wmn", b, len);
+    size_t len3, len;
+    unsigned char *b3 = saved_net(net, &len3);
     wm_layout L;
-    if (wl_parse(b, len, &L) != 0 || L.layers != 10 || b[4] != 2) {
+    if (wl_parse(b3, len3, &L) != 0 || L.layers != 10 || b3[4] != 3 || !L.seed ||
+        fz_get_u32(b3 + L.seed) != 5 || fz_get_u32(b3 + L.seed + 4) != 0) {
         fprintf(stderr, "gen_corpus: the graph model does not parse as docs/model-format.md says\n");
+        exit(1);
+    }
+    gen_graph_v3(net, b3, len3, &L);
+    wm_net_free(net);
+    /* the same net as version 2 wrote it (before the seed was stored): the
+     * seed's 8 bytes out of the header */
+    len = len3 - 8;
+    unsigned char *b = malloc(len3);
+    memcpy(b, b3, L.seed);
+    memcpy(b + L.seed, b3 + L.seed + 8, len3 - L.seed - 8);
+    fz_put_u32(b + 4, 2);
+    fz_put_u32(b + 8, fz_get_u32(b3 + 8) - 8);
+    fz_put_u32(b + len - 4, fz_crc32(b, len - 4));
+    free(b3);
+    write_file("load", "valid-v2-graph.wmn", b, len);
+    if (wl_parse(b, len, &L) != 0 || L.layers != 10 || L.seed) {
+        fprintf(stderr, "gen_corpus: the version-2 graph does not parse as docs/model-format.md says\n");
         exit(1);
     }
     variant("bad-v2-placement.wmn", b, len, L.field[0] - 4, 2);

@@ -1,5 +1,5 @@
 /* model_layout.h -- where each field of a model file is, following
- * docs/model-format.md (versions 1 and 2). Tests use it to corrupt one field at a
+ * docs/model-format.md (versions 1, 2 and 3). Tests use it to corrupt one field at a
  * time and fix the CRC, so the loader's checks behind the checksum are
  * reached; gen_corpus uses it for the fuzz seeds. */
 #ifndef WM_MODEL_LAYOUT_H
@@ -16,8 +16,9 @@ typedef struct {
     size_t fourier_h, bspline_n, bspline_degree, bspline_closed, product, custom; /* 0: none */
     size_t cond, n_inputs, shape, loss, n_layers;
     size_t layer[WL_MAX_LAYERS];              /* each layer's kind field */
-    size_t field[WL_MAX_LAYERS];              /* its first field (version 2: after the placement) */
+    size_t field[WL_MAX_LAYERS];              /* its first field (version 2, 3: after the placement) */
     int layers;
+    size_t seed;                              /* version 3: the init seed (u64); 0: none */
     size_t header_end, n_params, params, has_optimizer;
     size_t opt_kind, opt_lr, opt_steps, opt_moments; /* 0: no optimizer section */
     size_t crc;
@@ -93,6 +94,8 @@ static inline int wl_parse(const uint8_t *d, size_t len, wm_layout *L)
         pos = first + 4 * (size_t)(kind < 10 ? n_fields[kind] : 1);
     }
     L->layers = (int)(n_layers < WL_MAX_LAYERS ? n_layers : WL_MAX_LAYERS);
+    if (version >= 3)
+        L->seed = pos, pos += 8;
     L->header_end = pos;
     if (pos + 8 > len - 4)
         return -1;

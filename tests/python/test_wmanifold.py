@@ -1328,7 +1328,8 @@ def test_layer_modules_residual(tmp_path):
 def test_layer_modules_norms_film_dropout_placement(tmp_path):
     """The new kinds and per-layer placement through the binding: a small
     residual CNN with group norm, FiLM on point layers, dropout; it trains,
-    saves (format 2) and loads back with the same outputs."""
+    saves (format 3: dropout needs the init seed) and loads back with the
+    same outputs."""
     with wm.Manifold.circle() as c:
         net = wm.Net(c, 2 * 4 * 4).input_shape(2, 4, 4).conv2d(4, 3, 1, 1, wm.Activation.RELU)
         net.groupnorm(2).film().residual(0, wm.Activation.RELU).global_avgpool()
@@ -1344,7 +1345,9 @@ def test_layer_modules_norms_film_dropout_placement(tmp_path):
             opt.step(x, s, labels=np.arange(8, dtype=np.int32) % 3)
     y = net(x, s)
     net.save(tmp_path / "g.wm")
-    assert open(tmp_path / "g.wm", "rb").read()[4] == 2          # format version 2
+    data = open(tmp_path / "g.wm", "rb").read()
+    assert data[4] == 3                                          # format version 3
+    assert wm._format.parse_header(data)["seed"] == 5            # net.init(5)
     with wm.Net.load(tmp_path / "g.wm") as back:
         np.testing.assert_array_equal(back(x, s), y)
         assert repr(back) == repr(net)
