@@ -189,7 +189,9 @@ AVX2 static void dot_form(int m, int n, int k, float alpha, const float *A, int 
 int wmi_small_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    if (trans_b && trans_a)
+    /* declines on a core without AVX2 and FMA, whoever asks (tests pass the
+     * route directly); __builtin_cpu_supports is a load after its init */
+    if ((trans_b && trans_a) || !wmi_small_gemm_available())
         return 0;
     if (m <= 0 || n <= 0)
         return 1;

@@ -380,8 +380,6 @@ void wmi_net_touch_step(wm_net *net)
 void wmi_net_local_step(wm_net *net, int mixed)
 {
     net->plive = mixed;
-    if (mixed && net->pcache && net->pversion != net->version)
-        refresh_p(net);
 }
 
 int wm_net_n_inputs(const wm_net *net) { return net ? net->n_inputs : -1; }

@@ -122,9 +122,11 @@ void wmi_net_touch(wm_net *net);
  * while net->plive. */
 void wmi_net_touch_step(wm_net *net);
 
-/* At a training step's start: mixed = the batch is mixed with 2+ samples.
- * Sets plive and, for a mixed batch, brings a stale cache up to date so the
- * step runs the local path. */
+/* At an optimizer's update, before wmi_net_touch_step: mixed = the batch the
+ * gradient came from was mixed with 2+ samples. Sets plive, so the update
+ * refreshes the cache and the next mixed step runs the local path (the
+ * first mixed step after shared ones runs the stacked path: the cache is
+ * stale then, and wm_grad never writes the net). */
 void wmi_net_local_step(wm_net *net, int mixed);
 
 /* Whether layer ly runs the local B-spline path (needs a valid cache). */

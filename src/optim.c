@@ -220,7 +220,7 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1));
     if ((st = wmi_pass_encode(net, &p, b->x, b->s, n, 0)) != WM_OK)
         return st;
-    wmi_net_local_step(net, !p.shared && n > 1);   /* the P cache's policy (net.h) */
+    o->last_mixed = !p.shared && n > 1;  /* the P cache's policy, applied at the update (net.h) */
     const float *y = wmi_pass_forward(net, &p, n);
     double total = wmi_loss(net->loss, y, n, m, b->labels, b->targets, dy, 1.0f / n, NULL);
     double mean = total / n;
@@ -498,7 +498,11 @@ static int provably_finite(const bounds *nb, double gmax)
 static void note_write(wm_optimizer *o, const bounds *nb)
 {
     o->qmax = (float)nb->q, o->m1max = (float)nb->m1, o->m2max = (float)nb->m2;
-    wmi_net_touch_step(o->net);         /* other optimizers re-measure; P cache (net.h) */
+    /* other optimizers re-measure; the P cache follows while training on
+     * mixed batches (net.h). Only an update writes the net: wm_grad, which
+     * may run beside wm_infer on the same net, leaves it alone. */
+    wmi_net_local_step(o->net, o->last_mixed);
+    wmi_net_touch_step(o->net);
     o->version = o->net->version + 1;
 }
 

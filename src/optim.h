@@ -14,6 +14,7 @@ struct wm_optimizer {
     float qmax, m1max, m2max;     /* max |.| of params and moments after our last write */
     uint64_t version;             /* net->version those maxima describe */
     int has_grad;
+    int last_mixed;               /* the last forward pass's batch was mixed, 2+ samples (the P cache's policy) */
     float clip;                   /* max L2 norm of the gradient, 0 = off */
     uint64_t inits;               /* net->inits when the moments were started */
     void *ws;                     /* training workspace, grows to the largest batch */

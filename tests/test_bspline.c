@@ -225,6 +225,51 @@ static void test_cache_follows_every_write(void **state)
     wm_net_free(loc), wm_net_free(den);
 }
 
+/* wm_grad, and a wm_step that fails, leave the net (and so what wm_infer
+ * computes) exactly as it was: the P cache's policy is applied only by an
+ * update. wm_grad may run beside wm_infer on the same net (the header's
+ * thread-safety rule), so it must not refresh the cache. Here the cache is
+ * stale after a shared step; a mixed wm_grad once refreshed it (a write to
+ * the net, and wm_infer's path changed under a concurrent reader). */
+static void test_grad_never_writes_the_net(void **state)
+{
+    (void)state;
+    wm_net *net = build(12, 3, 1, WM_LOSS_MSE);
+    wm_optimizer *o;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_MOMENTUM);
+    cfg.lr = 0.01f;
+    WM_OK_OR_FAIL(wm_optimizer_create(&o, net, &cfg));
+    enum { n = 16 };
+    float x[n * IN], s[n], ss[n], y[n * OUT], big[n * OUT];
+    uint64_t st = 9;
+    tu_fill(x, n * IN, -1, 1, &st);
+    tu_fill(y, n * OUT, -1, 1, &st);
+    contexts(12, 3, n, 0, 0, s, &st);
+    contexts(12, 3, n, 1, 0.3f, ss, &st);
+    for (int i = 0; i < n * OUT; i++)
+        big[i] = 1e30f;                               /* finite targets, an infinite loss */
+    wm_batch shared = {.x = x, .s = ss, .n = n, .targets = y};
+    wm_batch mixed = {.x = x, .s = s, .n = n, .targets = y};
+    wm_batch bad = {.x = x, .s = s, .n = n, .targets = big};
+    WM_OK_OR_FAIL(wm_step(o, &mixed, NULL));
+    WM_OK_OR_FAIL(wm_step(o, &shared, NULL));         /* the cache is now stale */
+    size_t np = wm_net_n_params(net);
+    float *pc = malloc(np * sizeof *pc);
+    memcpy(pc, net->pcache, np * sizeof *pc);
+    uint64_t version = net->version, pversion = net->pversion;
+    int plive = net->plive;
+    assert_true(pversion != version);
+    WM_OK_OR_FAIL(wm_grad(o, &mixed, NULL));
+    EXPECT_STATUS(WM_ENUMERIC, wm_step(o, &bad, NULL));
+    assert_true(net->version == version && net->pversion == pversion && net->plive == plive);
+    assert_memory_equal(pc, net->pcache, np * sizeof *pc);
+    WM_OK_OR_FAIL(wm_apply(o));                       /* the update applies the policy */
+    assert_true(net->plive && net->pversion == net->version);
+    free(pc);
+    wm_optimizer_free(o);
+    wm_net_free(net);
+}
+
 /* Closed B-splines and products keep the dense path (a closed spline's
  * Cholesky factor fills its last rows: not banded). */
 static void test_local_path_only_on_open_splines(void **state)
@@ -256,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_trajectories_match_dense),
         cmocka_unit_test(test_cache_follows_every_write),
         cmocka_unit_test(test_local_path_only_on_open_splines),
+        cmocka_unit_test(test_grad_never_writes_the_net),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -583,6 +583,63 @@ static void test_cnn_save_load(void **state)
     unlink(path);
 }
 
+/* Padding wider than the image (a 5x5 pad 2 or 7x7 pad 3 conv on an image 1
+ * or 2 pixels high or wide): kernel rows and columns that lie wholly outside
+ * the image read zeros, never what an earlier call left in the im2col panel.
+ * Checked against direct loops, before and after a 64-sample batch has
+ * filled the panel with other data (the "same" im2col once skipped such
+ * rows: -283 where 1.2 was right). */
+static void test_conv_padding_wider_than_image(void **state)
+{
+    (void)state;
+    const int shapes[][5] = {   /* c, h, w, k, pad */
+        {1, 1, 8, 5, 2}, {2, 2, 7, 7, 3}, {1, 8, 1, 5, 2}, {1, 1, 1, 5, 2}, {3, 2, 2, 3, 1}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int c = shapes[t][0], h = shapes[t][1], w = shapes[t][2], k = shapes[t][3], pad = shapes[t][4];
+        int oc = 2, in = c * h * w, out = oc * h * w;
+        wm_manifold *m;
+        wm_net *net;
+        WM_OK_OR_FAIL(wm_manifold_point(&m));
+        WM_OK_OR_FAIL(wm_net_create(&net, m, in, WM_COND_MANIFOLD));
+        WM_OK_OR_FAIL(wm_net_input_shape(net, c, h, w));
+        WM_OK_OR_FAIL(wm_net_conv2d(net, oc, k, 1, pad, WM_ACT_NONE));
+        WM_OK_OR_FAIL(wm_net_init(net, 3 + t));
+        float *W = malloc(sizeof(float) * oc * c * k * k), b[2];
+        WM_OK_OR_FAIL(wm_net_control_point(net, 0, 0, W, b));
+        enum { N = 64 };
+        float *x = malloc(sizeof(float) * in), *other = malloc(sizeof(float) * N * in);
+        float *y = malloc(sizeof(float) * out), *yo = malloc(sizeof(float) * N * out), s = 0;
+        float *sv = calloc(N, sizeof(float));
+        uint64_t st = 11 + t;
+        tu_fill(x, in, -1, 1, &st);
+        tu_fill(other, (size_t)N * in, 50, 100, &st);
+        for (int pass = 0; pass < 2; pass++) {
+            WM_OK_OR_FAIL(wm_infer(net, x, &s, 1, y));
+            for (int o = 0; o < oc; o++)
+                for (int oy = 0; oy < h; oy++)
+                    for (int ox = 0; ox < w; ox++) {
+                        double z = b[o];
+                        for (int ci = 0; ci < c; ci++)
+                            for (int ky = 0; ky < k; ky++)
+                                for (int kx = 0; kx < k; kx++) {
+                                    int iy = oy - pad + ky, ix = ox - pad + kx;
+                                    if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                        z += (double)W[((o * c + ci) * k + ky) * k + kx] *
+                                             x[(ci * h + iy) * w + ix];
+                                }
+                        float got = y[(o * h + oy) * w + ox];
+                        if (fabs(got - z) > 1e-5 * (1 + fabs(z)))
+                            fail_msg("%dx%dx%d k %d pad %d, call %d: out[%d][%d][%d] = %g, direct %g",
+                                     c, h, w, k, pad, pass, o, oy, ox, got, z);
+                    }
+            WM_OK_OR_FAIL(wm_infer(net, other, sv, N, yo));   /* fills the panel */
+        }
+        free(W), free(x), free(other), free(y), free(yo), free(sv);
+        wm_net_free(net);
+        wm_manifold_free(m);
+    }
+}
+
 static void test_cnn_argument_errors(void **state)
 {
     (void)state;
@@ -627,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_tiny_cnn_learns),
         cmocka_unit_test(test_cnn_save_load),
         cmocka_unit_test(test_cnn_argument_errors),
+        cmocka_unit_test(test_conv_padding_wider_than_image),
     };
     return cmocka_run_group_tests_name("conv", tests, NULL, NULL);
 }

@@ -178,8 +178,13 @@ static void same_rows(const wm_layer *ly, int ky, int kx, int *oy0, int *oy1, in
                       size_t *first, size_t *last)
 {
     int h = ly->out_h, w = ly->out_w;
-    *oy0 = ly->pad - ky > 0 ? ly->pad - ky : 0;
-    *oy1 = h + ly->pad - ky < h ? h + ly->pad - ky : h;
+    /* clamped to [0, h] and oy0 <= oy1 as valid_columns clamps lo, hi: with
+     * pad > h (a 5x5 pad 2 conv on a 1-pixel-high image) a kernel row can lie
+     * wholly outside the image, and its columns must all be zeros */
+    int a = ly->pad - ky, b = h + ly->pad - ky;
+    a = a < 0 ? 0 : a > h ? h : a;
+    b = b > h ? h : b < a ? a : b;
+    *oy0 = a, *oy1 = b;
     valid_columns(ly, kx, lo, hi);
     *first = (size_t)*oy0 * w + *lo;
     *last = *oy1 > *oy0 && *hi > *lo ? (size_t)(*oy1 - 1) * w + *hi : *first;

@@ -223,8 +223,10 @@ wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm
     b.pre_in_sum = b.n;
     b.pre_in_max[0] = Sll, b.pre_in_max[1] = -Sll, b.pre_in_max[2] = npll, b.pre_in_max[3] = -npll;
     int rc = MPI_Iallreduce(&b.pre_in_sum, &b.pre_sum, 1, MPI_LONG_LONG, MPI_SUM, comm, &b.pre[0]);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Iallreduce(b.pre_in_max, b.pre_max, 4, MPI_LONG_LONG, MPI_MAX, comm, &b.pre[1]);
+    if (rc == MPI_SUCCESS &&
+        (rc = MPI_Iallreduce(b.pre_in_max, b.pre_max, 4, MPI_LONG_LONG, MPI_MAX, comm, &b.pre[1])) !=
+            MPI_SUCCESS)
+        MPI_Wait(&b.pre[0], MPI_STATUS_IGNORE);   /* never leave a request writing into this frame */
     if (rc != MPI_SUCCESS)
         return mpi_fail(rc, fn, "MPI_Iallreduce of the shard sizes");   /* an MPI fault */
     static const wm_batch none = {0, NULL, NULL, NULL, NULL};
