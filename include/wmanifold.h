@@ -635,6 +635,12 @@ WM_API wm_status wm_apply(wm_optimizer *opt);
 /** Number of updates applied so far (Adam's t), 0 if opt is NULL. */
 WM_API uint64_t wm_optimizer_steps(const wm_optimizer *opt);
 
+/** The net opt trains (the one given to wm_optimizer_create or returned by
+ * wm_optimizer_load), read-only; NULL if opt is NULL. Valid while both
+ * live. For code that holds only the optimizer, e.g. to compare the
+ * architecture between ranks before a data-parallel step. */
+WM_API const wm_net *wm_optimizer_net(const wm_optimizer *opt);
+
 /** Change the learning rate between steps (schedules: warm-up, step decay,
  * cosine). The optimizer's state is kept: momentum keeps PyTorch's
  * convention (v = mu v + g, dQ = -lr v), so the new lr applies to the whole

@@ -73,8 +73,8 @@ WM_API wm_status wm_mpi_broadcast(wm_net *net, wm_optimizer *opt, int root, MPI_
  * no weight and still takes part. loss_out (may be NULL) receives the mean
  * loss over the global batch, before the update, on every rank.
  * Costs, besides the gradient's 4 x wm_net_n_params bytes, two small
- * non-blocking all-reduces started before the pass (N; the bucket size and
- * parameter count, compared) and one small MPI_Allreduce after it (32
+ * non-blocking all-reduces started before the pass (N; the bucket size,
+ * parameter count and a hash of the architecture, compared) and one small MPI_Allreduce after it (32
  * bytes: N, the loss and the status).
  * Returns WM_OK, WM_EINVAL (NULL opt or shard, n < 0, any rank's bad shard
  * as wm_step judges it, no samples on any rank), WM_ENUMERIC (a non-finite
@@ -99,14 +99,14 @@ WM_API wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm 
  * (a + b = b + a) the result is bitwise that of bucket_bytes = 0; on more
  * ranks MPI may group one element's sum differently for messages of other
  * sizes, within 2 (R-1) u sum_r |term_r| (docs/distributed.md); the ranks
- * stay bitwise equal to each other in every case. bucket_bytes and the
- * number of parameters must be the same on every rank (both are compared
- * before any bucket starts), and the nets of the same architecture, as
- * everywhere here. A rank with an empty shard, or whose shard fails its
+ * stay bitwise equal to each other in every case. bucket_bytes, the
+ * number of parameters and the architecture (the layers, their sizes and
+ * placement, which fix where buckets are cut; the optimizer's kind) must be
+ * the same on every rank: all are compared before any bucket starts. A rank with an empty shard, or whose shard fails its
  * checks, sends zeros in the same buckets, so every request completes
  * before a collective failure is returned.
- * Returns as wm_mpi_step, and WM_EINVAL when bucket_bytes or the number of
- * parameters differs between ranks. */
+ * Returns as wm_mpi_step, and WM_EINVAL when bucket_bytes, the number of
+ * parameters or the architecture differs between ranks. */
 WM_API wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm,
                                      float *loss_out, size_t bucket_bytes);
 

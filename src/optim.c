@@ -116,6 +116,8 @@ float *wm_grad_buffer(wm_optimizer *o, size_t *len)
 
 uint64_t wm_optimizer_steps(const wm_optimizer *o) { return o && !wmi_optimizer_stale(o) ? o->t : 0; }
 
+const wm_net *wm_optimizer_net(const wm_optimizer *o) { return o ? o->net : NULL; }
+
 wm_status wm_optimizer_set_lr(wm_optimizer *o, float lr)
 {
     if (!o)

@@ -144,6 +144,35 @@ static void check_sd_rule(const char *mname)
     free(P0), free(P1), free(gP), free(want);
 }
 
+/* wm_optimizer_net: the net given at creation and after a checkpoint load
+ * the net loaded with it; NULL for NULL. */
+static void test_optimizer_net(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, "circle", 3);
+    wm_optimizer *opt;
+    wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+    WM_OK_OR_FAIL(wm_optimizer_create(&opt, f.net, &cfg));
+    assert_ptr_equal(wm_optimizer_net(opt), f.net);
+    assert_null(wm_optimizer_net(NULL));
+    char path[] = "/tmp/wm_optnet_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    WM_OK_OR_FAIL(wm_optimizer_save(opt, path));
+    wm_optimizer *o2 = NULL;
+    wm_net *n2 = NULL;
+    WM_OK_OR_FAIL(wm_optimizer_load(&o2, &n2, path, NULL, NULL));
+    assert_ptr_equal(wm_optimizer_net(o2), n2);
+    assert_ptr_not_equal(wm_optimizer_net(o2), f.net);
+    unlink(path);
+    wm_optimizer_free(o2);
+    wm_net_free(n2);
+    wm_optimizer_free(opt);
+    teardown(&f);
+}
+
 static void test_sd_step_is_the_papers_update(void **state)
 {
     (void)state;
@@ -775,6 +804,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sd_step_is_the_papers_update),
+        cmocka_unit_test(test_optimizer_net),
         cmocka_unit_test(test_grad_notify_reports_final_blocks),
         cmocka_unit_test(test_volume_budget_is_exact),
         cmocka_unit_test(test_momentum_matches_formula),

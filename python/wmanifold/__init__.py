@@ -377,6 +377,7 @@ _PROTOTYPES = {
     "wm_grad_buffer": (_c_float_p, [_handle, _c_size_p]),
     "wm_apply": (_status, [_handle]),
     "wm_optimizer_steps": (ctypes.c_uint64, [_handle]),
+    "wm_optimizer_net": (_handle, [_handle]),
     "wm_evaluate": (_status, [_handle, ctypes.POINTER(Batch), _c_float_p, _c_float_p]),
     "wm_infer_context": (_status, [_handle, _c_float_p, _c_int32_p, ctypes.c_int, _c_float_p]),
     "wm_optimizer_save": (_status, [_handle, ctypes.c_char_p]),

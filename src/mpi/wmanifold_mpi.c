@@ -103,6 +103,66 @@ static wm_status mpi_fail(int rc, const char *fn, const char *what)
  * rank to the message). */
 static wm_status local_fail(wm_status st, const char *msg) { return wm_error_set(st, msg); }
 
+/* FNV-1a, 64 bit, over 32-bit words. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t words)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < words; i++, b += 4) {
+        uint32_t w;
+        memcpy(&w, b, 4);
+        h ^= w;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* What must match between ranks: the architecture and the optimizer's kind
+ * (through the size of its state). */
+static uint64_t signature(const wm_net *net, const wm_optimizer *opt)
+{
+    const wm_manifold *m = wm_net_manifold(net);
+    int64_t v[8] = {wm_net_n_inputs(net), wm_net_n_outputs(net), wm_net_n_layers(net),
+                    wm_manifold_dim(m), wm_manifold_n_basis(m), (int64_t)wm_net_n_params(net),
+                    opt != NULL, (int64_t)wm_optimizer_state_len(opt)};
+    uint64_t h = fnv1a(14695981039346656037ULL, v, 2 * 8);
+    for (int l = 0; l < wm_net_n_layers(net); l++) {
+        int in = 0, out = 0;
+        wm_activation act = WM_ACT_NONE;
+        wm_net_layer_info(net, l, &in, &out, &act);
+        int32_t w[3] = {in, out, (int32_t)act};
+        h = fnv1a(h, w, 3);
+    }
+    for (int d = 0; d < wm_manifold_dim(m); d++) {
+        int32_t p = wm_manifold_periodic(m, d);
+        h = fnv1a(h, &p, 1);
+    }
+    return h;
+}
+
+/* The gradient's block layout and everything else a step's ranks must
+ * share: the signature plus the net's summary (each layer's kind, shapes,
+ * parameter count and placement), whose per-layer counts fix where the
+ * buckets are cut. Compared before any bucket starts: ranks whose nets hold
+ * the same number of parameters in different blocks would otherwise cut
+ * different buckets, and their all-reduces would never match. 0 with
+ * *ok = 0 when out of memory. */
+static uint64_t layout_hash(const wm_optimizer *opt, int *ok)
+{
+    const wm_net *net = wm_optimizer_net(opt);
+    int layers = wm_net_n_layers(net);
+    size_t cap = 1024 + 256 * (size_t)(layers > 0 ? layers : 0);
+    char *text = malloc(cap);
+    *ok = text != NULL;
+    if (!text)
+        return 0;
+    uint64_t h = signature(net, opt);
+    if (wm_net_summary(net, text, cap) == WM_OK)
+        for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+            h = (h ^ *c) * 1099511628211ULL;
+    free(text);
+    return h;
+}
+
 /* ---- wm_mpi_step ------------------------------------------------------------- */
 
 /* Requests in flight at most; a step with more waits for the oldest before
@@ -129,8 +189,8 @@ typedef struct {
     int blocking;                       /* ... or, S = 0 everywhere, one blocking all-reduce */
     int pre_waited, n;
     MPI_Request pre[2], req[RING];
-    long long pre_sum, pre_max[4];      /* N; max of {S, -S, np, -np} */
-    long long pre_in_sum, pre_in_max[4];
+    long long pre_sum, pre_max[8];      /* N; max of {S, -S, np, -np, a, -a, b, -b} */
+    long long pre_in_sum, pre_in_max[8];  /* a, b: the two halves of layout_hash */
     unsigned long started;
     int rc;                             /* the first MPI error, or MPI_SUCCESS */
 } buckets;
@@ -170,7 +230,8 @@ static void pre_wait(buckets *b)
         return;
     }
     long long N = b->pre_sum, *mx = b->pre_max;
-    int agreed = mx[0] == -mx[1] && mx[2] == -mx[3] && mx[1] <= 0 && N > 0;
+    int agreed = mx[0] == -mx[1] && mx[2] == -mx[3] && mx[4] == -mx[5] && mx[6] == -mx[7] &&
+                 mx[1] <= 0 && N > 0;
     b->go = agreed && mx[0] > 0;
     b->blocking = agreed && mx[0] == 0;
     b->scale = b->n > 0 && b->n != N;
@@ -217,14 +278,20 @@ wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm
      * and whether every rank has a buffer of the same size and the same S.
      * A rank that already failed reports S = -1: then nobody buckets. */
     long long Sll = bucket_bytes > (size_t)LLONG_MAX ? LLONG_MAX : (long long)bucket_bytes;
+    uint64_t layout = 0;
+    int mem_ok = 1;
+    if (st == WM_OK && !(layout = layout_hash(opt, &mem_ok), mem_ok))
+        st = local_fail(WM_ENOMEM, "out of memory for the architecture comparison");
     if (st != WM_OK)
         Sll = -1;
     long long npll = st != WM_OK ? -1 : (long long)b.np;
+    long long la = (long long)(layout >> 32), lb = (long long)(layout & 0xffffffffu);
     b.pre_in_sum = b.n;
     b.pre_in_max[0] = Sll, b.pre_in_max[1] = -Sll, b.pre_in_max[2] = npll, b.pre_in_max[3] = -npll;
+    b.pre_in_max[4] = la, b.pre_in_max[5] = -la, b.pre_in_max[6] = lb, b.pre_in_max[7] = -lb;
     int rc = MPI_Iallreduce(&b.pre_in_sum, &b.pre_sum, 1, MPI_LONG_LONG, MPI_SUM, comm, &b.pre[0]);
     if (rc == MPI_SUCCESS &&
-        (rc = MPI_Iallreduce(b.pre_in_max, b.pre_max, 4, MPI_LONG_LONG, MPI_MAX, comm, &b.pre[1])) !=
+        (rc = MPI_Iallreduce(b.pre_in_max, b.pre_max, 8, MPI_LONG_LONG, MPI_MAX, comm, &b.pre[1])) !=
             MPI_SUCCESS)
         MPI_Wait(&b.pre[0], MPI_STATUS_IGNORE);   /* never leave a request writing into this frame */
     if (rc != MPI_SUCCESS)
@@ -260,6 +327,10 @@ wm_status wm_mpi_step_buckets(wm_optimizer *opt, const wm_batch *shard, MPI_Comm
         st = local_fail(WM_EIO, "MPI_Iallreduce of the gradient failed");
     else if (st == WM_OK && b.pre_max[1] <= 0 && b.pre_max[2] != -b.pre_max[3])
         st = local_fail(WM_EINVAL, "the ranks' nets differ in their number of parameters");
+    else if (st == WM_OK && b.pre_max[1] <= 0 &&
+             (b.pre_max[4] != -b.pre_max[5] || b.pre_max[6] != -b.pre_max[7]))
+        st = local_fail(WM_EINVAL, "the ranks' nets differ in their architecture (layers, their "
+                                   "sizes or placement) or their optimizer's kind");
     else if (st == WM_OK && b.pre_max[1] <= 0 && b.pre_max[0] != -b.pre_max[1])
         st = local_fail(WM_EINVAL, "bucket_bytes differs between ranks");
     agreement g = agree(st, b.n, (double)b.n * loss, comm, fn);
@@ -280,19 +351,6 @@ wm_status wm_mpi_step(wm_optimizer *opt, const wm_batch *shard, MPI_Comm comm, f
 }
 
 /* ---- wm_mpi_check ------------------------------------------------------------ */
-
-/* FNV-1a, 64 bit, over 32-bit words. */
-static uint64_t fnv1a(uint64_t h, const void *p, size_t words)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < words; i++, b += 4) {
-        uint32_t w;
-        memcpy(&w, b, 4);
-        h ^= w;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 static uint64_t params_hash(const wm_net *net)
 {
@@ -328,29 +386,6 @@ wm_status wm_mpi_check(const wm_net *net, MPI_Comm comm)
 }
 
 /* ---- wm_mpi_broadcast -------------------------------------------------------- */
-
-/* What must match between ranks: the architecture and the optimizer's kind
- * (through the size of its state). */
-static uint64_t signature(const wm_net *net, const wm_optimizer *opt)
-{
-    const wm_manifold *m = wm_net_manifold(net);
-    int64_t v[8] = {wm_net_n_inputs(net), wm_net_n_outputs(net), wm_net_n_layers(net),
-                    wm_manifold_dim(m), wm_manifold_n_basis(m), (int64_t)wm_net_n_params(net),
-                    opt != NULL, (int64_t)wm_optimizer_state_len(opt)};
-    uint64_t h = fnv1a(14695981039346656037ULL, v, 2 * 8);
-    for (int l = 0; l < wm_net_n_layers(net); l++) {
-        int in = 0, out = 0;
-        wm_activation act = WM_ACT_NONE;
-        wm_net_layer_info(net, l, &in, &out, &act);
-        int32_t w[3] = {in, out, (int32_t)act};
-        h = fnv1a(h, w, 3);
-    }
-    for (int d = 0; d < wm_manifold_dim(m); d++) {
-        int32_t p = wm_manifold_periodic(m, d);
-        h = fnv1a(h, &p, 1);
-    }
-    return h;
-}
 
 /* Broadcast len floats from root in chunks of at most CHUNK. */
 static int bcast_floats(float *p, size_t len, int root, MPI_Comm comm)

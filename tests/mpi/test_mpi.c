@@ -154,6 +154,27 @@ static wm_net *make_net(int kind, uint64_t seed)
     return net;
 }
 
+/* An MLP on the circle whose first or second hidden layer (both 12 -> 12)
+ * sits at one point: the same parameter count either way, different blocks. */
+static wm_net *placed_net(int second)
+{
+    wm_manifold *m = NULL;
+    wm_net *net = NULL;
+    wm_manifold_circle(&m);
+    wm_net_create(&net, m, IN_MLP, WM_COND_MANIFOLD);
+    wm_net_dense(net, 12, WM_ACT_TANH);
+    wm_net_dense(net, 12, WM_ACT_TANH);
+    wm_net_dense(net, 12, WM_ACT_TANH);
+    wm_net_dense(net, CLASSES, WM_ACT_NONE);
+    wm_net_set_layer_manifold(net, second ? 2 : 1, 0);
+    wm_manifold_free(m);
+    if (wm_net_init(net, 3) != WM_OK) {
+        printf("FAIL rank %d: cannot build net: %s\n", g_rank, wm_last_error());
+        exit(1);
+    }
+    return net;
+}
+
 static wm_opt_config config(wm_opt_kind k)
 {
     wm_opt_config c = wm_opt_default(k);
@@ -487,6 +508,29 @@ static void collective_errors(size_t S)
               "nets of different sizes: %s", wm_status_str(st));
         wm_optimizer_free(oo);
         wm_net_free(other);
+        /* the same number of parameters in different layer blocks (which
+         * layer sits at one point is swapped on the last rank): a bucket per
+         * layer would cut different all-reduces and never match; refused
+         * before any starts, on every rank */
+        wm_net *pa = placed_net(g_rank == last), *pb = placed_net(g_rank != last);
+        CHECK(wm_net_n_params(pa) == wm_net_n_params(pb), "placed nets: %zu vs %zu parameters",
+              wm_net_n_params(pa), wm_net_n_params(pb));
+        wm_optimizer *op;
+        OK(wm_optimizer_create(&op, pa, &c));
+        static gbatch bp;
+        make_batch(&bp, NET_MLP, 16, 0, 6, 0);
+        wm_batch shp = my_shard(&bp, g_size, g_rank, SPLIT_EVEN);
+        float *qa = malloc(wm_net_n_params(pa) * sizeof *qa);
+        memcpy(qa, wm_net_params(pa, NULL), wm_net_n_params(pa) * sizeof *qa);
+        st = wm_mpi_step_buckets(op, &shp, MPI_COMM_WORLD, NULL, 1);
+        CHECK(st == WM_EINVAL && strstr(wm_last_error(), "differ in their architecture"),
+              "nets with the same size in other blocks: %s (%s)", wm_status_str(st), wm_last_error());
+        CHECK(!memcmp(qa, wm_net_params(pa, NULL), wm_net_n_params(pa) * sizeof *qa),
+              "placement mismatch: params changed");
+        free(qa);
+        wm_optimizer_free(op);
+        wm_net_free(pa);
+        wm_net_free(pb);
         CHECK(!memcmp(q0, wm_net_params(net, NULL), np * sizeof *q0), "mismatch: params changed");
         wm_optimizer_get_state(opt, s1, ns);
         CHECK(!memcmp(s0, s1, ns * sizeof *s0) && wm_optimizer_steps(opt) == 1,

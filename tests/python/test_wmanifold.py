@@ -1001,6 +1001,8 @@ def test_checkpoint_resumes_bit_identically(tmp_path):
     opt2 = wm.Optimizer.load(ckpt)
     with opt2.net as net2:
         assert opt2.steps == 3
+        assert wm._lib.wm_optimizer_net(opt2._p) == net2._p   # the C side agrees
+        assert wm._lib.wm_optimizer_net(None) is None
         for x, s, y in batches[3:]:
             opt2.step(x, s, labels=y)
         np.testing.assert_array_equal(net2.params(), want)
