@@ -330,10 +330,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    task_info ti = {ex_wrap360(a0), a1 - a0, 1, {0}};
-    if (ti.len_deg <= 0.0f || ti.len_deg > 360.0f)
-        ti.len_deg = ex_wrap360(a1 - a0);
-    if (!(ti.len_deg > 0.0f)) {
+    task_info ti = {0.0f, 0.0f, 1, {0}};
+    if (ex_arc_of(a0, a1, &ti.start_deg, &ti.len_deg)) {
         fprintf(stderr, "error: --train-arc %g,%g is empty\n", (double)a0, (double)a1);
         return 2;
     }

@@ -769,6 +769,17 @@ float ex_wrap360(float deg)
     return d < 0 ? d + 360.0f : d;
 }
 
+int ex_arc_of(float a0, float a1, float *start_deg, float *len_deg)
+{
+    float len = a1 - a0;
+    if (!(len > 0.0f && len <= 360.0f))
+        len = ex_wrap360(a1 - a0);
+    if (!(len > 0.0f))
+        return -1;
+    *start_deg = ex_wrap360(a0), *len_deg = len;
+    return 0;
+}
+
 int ex_in_arc(float start_deg, float len_deg, float deg)
 {
     return ex_wrap360(deg - start_deg) <= len_deg + 1e-3f;

@@ -203,6 +203,12 @@ void ex_print_params(wm_net *net[EX_N_MODELS]);
 /* deg wrapped into [0, 360). */
 float ex_wrap360(float deg);
 
+/* The training arc of --train-arc A,B: *start = A wrapped into [0, 360),
+ * *len = B - A, or (B - A) wrapped when that is not in (0, 360] (so 300,60
+ * is the 120 degrees through 0). Returns 0, or -1 (nothing written) when the
+ * arc is empty (A = B mod 360). */
+int ex_arc_of(float a0, float a1, float *start_deg, float *len_deg);
+
 /* Whether deg lies on the training arc [start, start + len] (wrapping at 360). */
 int ex_in_arc(float start_deg, float len_deg, float deg);
 

@@ -94,10 +94,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    arc tr = {ex_wrap360(a0), a1 - a0, {0}};
-    if (tr.len_deg <= 0.0f || tr.len_deg > 360.0f)
-        tr.len_deg = ex_wrap360(a1 - a0);
-    if (!(tr.len_deg > 0.0f)) {
+    arc tr = {0.0f, 0.0f, {0}};
+    if (ex_arc_of(a0, a1, &tr.start_deg, &tr.len_deg)) {
         fprintf(stderr, "error: --train-arc %g,%g is empty\n", (double)a0, (double)a1);
         return 2;
     }

@@ -216,6 +216,28 @@ static void test_warp_cached_sequences(void **state)
     ex_warp_table_free(&t);
 }
 
+/* The examples' --train-arc A,B: start wrapped, length B - A or wrapped. */
+static void test_train_arc_of(void **state)
+{
+    (void)state;
+    static const struct { float a0, a1, start, len; int rc; } c[] = {
+        {0, 270, 0, 270, 0},   {300, 60, 300, 120, 0}, {-90, 90, 270, 180, 0},
+        {0, 360, 0, 360, 0},   {90, 0, 90, 270, 0},    {370, 400, 10, 30, 0},
+        {10, 10, 0, 0, -1},    {0, 720, 0, 0, -1},     {45, -315, 0, 0, -1},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        float start = -1.0f, len = -1.0f;
+        int rc = ex_arc_of(c[i].a0, c[i].a1, &start, &len);
+        assert_int_equal(rc, c[i].rc);
+        if (rc == 0) {
+            assert_float_equal(start, c[i].start, 1e-4);
+            assert_float_equal(len, c[i].len, 1e-4);
+        } else {   /* nothing written */
+            assert_true(start == -1.0f && len == -1.0f);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_warp_border_pixels),
         cmocka_unit_test(test_warp_table_bad_sizes),
         cmocka_unit_test(test_warp_cached_sequences),
+        cmocka_unit_test(test_train_arc_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
