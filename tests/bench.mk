@@ -5,6 +5,9 @@
 #   make bench         the full benchmark (a few minutes): build/bench.md, build/bench.json
 #   make bench-quick   the same with 3 short repetitions (about a minute)
 #   make test-bench    a seconds-long smoke run of the C benchmark (part of `make test`)
+#   make bench-ab OLD=/path/libwmanifold.so [AB_CONFIGS="mlp-circle-mixed-16 ..."]
+#                      the built library against an old one, both loaded in one
+#                      process and alternated (tests/bench/ab_dlopen.c)
 #
 # Single-threaded unless asked: the benchmark sets OPENBLAS_NUM_THREADS=1 and
 # calls openblas_set_num_threads(1) (PyTorch: torch.set_num_threads(1)); its
@@ -21,7 +24,7 @@
 # (about 10 minutes; --quick: one pair of 1-epoch runs); BENCH_ARGS="--only e2e"
 # runs it alone, --no-e2e skips it, --e2e-runs N sets the pairs.
 
-.PHONY: bench bench-quick bench-run test-bench
+.PHONY: bench bench-quick bench-run test-bench bench-ab
 
 BENCH_BIN  := $(BUILD)/bench
 GEMM_SHAPES_BIN := $(BUILD)/gemm_shapes
@@ -45,6 +48,22 @@ $(GEMM_SHAPES_BIN): tests/bench/gemm_shapes.c src/blas.h $(STLIB) $(BLAS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(STLIB) $(LIBS) $(LDFLAGS_SAN)
 
+# Old against new in one process (no code-placement noise between binaries).
+AB_BIN     := $(BUILD)/ab_dlopen
+AB_CONFIGS ?= ctl-circle-mixed-1 ctl-circle-mixed-16 mlp-point-none-1 mlp-line-mixed-1 mlp-circle-mixed-1 \
+              mlp-line-mixed-16 mlp-circle-mixed-16 mlp-circle-shared-16 mlp-circle-mixed-128 \
+              mlp-circle-shared-128 mlp-bspline16-mixed-16 mlp-bspline16-mixed-128 \
+              cnn-circle-mixed-16 cnn-circle-shared-64 cnn-point-none-64 cnn-circle-mixed-128
+AB_ARGS    ?= --rounds 20 --ms 40
+$(AB_BIN): tests/bench/ab_dlopen.c include/wmanifold.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Wpedantic -Iinclude -o $@ $< -ldl -lm
+
+bench-ab: lib $(AB_BIN)
+	@test -n "$(OLD)" || { echo "bench-ab: OLD=/path/to/old/libwmanifold.so is needed"; exit 1; }
+	@d=$$(mktemp -d) && cp "$(OLD)" $$d/old.so && cp $(LIBOUT)/libwmanifold.so $$d/new.so && \
+	  OPENBLAS_NUM_THREADS=1 $(AB_BIN) $$d/old.so $$d/new.so $(AB_ARGS) $(AB_CONFIGS); rc=$$?; rm -rf $$d; exit $$rc
+
 # The dependencies first, then a fresh make that sees them (BLAS is chosen when
 # the Makefile is read).
 bench:
@@ -60,8 +79,13 @@ bench-run: lib $(BENCH_BIN) $(GEMM_SHAPES_BIN) $(EX_BIN)/rotation
 	@test "$(VARIANT)" = release || echo "bench: warning: timing the $(VARIANT) build"
 	@$(BENCH_RUN) $(BENCH_QUICK) $(BENCH_ARGS)
 
-test-bench: lib $(BENCH_BIN)
+test-bench: lib $(BENCH_BIN) $(AB_BIN)
 	@echo "== $(BENCH_BIN) --smoke"
 	@$(TEST_RUN) $(BENCH_BIN) --smoke
+	@echo "== $(AB_BIN): the library against a copy of itself (it runs; no timing judged)"
+	@test "$(VARIANT)" = release || { echo "(skipped in the $(VARIANT) build: a plain program cannot dlopen it)"; exit 0; }; \
+	d=$$(mktemp -d) && cp $(LIBOUT)/libwmanifold.so $$d/a.so && cp $(LIBOUT)/libwmanifold.so $$d/b.so && \
+	  $(AB_BIN) $$d/a.so $$d/b.so --rounds 2 --ms 2 ctl-circle-mixed-1 cnn-point-none-2 >$$d/out; rc=$$?; \
+	  grep -c '^| `' $$d/out | grep -qx 2 || rc=1; rm -rf $$d; exit $$rc
 
 TEST_EXTRA += test-bench
