@@ -224,6 +224,21 @@ static void point_run(const wm_layer_io *io, int K, int k, int *a, int *b)
     *b = io->lstart[g1 + 1];
 }
 
+/* D's rows j - a, j in [a, b): c_k(s_i) delta_i for the sorted samples i of
+ * point k's run (out floats each). */
+static void point_rows(const wm_layer_io *io, const float *delta, int out, int k, int a, int b, float *D)
+{
+    int p = io->lp;
+    for (int j = a; j < b; j++) {
+        int i = io->lorder[j];
+        float c = io->lc[(size_t)i * (p + 1) + (k - io->lpiece[i])];
+        const float *di = delta + (size_t)i * out;
+        float *Dj = D + (size_t)(j - a) * out;
+        for (int o = 0; o < out; o++)
+            Dj[o] = c * di[o];
+    }
+}
+
 /* Xs[j] = X[order[j]]. */
 static void gather_rows(const wm_layer_io *io, const float *X, int n, int in, float *Xs)
 {
@@ -304,14 +319,7 @@ static void local_backward(const wm_layer *ly, const wm_layer_io *io, const floa
         int a, b;
         point_run(io, K, k, &a, &b);
         float *D = z + off;                  /* D_k: the run's rows c_k(s_i) delta_i */
-        for (int j = a; j < b; j++) {
-            int i = io->lorder[j];
-            float c = io->lc[(size_t)i * (p + 1) + (k - io->lpiece[i])];
-            const float *di = delta + (size_t)i * out;
-            float *Dj = D + (size_t)(j - a) * out;
-            for (int o = 0; o < out; o++)
-                Dj[o] = c * di[o];
-        }
+        point_rows(io, delta, out, k, a, b, D);
         if (grad) {
             float *gW = grad + ly->w_off + (size_t)k * wn, *gB = grad + ly->b_off + (size_t)k * out;
             if (b > a)
@@ -336,6 +344,42 @@ static void local_backward(const wm_layer *ly, const wm_layer_io *io, const floa
     if (dX)
         for (int j = 0; j < n; j++)
             memcpy(dX + (size_t)io->lorder[j] * in, dXs + (size_t)j * in, sizeof(float) * (size_t)in);
+}
+
+/* ---- the local path's gradient for an update that applies it at once ------
+ * (optim.c's direct B-spline update: dL/dP is formed a range of rows at a
+ * time, brought to Q and applied while in cache, never stored whole.) */
+
+void wmi_dense_local_prepare(const wm_layer *ly, const wm_layer_io *io, const float *X,
+                             const float *delta, int n, float *bias_grad, wmi_local_runs *r)
+{
+    int in = ly->in, out = ly->out, K = io->Kp;
+    size_t off = 0;
+    gather_rows(io, X, n, in, io->lx);
+    for (int k = 0; k < K; k++) {
+        int a, b;
+        point_run(io, K, k, &a, &b);
+        r->a[k] = a, r->b[k] = b, r->doff[k] = off;
+        float *D = io->z + off, *gB = bias_grad + (size_t)k * out;
+        point_rows(io, delta, out, k, a, b, D);
+        for (int o = 0; o < out; o++)
+            gB[o] = 0.0f;
+        for (int j = 0; j < b - a; j++)
+            for (int o = 0; o < out; o++)
+                gB[o] += D[(size_t)j * out + o];
+        off += (size_t)(b - a) * out;
+    }
+}
+
+void wmi_dense_local_grad_rows(const wm_layer *ly, const wm_layer_io *io, const wmi_local_runs *r,
+                               int k, int r0, int rows, float *g)
+{
+    int in = ly->in, out = ly->out, a = r->a[k], b = r->b[k];
+    if (b > a)     /* dP_k[r0, r0 + rows) = D_k[:, r0 .. r0 + rows)^T Xs[a, b) */
+        wmi_gemm(1, 0, rows, in, b - a, 1.0f, io->z + r->doff[k] + r0, out, io->lx + (size_t)a * in,
+                 in, 0.0f, g, in);
+    else
+        memset(g, 0, sizeof(float) * (size_t)rows * in);
 }
 
 /* ---- the layer kind ------------------------------------------------------- */
