@@ -29,12 +29,13 @@ void wmi_dense_materialise(const wm_layer *ly, const float *params, int Kp, cons
  * rows at a time by an update that applies it at once (optim.c). After the
  * backward pass left delta (n x out, pre-activation) and with io from
  * wmi_pass_layer_io: prepare gathers X's rows in the pass's sorted order
- * into io->lx, every point's rows c_k(s_i) delta_i into io->z (r says where)
- * and writes dL/dB_k into bias_grad (K x out, P coordinates); grad_rows
+ * into io->lx, every point's D_k^T (out x run, column j c_k(s_i) delta_i of
+ * the run's j-th sample) into io->z (r says where) and writes dL/dB_k into
+ * bias_grad (K x out, P coordinates); grad_rows
  * then writes rows [r0, r0 + rows) of dL/dP_k into g (rows x in). */
 typedef struct {
     int a[WM_MAX_BASIS], b[WM_MAX_BASIS];  /* point k's run [a, b) of the sorted samples */
-    size_t doff[WM_MAX_BASIS];             /* where its rows start in io->z */
+    size_t doff[WM_MAX_BASIS];             /* where its D_k^T starts in io->z */
 } wmi_local_runs;
 void wmi_dense_local_prepare(const wm_layer *ly, const wm_layer_io *io, const float *X,
                              const float *delta, int n, float *bias_grad, wmi_local_runs *r);
