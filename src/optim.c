@@ -570,6 +570,8 @@ static void rank1_rows(const step_consts *k, float lr, float *restrict q, float 
  * memory sees Q and the moments read and written once and P written once.
  * The solves do the unfused path's operations in its order. */
 
+_Static_assert(WM_BAND_MAX_P >= WM_BSPLINE_MAX_DEGREE, "the streamed solve holds p + 1 rounds");
+
 /* The ring: see local_slot(), above reserve(). */
 static float *local_ring(const wm_optimizer *o)
 {
