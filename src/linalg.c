@@ -5,6 +5,11 @@
 #include "linalg.h"
 #include "simd.h"
 
+#if defined(__x86_64__)
+#include <stdint.h>
+#include <xmmintrin.h>
+#define WMI_HAVE_STREAM 1
+#endif
 /* The banded solves run a chunk of BAND_CHUNK floats of every block at a
  * time, summing into a stack buffer: the blocks sit a multiple of 4 KiB
  * apart (and P's cache at Q's offsets), so updating x_k in place while
@@ -150,4 +155,75 @@ void wmi_band_solve_upper_t(const double *L, int K, int p, const float *b, float
                 xk[e] = acc[e] * d;
         }
     }
+}
+
+WMI_SIMD_CLONES
+void wmi_band_lower_ring(const double *L, int K, int p, int k, float *ring, size_t slot, size_t len)
+{
+    _Alignas(64) float acc[BAND_CHUNK];
+    float d = (float)(1.0 / L[k * K + k]);
+    for (size_t e0 = 0; e0 < len; e0 += BAND_CHUNK) {
+        size_t c = len - e0 < BAND_CHUNK ? len - e0 : BAND_CHUNK;
+        float *restrict xk = ring + (size_t)(k % (p + 1)) * slot + e0;
+        for (size_t e = 0; e < c; e++)
+            acc[e] = xk[e];
+        for (int j = k - p > 0 ? k - p : 0; j < k; j++) {
+            const float *restrict xj = ring + (size_t)(j % (p + 1)) * slot + e0;
+            float a = (float)L[k * K + j];
+            for (size_t e = 0; e < c; e++)
+                acc[e] -= a * xj[e];
+        }
+        for (size_t e = 0; e < c; e++)
+            xk[e] = acc[e] * d;
+    }
+}
+
+/* n floats from src to dst, bypassing the cache where dst allows it. */
+static inline void store_stream(float *dst, const float *src, size_t n)
+{
+#ifdef WMI_HAVE_STREAM
+    if (((uintptr_t)dst & 15) == 0) {
+        size_t e = 0;
+        for (; e + 4 <= n; e += 4)
+            _mm_stream_ps(dst + e, _mm_load_ps(src + e));
+        for (; e < n; e++)
+            dst[e] = src[e];
+        return;
+    }
+#endif
+    memcpy(dst, src, sizeof(float) * n);
+}
+
+enum { STREAM_SUB = 256 };   /* floats of every block per round */
+
+WMI_SIMD_CLONES
+void wmi_band_upper_t_stream(const double *L, int K, int p, const float *b, size_t bs, float *x,
+                             size_t xs, size_t c)
+{
+    /* the last p + 1 solved blocks' round, kept here: x itself is written
+     * past the cache and never read back */
+    _Alignas(64) float ring[(WM_BAND_MAX_P + 1) * STREAM_SUB];
+    for (size_t e0 = 0; e0 < c; e0 += STREAM_SUB) {
+        size_t n = c - e0 < STREAM_SUB ? c - e0 : STREAM_SUB;
+        for (int k = K - 1; k >= 0; k--) {
+            float d = (float)(1.0 / L[k * K + k]);
+            int top = k + p < K - 1 ? k + p : K - 1;
+            float *restrict acc = ring + (size_t)(k % (p + 1)) * STREAM_SUB;
+            const float *restrict bk = b + (size_t)k * bs + e0;
+            for (size_t e = 0; e < n; e++)
+                acc[e] = bk[e];
+            for (int j = k + 1; j <= top; j++) {
+                const float *restrict xj = ring + (size_t)(j % (p + 1)) * STREAM_SUB;
+                float a = (float)L[j * K + k];
+                for (size_t e = 0; e < n; e++)
+                    acc[e] -= a * xj[e];
+            }
+            for (size_t e = 0; e < n; e++)
+                acc[e] *= d;
+            store_stream(x + (size_t)k * xs + e0, acc, n);
+        }
+    }
+#ifdef WMI_HAVE_STREAM
+    _mm_sfence();
+#endif
 }

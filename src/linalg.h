@@ -33,5 +33,18 @@ void wmi_band_solve_lower(const double *L, int K, int p, float *x, size_t len);
  * caller that produces B block by block and solves each while it is in cache. */
 void wmi_band_solve_lower_row(const double *L, int K, int p, float *x, size_t len, int k);
 void wmi_band_solve_upper_t(const double *L, int K, int p, const float *b, float *x, size_t len);
+/* The upper solve on c floats of every block, block k at b + k bs
+ * (right-hand side) and x + k xs (solution, distinct from b), x written with
+ * non-temporal stores (past the cache, no read of x first), for a caller
+ * that has b in cache and will not read x soon (the B-spline update's P
+ * cache, optim.c). The operations of wmi_band_solve_upper_t; p <= WM_BAND_MAX_P. */
+#define WM_BAND_MAX_P 16
+void wmi_band_upper_t_stream(const double *L, int K, int p, const float *b, size_t bs, float *x,
+                             size_t xs, size_t c);
+/* Block k of the lower solve in a ring of p + 1 blocks (block j at
+ * ring + (j mod (p+1)) slot, len floats), once blocks k-p..k-1 are solved:
+ * for a caller that forms B block by block and keeps only the p blocks the
+ * next one needs. The operations of wmi_band_solve_lower_row. */
+void wmi_band_lower_ring(const double *L, int K, int p, int k, float *ring, size_t slot, size_t len);
 
 #endif

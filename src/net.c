@@ -353,7 +353,7 @@ static void refresh_p(wm_net *net)
      * of the update's pass, so what it wrote last is read while in cache */
     for (int l = net->n_layers - 1; l >= 0; l--) {
         const wm_layer *ly = &net->layers[l];
-        if (ly->kind != WM_LAYER_DENSE || ly->Kp != net->Kp)
+        if (!wmi_layer_cached(net, ly))
             continue;
         /* P = L^-T Q: L^T P = Q, a banded solve (L_jk = 0 for j - k > p) */
         wmi_band_solve_upper_t(net->m->L, net->Kp, net->local_p, net->params + ly->w_off,
@@ -375,6 +375,13 @@ void wmi_net_touch_step(wm_net *net)
     net->version++;
     if (net->plive)
         refresh_p(net);
+}
+
+void wmi_net_touch_step_cached(wm_net *net)
+{
+    net->plive = 1;
+    net->version++;
+    net->pversion = net->version;
 }
 
 void wmi_net_local_step(wm_net *net, int mixed)

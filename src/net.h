@@ -129,12 +129,22 @@ void wmi_net_touch_step(wm_net *net);
  * stale then, and wm_grad never writes the net). */
 void wmi_net_local_step(wm_net *net, int mixed);
 
+/* Whether the P cache holds layer ly's control points (when it is valid). */
+static inline int wmi_layer_cached(const wm_net *net, const wm_layer *ly)
+{
+    return net->local_p >= 0 && ly->Kp == net->Kp && ly->kind == WM_LAYER_DENSE && net->pcache;
+}
+
 /* Whether layer ly runs the local B-spline path (needs a valid cache). */
 static inline int wmi_layer_local(const wm_net *net, const wm_layer *ly)
 {
-    return net->local_p >= 0 && ly->Kp == net->Kp && ly->kind == WM_LAYER_DENSE &&
-           net->pcache && net->pversion == net->version;
+    return wmi_layer_cached(net, ly) && net->pversion == net->version;
 }
+
+/* After an optimizer's update that also wrote the P cache of every cached
+ * layer from the new Q (optim.c's fused B-spline update, only after a mixed
+ * batch): bump the version, the cache valid at it, plive set. */
+void wmi_net_touch_step_cached(wm_net *net);
 
 /* Assign the inference activation buffers by liveness (net->slot, n_slots). */
 void wmi_net_plan(wm_net *net);

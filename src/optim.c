@@ -26,7 +26,9 @@
 
 #include "blas.h"
 #include "error.h"
+#include "layers/dense.h"
 #include "layers/layer.h"
+#include "linalg.h"
 #include "loss.h"
 #include "memory.h"
 #include "optim.h"
@@ -181,6 +183,26 @@ static size_t block_floats(const wm_net *net)
     return (size_t)(net->max_in > 16384 ? net->max_in : 16384);
 }
 
+/* The B-spline direct update's range (local_direct_update): floats of every
+ * block at a time (a ring slot), small enough that the ring, and the range of
+ * Q that the refresh reads back, stay in L2 (65536 measured no faster). */
+#ifndef LOCAL_FLOATS
+#define LOCAL_FLOATS 16384
+#endif
+
+/* The B-spline direct update's ring (local_direct_update): p + 1 slots of
+ * local_slot() floats, the workspace's last floats (reserve() adds them after
+ * everything a batch of up to ws_rows lays out). */
+static size_t local_slot(const wm_net *net)
+{
+    return (size_t)(net->max_in > LOCAL_FLOATS ? (net->max_in + 15) / 16 * 16 : LOCAL_FLOATS);
+}
+
+static size_t local_ring_floats(const wm_net *net)
+{
+    return net->local_p >= 0 ? (size_t)(net->local_p + 1) * local_slot(net) : 0;
+}
+
 /* Grow the training workspace to n rows (never shrinks: steady state is free). */
 static wm_status reserve(wm_optimizer *o, int n)
 {
@@ -189,7 +211,8 @@ static wm_status reserve(wm_optimizer *o, int n)
     const wm_net *net = o->net;
     /* saturating sums: a batch too large to address asks for SIZE_MAX bytes */
     size_t extra = wmi_add_sat(wmi_mul_sat((size_t)n, (size_t)net->max_out) + 16,
-                               block_floats(net) + (size_t)net->Kp * net->max_out + 16);
+                               block_floats(net) + (size_t)net->Kp * net->max_out + 16 +
+                                   local_ring_floats(net));
     size_t bytes = wmi_add_sat(wmi_pass_bytes(net, n, 1), wmi_mul_sat(extra, sizeof(float)));
     bytes = bytes > SIZE_MAX - 63 ? SIZE_MAX : (bytes + 63) / 64 * 64;
     void *mem = bytes == SIZE_MAX ? NULL : aligned_alloc(64, bytes);
@@ -531,6 +554,103 @@ static void rank1_rows(const step_consts *k, float lr, float *restrict q, float 
     update_rows(k, lr, q, m1, m2, rows, n, c, scale, x);
 }
 
+/* ---- the direct update of an open B-spline net (net.h) ---------------------
+ * After a mixed batch the net's P cache must follow the update: P = L^-T Q.
+ * Run as separate passes (the backward's dQ = L^-1 dP into the gradient
+ * buffer, the update, the refresh), each of the 16-point bench net's 17 MB
+ * arrays (gradient, Q, momentum, P) crosses memory once more per pass, and
+ * that traffic, not the products, was half the step. wm_step's direct
+ * update instead forms dL/dP a range of rows at a time (R rows of every
+ * block, R in <= LOCAL_FLOATS) and, while that range is in cache, runs
+ *     dP_k  = D_k^T Xs          for k = 0 up (layers/dense.c's local path)
+ *     dQ_k  = L^-1 dP, row k    banded forward substitution: needs dQ_j for
+ *                               j in k-p..k-1 only, so a ring of p+1 slots
+ *     Q_k, moments              the rule, by update_rows as every other path
+ *     P     = L^-T Q            banded back substitution into the cache,
+ *                               stored past the cache (no read of old P)
+ * so the gradient never exists whole, Q is read back from cache for P, and
+ * memory sees Q and the moments read and written once and P written once.
+ * The solves do the unfused path's operations in its order. */
+
+_Static_assert(WM_BAND_MAX_P >= WM_BSPLINE_MAX_DEGREE, "the streamed solve holds p + 1 rounds");
+
+/* The ring: see local_slot(), above reserve(). */
+static float *local_ring(const wm_optimizer *o)
+{
+    return (float *)(void *)((char *)o->ws + o->ws_bytes) - local_ring_floats(o->net);
+}
+
+/* After a local update wrote Q and P of every cached layer. */
+static void note_write_cached(wm_optimizer *o, const bounds *nb)
+{
+    o->qmax = (float)nb->q, o->m1max = (float)nb->m1, o->m2max = (float)nb->m2;
+    wmi_net_touch_step_cached(o->net);          /* the cache is valid at the new version */
+    o->version = o->net->version + 1;
+}
+
+/* wm_step's direct update of an open B-spline net whose every layer with
+ * parameters is a cached dense layer (local_direct_eligible); the backward
+ * pass has left each layer's delta in p->delta. */
+WMI_SIMD_CLONES
+static void local_direct_update(wm_optimizer *o, const step_consts *k, const wm_pass *p, int n,
+                                const bounds *nb)
+{
+    wm_net *net = o->net;
+    const int K = net->Kp, deg = net->local_p;
+    const double *L = net->m->L;
+    float *ring = local_ring(o);
+    const size_t slot = local_slot(net);
+    float *gB = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1)) + (size_t)n * net->max_out + 16 +
+                block_floats(net) + 16;     /* direct_update's bbuf: K x out floats */
+    wmi_local_runs runs;
+    for (int l = 0; l < net->n_layers; l++) {
+        const wm_layer *ly = &net->layers[l];
+        if (!wmi_layer_has_params(ly))
+            continue;
+        wm_layer_io io;
+        wmi_pass_layer_io(net, p, l, &io);
+        const int in = ly->cols, out = ly->rows;
+        const size_t wn = (size_t)out * in;
+        wmi_dense_local_prepare(ly, &io, l > 0 ? p->act[l - 1] : p->x0, p->delta[l], n, gB, &runs);
+        const int R = (int)(slot / (size_t)in) < out ? (int)(slot / (size_t)in) : out;
+        for (int r0 = 0; r0 < out; r0 += R) {
+            const int rows = out - r0 < R ? out - r0 : R;
+            const size_t len = (size_t)rows * in, off = ly->w_off + (size_t)r0 * in;
+            for (int kk = 0; kk < K; kk++) {
+                float *x = ring + (size_t)(kk % (deg + 1)) * slot;
+                size_t at = off + (size_t)kk * wn;
+                wmi_dense_local_grad_rows(ly, &io, &runs, kk, r0, rows, x);
+                wmi_band_lower_ring(L, K, deg, kk, ring, slot, len);
+                update_rows(k, o->cfg.lr, net->params + at, o->m1 ? o->m1 + at : NULL,
+                            o->m2 ? o->m2 + at : NULL, 1, len, 1.0f, NULL, x);
+            }
+            wmi_band_upper_t_stream(L, K, deg, net->params + off, wn, net->pcache + off, wn, len);
+        }
+        /* the bias: dL/dP_B (K x out) is small, solved whole */
+        wmi_band_solve_lower(L, K, deg, gB, (size_t)out);
+        update_rows(k, o->cfg.lr, net->params + ly->b_off, o->m1 ? o->m1 + ly->b_off : NULL,
+                    o->m2 ? o->m2 + ly->b_off : NULL, 1, (size_t)K * out, 1.0f, NULL, gB);
+        wmi_band_solve_upper_t(L, K, deg, net->params + ly->b_off, net->pcache + ly->b_off, (size_t)out);
+    }
+    note_write_cached(o, nb);
+}
+
+/* Whether wm_step may run local_direct_update: the cached layers ran the
+ * local path (a valid cache, a mixed batch of 2+), every layer with
+ * parameters is one, and a plain learning-rate step without clipping (the
+ * volume budget and the clip need the whole gradient's norm first). */
+static int local_direct_eligible(const wm_optimizer *o, const wm_pass *p)
+{
+    const wm_net *net = o->net;
+    if (net->local_p < 0 || !net->pcache || net->pversion != net->version || p->shared || p->n < 2 ||
+        o->cfg.volume != 0 || o->clip != 0)
+        return 0;
+    for (int l = 0; l < net->n_layers; l++)
+        if (wmi_layer_has_params(&net->layers[l]) && !wmi_layer_cached(net, &net->layers[l]))
+            return 0;
+    return 1;
+}
+
 /* The direct update of a net of dense layers: every layer's gradient is
  * formed a block of rows at a time into a cache-sized buffer and applied at
  * once, so it never travels to memory and back; each parameter and its
@@ -738,7 +858,8 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
         return st;
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
     o->has_grad = 0;                    /* the buffer is scratch or being overwritten */
-    if (direct_eligible(o, &p)) {
+    int local = local_direct_eligible(o, &p);
+    if (local || direct_eligible(o, &p)) {
         bound = wmi_pass_backward_deltas(o->net, &p, b->n, dy);
         step_consts k = consts_of(o);
         if (o->clip > 0) {
@@ -748,7 +869,10 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
         refresh_maxima(o);
         bounds nb = step_bounds(o, &k, bound);
         if (provably_finite(&nb, bound)) {
-            direct_update(o, &k, &p, b->n, &nb);
+            if (local)
+                local_direct_update(o, &k, &p, b->n, &nb);
+            else
+                direct_update(o, &k, &p, b->n, &nb);
             o->t++;
             if (loss)
                 *loss = mean;

@@ -238,6 +238,12 @@ static inline void io_layer(const wm_net *net, const wm_pass *p, int l, float *w
     }
 }
 
+void wmi_pass_layer_io(const wm_net *net, const wm_pass *p, int l, wm_layer_io *io)
+{
+    *io = io_start(net, p);
+    io_layer(net, p, l, p->wmat, io);
+}
+
 float *wmi_pass_forward(const wm_net *net, wm_pass *p, int n)
 {
     const float *X = p->x0;

@@ -69,6 +69,11 @@ float wmi_pass_backward_notify(const wm_net *net, wm_pass *p, int n, float *dy, 
  * same bound. */
 float wmi_pass_backward_deltas(const wm_net *net, wm_pass *p, int n, const float *dy);
 
+/* What layer l's forward and backward see of this pass (its wm_layer_io,
+ * layers/layer.h), for the optimizer's direct B-spline update. */
+struct wm_layer_io_s;
+void wmi_pass_layer_io(const wm_net *net, const wm_pass *p, int l, struct wm_layer_io_s *io);
+
 /* max |a_j| over n floats; +inf if any is inf, NaN-safe (NaN counts as inf). */
 float wmi_max_abs(const float *a, size_t n);
 

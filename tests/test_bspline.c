@@ -121,17 +121,41 @@ static void test_local_matches_dense(void **state)
         }
 }
 
-/* Several steps of each optimizer: the local net's Q follows the dense one's. */
-static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int shared)
+/* The P cache holds P = L^-T Q of every manifold dense layer: compared with
+ * wm_net_control_point's P_k (computed from Q) to float rounding. */
+static void check_cache_is_p(const wm_net *net)
+{
+    assert_true(net->pcache && net->pversion == net->version);
+    for (int l = 0; l < net->n_layers; l++) {
+        const wm_layer *ly = &net->layers[l];
+        size_t wn = (size_t)ly->rows * ly->cols;
+        float w[HID * IN], b[HID];
+        for (int k = 0; k < net->Kp; k++) {
+            WM_OK_OR_FAIL(wm_net_control_point(net, l, k, w, b));
+            double sw, dw = max_abs_diff(net->pcache + ly->w_off + k * wn, w, wn, &sw);
+            double sb, db = max_abs_diff(net->pcache + ly->b_off + (size_t)k * ly->rows, b,
+                                         (size_t)ly->rows, &sb);
+            if (!(dw <= 1e-5 * (1 + sw) && db <= 1e-5 * (1 + sb)))
+                fail_msg("layer %d point %d: the cache differs from P by %.3g (w) %.3g (b)", l, k, dw, db);
+        }
+    }
+}
+
+/* Several steps of each optimizer: the local net's Q follows the dense one's.
+ * wd < 0: the default decay of the kind; clip > 0: clip the gradient there. */
+static void trajectory_with(wm_opt_kind kind, int n_control, int degree, int n, int shared, float wd,
+                            float clip)
 {
     wm_net *loc = build(n_control, degree, 1, WM_LOSS_SOFTMAX_CE);
     wm_net *den = build(n_control, degree, 0, WM_LOSS_SOFTMAX_CE);
     wm_optimizer *o1, *o2;
     wm_opt_config cfg = wm_opt_default(kind);
     cfg.lr = kind == WM_OPT_ADAM ? 0.01f : 0.03f;
-    cfg.weight_decay = kind == WM_OPT_SD ? 0.0f : 0.01f;
+    cfg.weight_decay = wd >= 0 ? wd : kind == WM_OPT_SD ? 0.0f : 0.01f;
     WM_OK_OR_FAIL(wm_optimizer_create(&o1, loc, &cfg));
     WM_OK_OR_FAIL(wm_optimizer_create(&o2, den, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_set_clip_norm(o1, clip));
+    WM_OK_OR_FAIL(wm_optimizer_set_clip_norm(o2, clip));
     uint64_t st = 99;
     size_t np;
     for (int step = 0; step < 6; step++) {
@@ -151,11 +175,14 @@ static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int s
         const float *q1 = wm_net_params(loc, &np), *q2 = wm_net_params(den, NULL);
         double scale, d = max_abs_diff(q1, q2, np, &scale);
         if (!(d <= 1e-5 * (1 + scale)))
-            fail_msg("kind %d bspline(%d,%d) n=%d shared=%d step %d: Q differs by %.3g (scale %.3g)",
-                     (int)kind, n_control, degree, n, shared, step, d, scale);
+            fail_msg("kind %d bspline(%d,%d) n=%d shared=%d wd=%g clip=%g step %d: Q differs by %.3g "
+                     "(scale %.3g)", (int)kind, n_control, degree, n, shared, cfg.weight_decay, clip, step,
+                     d, scale);
         /* the cache follows the updates of mixed batches; after a shared
          * or one-sample step it is stale and the stacked path runs */
         assert_true((loc->pversion == loc->version) == (!sh && n > 1));
+        if (!sh && n > 1)
+            check_cache_is_p(loc);
     }
     float x[NMAX * IN], s[NMAX], y1[NMAX * OUT], y2[NMAX * OUT];
     tu_fill(x, NMAX * IN, -1, 1, &st);
@@ -171,6 +198,11 @@ static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int s
     wm_net_free(loc), wm_net_free(den);
 }
 
+static void trajectory(wm_opt_kind kind, int n_control, int degree, int n, int shared)
+{
+    trajectory_with(kind, n_control, degree, n, shared, -1.0f, 0.0f);
+}
+
 static void test_trajectories_match_dense(void **state)
 {
     (void)state;
@@ -184,6 +216,98 @@ static void test_trajectories_match_dense(void **state)
         trajectory(kinds[k], 10, 3, 40, 2);      /* a stale cache refreshed at a mixed step */
         trajectory(kinds[k], 6, 1, 33, 0);
     }
+}
+
+/* wm_step's direct B-spline update (optim.c: dL/dP formed a range of rows at
+ * a time, solved to Q, applied, P refreshed, never stored whole) against the
+ * stacked path, with weight decay for every kind, and the steps that take
+ * the gradient buffer instead: a clip that bites and one that does not. */
+static void test_direct_update_decay_and_clip(void **state)
+{
+    (void)state;
+    wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
+    for (int k = 0; k < 3; k++) {
+        trajectory_with(kinds[k], 16, 3, NMAX, 0, 0.05f, 0.0f);   /* decay, direct */
+        trajectory_with(kinds[k], 11, 2, 17, 2, 0.05f, 0.0f);
+        if (kinds[k] != WM_OPT_ADAM)     /* Adam divides the clipped entries, near its eps, by
+                                            their own size: rounding of the two paths shows */
+            trajectory_with(kinds[k], 16, 3, NMAX, 0, 0.01f, 0.05f);  /* a clip that bites */
+        trajectory_with(kinds[k], 16, 3, NMAX, 0, 0.0f, 1e30f);   /* one that never does */
+    }
+}
+
+/* A step whose bounds cannot prove it finite takes the careful path from the
+ * direct one (the gradient formed whole, Q coordinates): here a momentum
+ * entry near FLT_MAX. It matches the stacked path, and the cache follows. */
+static void test_direct_update_falls_back_when_unbounded(void **state)
+{
+    (void)state;
+    wm_net *loc = build(16, 3, 1, WM_LOSS_MSE), *den = build(16, 3, 0, WM_LOSS_MSE);
+    wm_opt_config cfg = wm_opt_default(WM_OPT_MOMENTUM);
+    wm_optimizer *o1, *o2;
+    WM_OK_OR_FAIL(wm_optimizer_create(&o1, loc, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_create(&o2, den, &cfg));
+    size_t len = wm_optimizer_state_len(o1), np;
+    float *m = calloc(len, sizeof *m);
+    m[3] = 3e38f;                                  /* finite; mu m alone > the bounds' limit */
+    WM_OK_OR_FAIL(wm_optimizer_set_state(o1, m, len, 0));
+    WM_OK_OR_FAIL(wm_optimizer_set_state(o2, m, len, 0));
+    float x[NMAX * IN], s[NMAX], y[NMAX * OUT];
+    uint64_t st = 21;
+    tu_fill(x, NMAX * IN, -1, 1, &st);
+    tu_fill(y, NMAX * OUT, -1, 1, &st);
+    contexts(16, 3, NMAX, 0, 0, s, &st);
+    wm_batch b = {NMAX, x, s, NULL, y};
+    WM_OK_OR_FAIL(wm_step(o1, &b, NULL));
+    WM_OK_OR_FAIL(wm_step(o2, &b, NULL));
+    const float *q1 = wm_net_params(loc, &np), *q2 = wm_net_params(den, NULL);
+    double scale, d = max_abs_diff(q1, q2, np, &scale);
+    if (!(scale > 1e35 && d <= 1e-6 * scale))
+        fail_msg("the unbounded step's Q differs by %.3g (scale %.3g)", d, scale);
+    for (size_t j = 0; j < np; j++)                /* away from the huge entry: to rounding */
+        if (j != 3 && !(fabs((double)q1[j] - q2[j]) <= 1e-5 * (1 + fabs(q2[j]))))
+            fail_msg("Q[%zu] = %.9g vs %.9g", j, q1[j], q2[j]);
+    assert_true(loc->pversion == loc->version);
+    free(m);
+    wm_optimizer_free(o1), wm_optimizer_free(o2);
+    wm_net_free(loc), wm_net_free(den);
+}
+
+/* After mixed steps (the direct update's case), a step that fails its loss
+ * check changes nothing: Q, the cache, the optimizer's state and count. */
+static void test_failed_direct_step_changes_nothing(void **state)
+{
+    (void)state;
+    wm_net *net = build(16, 3, 1, WM_LOSS_MSE);
+    wm_opt_config cfg = wm_opt_default(WM_OPT_ADAM);
+    wm_optimizer *o;
+    WM_OK_OR_FAIL(wm_optimizer_create(&o, net, &cfg));
+    float x[NMAX * IN], s[NMAX], y[NMAX * OUT], big[NMAX * OUT];
+    uint64_t st = 5;
+    tu_fill(x, NMAX * IN, -1, 1, &st);
+    tu_fill(y, NMAX * OUT, -1, 1, &st);
+    contexts(16, 3, NMAX, 0, 0, s, &st);
+    for (int i = 0; i < NMAX * OUT; i++)
+        big[i] = 1e30f;
+    wm_batch good = {NMAX, x, s, NULL, y}, bad = {NMAX, x, s, NULL, big};
+    WM_OK_OR_FAIL(wm_step(o, &good, NULL));
+    WM_OK_OR_FAIL(wm_step(o, &good, NULL));
+    size_t np = wm_net_n_params(net), len = wm_optimizer_state_len(o);
+    float *q = malloc(np * sizeof *q), *pc = malloc(np * sizeof *pc), *m = malloc(len * sizeof *m),
+          *m2 = malloc(len * sizeof *m2);
+    memcpy(q, wm_net_params(net, NULL), np * sizeof *q);
+    memcpy(pc, net->pcache, np * sizeof *pc);
+    WM_OK_OR_FAIL(wm_optimizer_get_state(o, m, len));
+    uint64_t version = net->version, steps = wm_optimizer_steps(o);
+    EXPECT_STATUS(WM_ENUMERIC, wm_step(o, &bad, NULL));
+    assert_memory_equal(q, wm_net_params(net, NULL), np * sizeof *q);
+    assert_memory_equal(pc, net->pcache, np * sizeof *pc);
+    WM_OK_OR_FAIL(wm_optimizer_get_state(o, m2, len));
+    assert_memory_equal(m, m2, len * sizeof *m);
+    assert_true(net->version == version && net->pversion == version && wm_optimizer_steps(o) == steps);
+    free(q), free(pc), free(m), free(m2);
+    wm_optimizer_free(o);
+    wm_net_free(net);
 }
 
 /* Every way to write the parameters refreshes the P cache: set_params,
@@ -299,6 +423,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_matches_dense),
         cmocka_unit_test(test_trajectories_match_dense),
+        cmocka_unit_test(test_direct_update_decay_and_clip),
+        cmocka_unit_test(test_direct_update_falls_back_when_unbounded),
+        cmocka_unit_test(test_failed_direct_step_changes_nothing),
         cmocka_unit_test(test_cache_follows_every_write),
         cmocka_unit_test(test_local_path_only_on_open_splines),
         cmocka_unit_test(test_grad_never_writes_the_net),

@@ -224,6 +224,21 @@ static void point_run(const wm_layer_io *io, int K, int k, int *a, int *b)
     *b = io->lstart[g1 + 1];
 }
 
+/* D's rows j - a, j in [a, b): c_k(s_i) delta_i for the sorted samples i of
+ * point k's run (out floats each). */
+static void point_rows(const wm_layer_io *io, const float *delta, int out, int k, int a, int b, float *D)
+{
+    int p = io->lp;
+    for (int j = a; j < b; j++) {
+        int i = io->lorder[j];
+        float c = io->lc[(size_t)i * (p + 1) + (k - io->lpiece[i])];
+        const float *di = delta + (size_t)i * out;
+        float *Dj = D + (size_t)(j - a) * out;
+        for (int o = 0; o < out; o++)
+            Dj[o] = c * di[o];
+    }
+}
+
 /* Xs[j] = X[order[j]]. */
 static void gather_rows(const wm_layer_io *io, const float *X, int n, int in, float *Xs)
 {
@@ -304,14 +319,7 @@ static void local_backward(const wm_layer *ly, const wm_layer_io *io, const floa
         int a, b;
         point_run(io, K, k, &a, &b);
         float *D = z + off;                  /* D_k: the run's rows c_k(s_i) delta_i */
-        for (int j = a; j < b; j++) {
-            int i = io->lorder[j];
-            float c = io->lc[(size_t)i * (p + 1) + (k - io->lpiece[i])];
-            const float *di = delta + (size_t)i * out;
-            float *Dj = D + (size_t)(j - a) * out;
-            for (int o = 0; o < out; o++)
-                Dj[o] = c * di[o];
-        }
+        point_rows(io, delta, out, k, a, b, D);
         if (grad) {
             float *gW = grad + ly->w_off + (size_t)k * wn, *gB = grad + ly->b_off + (size_t)k * out;
             if (b > a)
@@ -336,6 +344,53 @@ static void local_backward(const wm_layer *ly, const wm_layer_io *io, const floa
     if (dX)
         for (int j = 0; j < n; j++)
             memcpy(dX + (size_t)io->lorder[j] * in, dXs + (size_t)j * in, sizeof(float) * (size_t)in);
+}
+
+/* ---- the local path's gradient for an update that applies it at once ------
+ * (optim.c's direct B-spline update: dL/dP is formed a range of rows at a
+ * time, brought to Q and applied while in cache, never stored whole.) */
+
+void wmi_dense_local_prepare(const wm_layer *ly, const wm_layer_io *io, const float *X,
+                             const float *delta, int n, float *bias_grad, wmi_local_runs *r)
+{
+    int in = ly->in, out = ly->out, K = io->Kp;
+    size_t off = 0;
+    gather_rows(io, X, n, in, io->lx);
+    for (int k = 0; k < K; k++) {
+        int a, b;
+        point_run(io, K, k, &a, &b);
+        r->a[k] = a, r->b[k] = b, r->doff[k] = off;
+        /* D_k^T (out x m): its rows are dL/dP_k's rows' coefficients, so
+         * grad_rows is a plain product (measured ~5% faster a step than
+         * D_k^T taken from the transposed argument) */
+        float *Dt = io->z + off, *gB = bias_grad + (size_t)k * out;
+        int m = b - a;
+        for (int j = a; j < b; j++) {
+            int i = io->lorder[j];
+            float c = io->lc[(size_t)i * (io->lp + 1) + (k - io->lpiece[i])];
+            const float *di = delta + (size_t)i * out;
+            for (int o = 0; o < out; o++)
+                Dt[(size_t)o * m + (j - a)] = c * di[o];
+        }
+        for (int o = 0; o < out; o++) {       /* dL/dB_k = the rows' sums, j in order */
+            float acc = 0.0f;
+            for (int j = 0; j < m; j++)
+                acc += Dt[(size_t)o * m + j];
+            gB[o] = acc;
+        }
+        off += (size_t)m * out;
+    }
+}
+
+void wmi_dense_local_grad_rows(const wm_layer *ly, const wm_layer_io *io, const wmi_local_runs *r,
+                               int k, int r0, int rows, float *g)
+{
+    int in = ly->in, a = r->a[k], b = r->b[k];
+    if (b > a)     /* dP_k[r0, r0 + rows) = D_k^T[r0, r0 + rows) Xs[a, b) */
+        wmi_gemm(0, 0, rows, in, b - a, 1.0f, io->z + r->doff[k] + (size_t)r0 * (b - a), b - a,
+                 io->lx + (size_t)a * in, in, 0.0f, g, in);
+    else
+        memset(g, 0, sizeof(float) * (size_t)rows * in);
 }
 
 /* ---- the layer kind ------------------------------------------------------- */

@@ -12,7 +12,7 @@
 #include "rng.h"
 
 /* What a layer's forward and backward need besides its input and output. */
-typedef struct {
+typedef struct wm_layer_io_s {
     const float *params;          /* the net's flat Q array (the layer's blocks at w_off, b_off) */
     int Kp;                       /* basis points of this layer's parameters */
     int strategy;                 /* wm_conv_strategy */
