@@ -39,16 +39,14 @@ int wmi_small_gemm_form(int trans_a, int trans_b, int m, int n, int k)
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 
-static int have_avx2(void)
+/* The widest set this CPU has: WMI_ISA_AVX512, WMI_ISA_AVX2 or 0 (one
+ * init call, which returns at once after the first, and three loads). */
+static int cpu_isa(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-static int have_avx512(void)
-{
-    __builtin_cpu_init();
-    return have_avx2() && __builtin_cpu_supports("avx512f");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return 0;
+    return __builtin_cpu_supports("avx512f") ? WMI_ISA_AVX512 : WMI_ISA_AVX2;
 }
 
 /* ---- AVX2 + FMA: 8 floats -------------------------------------------------- */
@@ -130,18 +128,18 @@ KERNEL __m128 sum4_avx512(__m512 a, __m512 b, __m512 c, __m512 d)
 
 int wmi_small_gemm_available(void)
 {
-    return have_avx2();
+    return cpu_isa() != 0;
 }
 
 int wmi_small_gemm_isa(int isa, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc)
 {
-    if (trans_a && trans_b)
-        return 0;
+    int have = cpu_isa();
     if (isa == WMI_ISA_BEST)
-        isa = have_avx512() ? WMI_ISA_AVX512 : WMI_ISA_AVX2;
-    if (isa == WMI_ISA_AVX512 ? !have_avx512() : isa != WMI_ISA_AVX2 || !have_avx2())
+        isa = have;
+    if ((trans_a && trans_b) || !have || (isa != WMI_ISA_AVX2 && isa != WMI_ISA_AVX512) ||
+        (isa == WMI_ISA_AVX512 && have != WMI_ISA_AVX512))
         return 0;
     if (m <= 0 || n <= 0)
         return 1;

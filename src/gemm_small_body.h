@@ -146,18 +146,32 @@ KERNEL void SFX(rows_strip)(const int mr, const int nv, int last, int k, const f
         }
 }
 
-/* mr rows: strips of 12 / mr vectors, then single vectors, the last masked. */
+/* mr rows: strips of 12 / mr vectors, then of 4, 2 and 1 (a narrow strip
+ * has fewer independent sums: on a long k a single vector would run at the
+ * FMA latency, not its throughput); the last vector masked to n. */
 KERNEL void SFX(rows_mr)(const int mr, int n, int k, const float *A, size_t si, size_t sp,
                          const float *B, size_t ldb, float alpha, float beta, float *C, size_t ldc)
 {
-    const int nv = 12 / mr;
-    int j = 0;
-    for (; j + nv * VW <= n; j += nv * VW)
-        SFX(rows_strip)(mr, nv, VW, k, A, si, sp, B + j, ldb, alpha, beta, C + j, ldc);
-    for (; j + VW <= n; j += VW)
-        SFX(rows_strip)(mr, 1, VW, k, A, si, sp, B + j, ldb, alpha, beta, C + j, ldc);
-    if (j < n)
-        SFX(rows_strip)(mr, 1, n - j, k, A, si, sp, B + j, ldb, alpha, beta, C + j, ldc);
+    const int nv = 12 / mr, nvec = (n + VW - 1) / VW, last = n - (nvec - 1) * VW;
+    int v = 0;
+    /* the masked strip apart: a run-time lane count costs AVX2 a mask
+     * register in the loop, and its 16 registers then spill */
+#define ROWS_STRIPS(W)                                                                          \
+    for (; nvec - v >= (W); v += (W)) {                                                         \
+        if (v + (W) == nvec && last != VW)                                                      \
+            SFX(rows_strip)(mr, (W), last, k, A, si, sp, B + v * VW, ldb, alpha, beta,          \
+                            C + v * VW, ldc);                                                   \
+        else                                                                                    \
+            SFX(rows_strip)(mr, (W), VW, k, A, si, sp, B + v * VW, ldb, alpha, beta,            \
+                            C + v * VW, ldc);                                                   \
+    }
+    ROWS_STRIPS(nv)
+    if (nv > 4)
+        ROWS_STRIPS(4)
+    if (nv > 2)
+        ROWS_STRIPS(2)
+    ROWS_STRIPS(1)
+#undef ROWS_STRIPS
 }
 
 /* Blocks of up to 4 rows (B streamed once per block: the form is for m <= 4). */
@@ -240,15 +254,18 @@ KERNEL void SFX(dot_ny)(const int ny, int mx_all, int k, const float *X, size_t 
                         const float *Y, size_t ldy, float alpha, float beta, float *C, size_t ci,
                         size_t cj)
 {
-    const int mx = 12 / ny, mh = mx / 2;   /* full blocks, half blocks, single rows */
+    const int mx = 12 / ny;   /* full blocks, then blocks of 4, 2, 1 rows */
     int i = 0;
-    for (; i + mx <= mx_all; i += mx)
-        SFX(dot_block)(mx, ny, k, X + i * ldx, ldx, Y, ldy, alpha, beta, C + i * ci, ci, cj);
-    if (mh > 1)
-        for (; i + mh <= mx_all; i += mh)
-            SFX(dot_block)(mh, ny, k, X + i * ldx, ldx, Y, ldy, alpha, beta, C + i * ci, ci, cj);
-    for (; i < mx_all; i++)
-        SFX(dot_block)(1, ny, k, X + i * ldx, ldx, Y, ldy, alpha, beta, C + i * ci, ci, cj);
+#define DOT_BLOCKS(W)                                                                           \
+    for (; i + (W) <= mx_all; i += (W))                                                         \
+        SFX(dot_block)((W), ny, k, X + i * ldx, ldx, Y, ldy, alpha, beta, C + i * ci, ci, cj);
+    DOT_BLOCKS(mx)
+    if (mx > 4)
+        DOT_BLOCKS(4)
+    if (mx > 2)
+        DOT_BLOCKS(2)
+    DOT_BLOCKS(1)
+#undef DOT_BLOCKS
 }
 
 /* C (m x n) = alpha A B^T + beta C: the thinner side is Y, in blocks of 4. */

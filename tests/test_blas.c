@@ -186,6 +186,37 @@ static void test_own_kernels_match_reference(void **state)
         assert_true(ran > 0);
 }
 
+/* The rank and rows forms sum each output in the same order with 8- and
+ * 16-float vectors: AVX2 and AVX-512 give the same bits (where both run). */
+static void test_own_rank_and_rows_forms_agree_across_isas(void **state)
+{
+    (void)state;
+    float one = 1, out = 0;
+    if (!wmi_small_gemm_isa(WMI_ISA_AVX512, 0, 0, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &out, 1)) {
+        print_message("no AVX-512 on this CPU: skipped\n");
+        return;
+    }
+    static const int shapes[][5] = {{1, 0, 20, 784, 2}, {0, 0, 7, 33, 3}, {1, 0, 5, 17, 4},
+                                    {0, 0, 2, 256, 768}, {1, 0, 3, 45, 16}, {0, 0, 1, 7, 9}};
+    uint64_t st = 15;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int ta = shapes[s][0], m = shapes[s][2], n = shapes[s][3], k = shapes[s][4];
+        int lda = (ta ? m : k) + 1, ldb = n + 2;
+        float *A = malloc(sizeof(float) * (size_t)(ta ? k : m) * lda), *B = malloc(sizeof(float) * (size_t)k * ldb);
+        float *C1 = malloc(sizeof(float) * (size_t)m * n), *C2 = malloc(sizeof(float) * (size_t)m * n);
+        assert_non_null(A), assert_non_null(B), assert_non_null(C1), assert_non_null(C2);
+        tu_fill(A, (size_t)(ta ? k : m) * lda, -1, 1, &st);
+        tu_fill(B, (size_t)k * ldb, -1, 1, &st);
+        tu_fill(C1, (size_t)m * n, -1, 1, &st);
+        memcpy(C2, C1, sizeof(float) * (size_t)m * n);
+        assert_int_equal(wmi_small_gemm_isa(WMI_ISA_AVX2, ta, 0, m, n, k, 0.75f, A, lda, B, ldb, 0.5f, C1, n), 1);
+        assert_int_equal(wmi_small_gemm_isa(WMI_ISA_AVX512, ta, 0, m, n, k, 0.75f, A, lda, B, ldb, 0.5f, C2, n), 1);
+        if (memcmp(C1, C2, sizeof(float) * (size_t)m * n))
+            fail_msg("trans %d0 %dx%dx%d: AVX2 and AVX-512 differ", ta, m, n, k);
+        free(A), free(B), free(C1), free(C2);
+    }
+}
+
 /* The form rule: which own form a shape takes (the route table times and
  * switches each form on its own). */
 static void test_own_form_rule(void **state)
@@ -368,6 +399,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_routes_match_reference_at_mlp_shapes),
         cmocka_unit_test(test_own_kernel_declines_both_transposed),
         cmocka_unit_test(test_own_kernels_match_reference),
+        cmocka_unit_test(test_own_rank_and_rows_forms_agree_across_isas),
         cmocka_unit_test(test_own_form_rule),
         cmocka_unit_test(test_gemv_routes_match_reference),
         cmocka_unit_test(test_route_choice_is_stable_across_processes),
