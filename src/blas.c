@@ -6,9 +6,12 @@
  *  - split: as blocks of C that OpenBLAS's small-matrix kernels take (0.3.17+,
  *    its SkylakeX-class cores): the regular path packs the whole large operand
  *    for a few rows of work, the small kernels skip packing;
- *  - own: the library's AVX2 kernel (src/gemm_small.c), for products with a
- *    dimension of at most 4 (batch 2-4): on cores where OpenBLAS has no small
- *    kernels its regular path reaches only 8-31% of its 2048^3 rate there;
+ *  - own: the library's kernels (src/gemm_small.c, AVX2 or AVX-512), for
+ *    products with a dimension of at most 4 (batch 2-4), in three forms
+ *    (rank k <= 4, rows m <= 4, dot products with a thin side), each chosen
+ *    on its own: on cores where OpenBLAS has no small kernels its regular
+ *    path reaches only 9-31% of its 2048^3 rate there, and even its small
+ *    kernels only about half of it for the k = 2 weight gradients;
  * and one sample's product (a gemv) as sgemv or as a one-row sgemm, which the
  * same small kernels make faster. Which routes pay is measured once per
  * process, on the core the process runs on (no list of core names):
@@ -75,13 +78,6 @@ static void sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, co
  * path is as fast. */
 enum { SKINNY = 64 };
 
-/* The own kernel (src/gemm_small.c) takes products with at most OWN_THIN
- * rows, columns or terms: with OpenBLAS's Haswell kernels on Zen 4 it was
- * 1.3-2.9x faster than OpenBLAS in 23 of the MLP's 24 such products at
- * batch 2 and slower than it in most at batch 16 (the forward W X^T at
- * 0.6x), tests/bench/gemm_shapes.c. */
-enum { OWN_THIN = 4 };
-
 static int gemm_split(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -110,7 +106,7 @@ void wmi_gemm_via(int route, int trans_a, int trans_b, int m, int n, int k, floa
 {
     if (m <= 0 || n <= 0)
         return;
-    if ((route & WMI_ROUTE_OWN) && (m <= OWN_THIN || n <= OWN_THIN || k <= OWN_THIN) &&
+    if ((route & WMI_ROUTE_OWN) && (route & wmi_small_gemm_form(trans_a, trans_b, m, n, k)) &&
         wmi_small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
     if ((route & WMI_ROUTE_SPLIT) &&
@@ -162,15 +158,22 @@ static double cpu_s(void)
  *    2.78-2.94 with its Cooperlake kernels on Zen 4 and 0.98-1.16 with its
  *    Haswell kernels on the same core (no small kernels: the split is the
  *    regular path in 2 calls), in fresh processes at 1 and 2 threads.
- *  - OWN_CAL, own against plain: W X^T at 2 samples of the MLP's sizes.
- *    Plain/own was 2.63-2.68 with the Haswell kernels; with the Cooperlake
- *    ones 0.58-0.61 (tests/bench/gemm_shapes.c).
+ *  - RANK_CAL, ROWS_CAL, DOT_CAL, each own form against the BLAS route
+ *    chosen above (split or plain): the MLP's batch-2 products of the form
+ *    (dW = D^T X blocks, dX = D W, W X^T). tests/bench/gemm_shapes.c has
+ *    the figures on Zen 4 with OpenBLAS's Cooperlake and Haswell kernels.
  * Each route is timed CAL_ROUNDS times, alternating, after a warm-up round;
  * the fastest time of each counts; the ratio is the geometric mean over the
  * shapes. */
 typedef struct { int ta, tb, m, n, k, reps; } shape;
 static const shape SPLIT_CAL[] = {{0, 1, 768, 2, 128, 4}, {0, 1, 1024, 2, 128, 4}};
-static const shape OWN_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, {0, 1, 10, 2, 256, 32}};
+static const shape RANK_CAL[] = {{1, 0, 64, 256, 2, 8}, {1, 0, 20, 784, 2, 8}, {1, 0, 10, 256, 2, 32}};
+static const shape ROWS_CAL[] = {{0, 0, 2, 256, 256, 4}, {0, 0, 2, 256, 30, 16}};
+static const shape DOT_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, {0, 1, 10, 2, 256, 32}};
+static const struct { const shape *cal; int n_cal, route; } OWN_FORMS[] = {
+    {RANK_CAL, sizeof RANK_CAL / sizeof *RANK_CAL, WMI_ROUTE_OWN_RANK},
+    {ROWS_CAL, sizeof ROWS_CAL / sizeof *ROWS_CAL, WMI_ROUTE_OWN_ROWS},
+    {DOT_CAL, sizeof DOT_CAL / sizeof *DOT_CAL, WMI_ROUTE_OWN_DOT}};
 enum { CAL_ROUNDS = 7 };
 
 /* The time of route `slow` over route `fast` on the given shapes. */
@@ -198,19 +201,25 @@ static double time_ratio(const shape *cal, int n_cal, int slow, int fast, float 
 }
 
 /* A route replaces the stable default (plain) only when the default takes
- * DECISIVE times as long: 1.5 lies inside both gaps above with room of 1.3x
- * and more on either side, so timing noise does not move the choice, and the
- * timings are by thread CPU time, so a loaded machine's other processes do
- * not either. The own kernel is for cores without small kernels, so it is
- * considered only where the split was not chosen. The one-row sgemm for a
+ * DECISIVE times as long: 1.5 lies inside the split's gap (0.97-1.00 against
+ * 2.6-3.0) with room of 1.3x and more on either side, so timing noise does
+ * not move the choice, and the timings are by thread CPU time, so a loaded
+ * machine's other processes do not either. Each own form is measured against
+ * the BLAS route chosen before it, on every core with AVX2, and taken above
+ * OWN_DECISIVE: in 126 fresh processes on Zen 4 (1 and 2 OpenBLAS threads,
+ * the machine shared) BLAS/own was 0.61-0.76 for the rows and dot forms and
+ * 1.43-1.94 for the rank form against the Cooperlake kernels' split, and
+ * 2.4-4.3 for every form against the Haswell and Zen kernels; 1.15 leaves
+ * 1.5x below and 1.24x above it. The one-row sgemm for a
  * gemv pays through the same small kernels as the split (7.5 vs 8.1 us for
  * 256x784 on Cooperlake, docs/performance.md): too small a gain to measure
  * decisively on its own, so it follows the split's measurement. */
 #define DECISIVE 1.5
+#define OWN_DECISIVE 1.15
 
 static struct {
     int gemm_route, gemv_route;
-    double ratio[2];   /* measured plain/split and plain/own (0: pinned or not measured) */
+    double ratio[4];   /* measured plain/split, BLAS/own per form (0: pinned or not measured) */
 } table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
@@ -218,6 +227,7 @@ static void table_init(void)
 {
     const char *env = getenv("WM_GEMM_ROUTE");
     int split = 0, own = 0;
+    const int n_forms = (int)(sizeof OWN_FORMS / sizeof *OWN_FORMS);
     if (env && !strcmp(env, "bare")) {      /* the BLAS as called before issue 15 */
         table.gemm_route = table.gemv_route = 0;
         return;
@@ -225,14 +235,17 @@ static void table_init(void)
     if (env && !strcmp(env, "split"))
         split = 1;
     else if (env && !strcmp(env, "own"))
-        own = wmi_small_gemm_available();
+        own = wmi_small_gemm_available() ? WMI_ROUTE_OWN : 0;
     else if (!(env && !strcmp(env, "plain"))) {
         size_t na = 0, nb = 0, nc = 0;       /* the largest operands measured */
-        for (size_t s = 0; s < sizeof SPLIT_CAL / sizeof *SPLIT_CAL + sizeof OWN_CAL / sizeof *OWN_CAL; s++) {
-            const shape *p = s < sizeof SPLIT_CAL / sizeof *SPLIT_CAL
-                                 ? &SPLIT_CAL[s] : &OWN_CAL[s - sizeof SPLIT_CAL / sizeof *SPLIT_CAL];
-            size_t a = (size_t)p->m * p->k, b = (size_t)p->k * p->n, c = (size_t)p->m * p->n;
-            na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
+        for (int f = -1; f < n_forms; f++) {
+            const shape *cal = f < 0 ? SPLIT_CAL : OWN_FORMS[f].cal;
+            int n_cal = f < 0 ? (int)(sizeof SPLIT_CAL / sizeof *SPLIT_CAL) : OWN_FORMS[f].n_cal;
+            for (int s = 0; s < n_cal; s++) {
+                const shape *p = &cal[s];
+                size_t a = (size_t)p->m * p->k, b = (size_t)p->k * p->n, c = (size_t)p->m * p->n;
+                na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
+            }
         }
         float *mem = malloc(sizeof(float) * (na + nb + nc));
         if (mem) {
@@ -242,28 +255,29 @@ static void table_init(void)
             table.ratio[0] = time_ratio(SPLIT_CAL, (int)(sizeof SPLIT_CAL / sizeof *SPLIT_CAL),
                                         WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO, a, b, c);
             split = table.ratio[0] > DECISIVE;
-            if (!split && wmi_small_gemm_available()) {
-                table.ratio[1] = time_ratio(OWN_CAL, (int)(sizeof OWN_CAL / sizeof *OWN_CAL),
-                                            WMI_ROUTE_ZERO, WMI_ROUTE_OWN | WMI_ROUTE_ZERO, a, b, c);
-                own = table.ratio[1] > DECISIVE;
+            int blas = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0);
+            for (int f = 0; f < n_forms && wmi_small_gemm_available(); f++) {
+                table.ratio[1 + f] = time_ratio(OWN_FORMS[f].cal, OWN_FORMS[f].n_cal, blas,
+                                                blas | OWN_FORMS[f].route, a, b, c);
+                own |= table.ratio[1 + f] > OWN_DECISIVE ? OWN_FORMS[f].route : 0;
             }
             free(mem);
         }
     }
-    table.gemm_route = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0) | (own ? WMI_ROUTE_OWN : 0);
+    table.gemm_route = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0) | own;
     table.gemv_route = split ? WMI_ROUTE_ONE_ROW : 0;
 }
 
-void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[2])
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[4])
 {
     pthread_once(&table_once, table_init);
     if (gemm_route)
         *gemm_route = table.gemm_route;
     if (gemv_route)
         *gemv_route = table.gemv_route;
-    if (measured) {
-        measured[0] = table.ratio[0], measured[1] = table.ratio[1];
-    }
+    if (measured)
+        for (int i = 0; i < 4; i++)
+            measured[i] = table.ratio[i];
 }
 
 void wmi_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,

@@ -15,11 +15,16 @@ void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, 
              const float *x, float beta, float *y);
 
 /* The routes a product can take (bit flags; 0 = one plain cblas call):
- * SPLIT   skinny products as blocks OpenBLAS's small kernels take;
- * ZERO    beta = 0 as memset + beta = 1 on the regular path (bitwise the same);
- * ONE_ROW a gemv as a one-row sgemm;
- * OWN     skinny products through the library's own kernel (src/gemm_small.c). */
-enum { WMI_ROUTE_SPLIT = 1, WMI_ROUTE_ZERO = 2, WMI_ROUTE_ONE_ROW = 4, WMI_ROUTE_OWN = 8 };
+ * SPLIT    skinny products as blocks OpenBLAS's small kernels take;
+ * ZERO     beta = 0 as memset + beta = 1 on the regular path (bitwise the same);
+ * ONE_ROW  a gemv as a one-row sgemm;
+ * OWN_*    skinny products through the library's own kernels (src/gemm_small.c),
+ *          one bit per form (wmi_small_gemm_form): RANK (B plain, k <= 4),
+ *          ROWS (B plain, m <= 4), DOT (B transposed, m or n <= 4);
+ * OWN      all three forms. */
+enum { WMI_ROUTE_SPLIT = 1, WMI_ROUTE_ZERO = 2, WMI_ROUTE_ONE_ROW = 4, WMI_ROUTE_OWN_RANK = 8,
+       WMI_ROUTE_OWN_ROWS = 16, WMI_ROUTE_OWN_DOT = 32,
+       WMI_ROUTE_OWN = WMI_ROUTE_OWN_RANK | WMI_ROUTE_OWN_ROWS | WMI_ROUTE_OWN_DOT };
 
 /* wmi_gemm / wmi_gemv through the given route (benchmarks and tests). */
 void wmi_gemm_via(int route, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -29,15 +34,32 @@ void wmi_gemv_via(int route, int trans_a, int m_rows, int n_cols, float alpha, c
 
 /* The routes this process chose (measured at the first product, once per
  * process; WM_GEMM_ROUTE=plain|split|own|bare pins them), and the
- * calibration's time ratios plain/split and plain/own (0 when pinned or not
- * measured). Any argument may be NULL. Thread-safe. */
-void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[2]);
+ * calibration's time ratios: plain/split, then BLAS/own for the own rank,
+ * rows and dot forms (BLAS: the split or plain route, whichever was chosen;
+ * 0 when pinned or not measured). Any argument may be NULL. Thread-safe. */
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[4]);
 
-/* The library's own skinny-product kernel (src/gemm_small.c): whether this
- * CPU can run it (AVX2 and FMA), and the product itself, as wmi_gemm; returns
- * 0 (and does nothing) for both operands transposed. */
+/* The library's own skinny-product kernels (src/gemm_small.c). Thin: the
+ * largest m, n or k a form is for. */
+enum { WMI_SMALL_THIN = 4 };
+
+/* The own form (a WMI_ROUTE_OWN_* bit) a product of this shape takes, or 0:
+ * RANK if B is plain and 1 <= k <= 4, else ROWS if B is plain and m <= 4,
+ * else DOT if B is transposed (A plain) and m or n <= 4. */
+int wmi_small_gemm_form(int trans_a, int trans_b, int m, int n, int k);
+
+/* Whether this CPU can run the kernels (AVX2 and FMA). */
 int wmi_small_gemm_available(void);
+
+/* The product, as wmi_gemm, through the own kernels, any shape (efficient
+ * where wmi_small_gemm_form says so); with the widest vectors the CPU has,
+ * or (wmi_small_gemm_isa, for tests and benchmarks) the given set. Return 0
+ * (and do nothing) for both operands transposed or a set the CPU lacks. */
+enum { WMI_ISA_BEST = 0, WMI_ISA_AVX2 = 1, WMI_ISA_AVX512 = 2 };
 int wmi_small_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
+int wmi_small_gemm_isa(int isa, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc);
 
 #endif

@@ -60,17 +60,26 @@ static void check_product(int route, int ta, int tb, int m, int n, int k, float 
     }
 }
 
-/* One product through `route` (-1: wmi_gemm, the process's chosen route),
- * with A's and B's strides PAD longer than their rows and C's either as long
- * (cpad 0: C contiguous) or longer, beta = 0 over NaN and beta = 0.5 over
- * finite values. */
-static void one_product(int route, int ta, int tb, int m, int n, int k, int cpad, uint64_t *st)
+/* Routes below 0 other than -1: the own kernels called directly with the
+ * instruction set -2 - route (OWN_ISA(WMI_ISA_AVX2), OWN_ISA(WMI_ISA_AVX512)). */
+#define OWN_ISA(isa) (-2 - (isa))
+
+/* One product through `route` (-1: wmi_gemm, the process's chosen route;
+ * OWN_ISA(isa): wmi_small_gemm_isa), with A's and B's strides PAD longer
+ * than their rows and C's either as long (cpad 0: C contiguous) or longer,
+ * C starting `coff` floats past a 64-byte boundary, beta = 0 over NaN and
+ * beta = 0.5 over finite values. */
+static void one_product_at(int route, int ta, int tb, int m, int n, int k, int cpad, int coff,
+                           uint64_t *st)
 {
     int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     int lda = ac + PAD, ldb = bc + PAD, ldc = n + cpad;
+    size_t nc = (size_t)m * ldc + (size_t)coff;
     float *A = malloc(sizeof(float) * (size_t)ar * lda), *B = malloc(sizeof(float) * (size_t)br * ldb);
-    float *C0 = malloc(sizeof(float) * (size_t)m * ldc), *C = malloc(sizeof(float) * (size_t)m * ldc);
-    assert_non_null(A), assert_non_null(B), assert_non_null(C0), assert_non_null(C);
+    float *C0m = aligned_alloc(64, sizeof(float) * ((nc + 15) / 16 * 16));
+    float *Cm = aligned_alloc(64, sizeof(float) * ((nc + 15) / 16 * 16));
+    assert_non_null(A), assert_non_null(B), assert_non_null(C0m), assert_non_null(Cm);
+    float *C0 = C0m + coff, *C = Cm + coff;
     tu_fill(A, (size_t)ar * lda, -1, 1, st);
     tu_fill(B, (size_t)br * ldb, -1, 1, st);
     for (int pass = 0; pass < 2; pass++) {
@@ -81,13 +90,21 @@ static void one_product(int route, int ta, int tb, int m, int n, int k, int cpad
             for (size_t i = 0; i < (size_t)m * ldc; i++)
                 C0[i] = NAN;
         memcpy(C, C0, sizeof(float) * (size_t)m * ldc);
-        if (route < 0)
+        if (route == -1)
             wmi_gemm(ta, tb, m, n, k, 0.75f, A, lda, B, ldb, beta, C, ldc);
+        else if (route < -1)
+            assert_int_equal(wmi_small_gemm_isa(-2 - route, ta, tb, m, n, k, 0.75f, A, lda, B, ldb,
+                                                beta, C, ldc), 1);
         else
             wmi_gemm_via(route, ta, tb, m, n, k, 0.75f, A, lda, B, ldb, beta, C, ldc);
         check_product(route, ta, tb, m, n, k, 0.75f, A, lda, B, ldb, beta, C0, C, ldc);
     }
-    free(A), free(B), free(C0), free(C);
+    free(A), free(B), free(C0m), free(Cm);
+}
+
+static void one_product(int route, int ta, int tb, int m, int n, int k, int cpad, uint64_t *st)
+{
+    one_product_at(route, ta, tb, m, n, k, cpad, 0, st);
 }
 
 /* C contiguous for every other shape, with a longer stride for the rest. */
@@ -127,6 +144,94 @@ static void test_routes_match_reference_at_mlp_shapes(void **state)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
             one_shape(r < 0 ? -1 : ROUTES[r], shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3],
                       shapes[s][4], &st);
+}
+
+/* The own kernels, each instruction set the CPU has, called directly: every
+ * form (rank k <= 4, rows m <= 4, dot with a thin side, and the general
+ * shapes they also accept), every transpose pair they take, m, n, k around
+ * their blocks (4 rows, 12 accumulators, 8- and 16-float vectors, masked
+ * tails), strides longer than the rows, C starting 0, 1 or 5 floats past a
+ * 64-byte boundary (the rank form's aligned stores), beta = 0 over NaN. */
+static void test_own_kernels_match_reference(void **state)
+{
+    (void)state;
+    static const int sizes[] = {1, 2, 3, 4, 5, 7, 12, 13, 17, 33};
+    static const int isas[] = {WMI_ISA_AVX2, WMI_ISA_AVX512};
+    static const int big[][5] = {{1, 0, 20, 784, 2}, {1, 0, 64, 256, 2}, {0, 0, 3, 256, 16},
+                                 {0, 0, 2, 256, 768}, {0, 1, 768, 2, 784}, {0, 1, 10, 2, 256},
+                                 {0, 1, 2, 70, 300}, {1, 0, 4, 97, 4}, {0, 1, 3, 3, 1}};
+    uint64_t st = 14;
+    int ran = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof *isas; i++) {
+        float one = 1, out = 0;
+        if (!wmi_small_gemm_isa(isas[i], 0, 0, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &out, 1)) {
+            print_message("own kernels: instruction set %d not on this CPU, skipped\n", isas[i]);
+            continue;
+        }
+        assert_true(out == 1.0f);
+        ran++;
+        for (int t = 0; t < 3; t++)
+            for (int a = 0; a < 10; a++)
+                for (int b = 0; b < 10; b++)
+                    for (int c = 0; c < 10; c++)
+                        one_product_at(OWN_ISA(isas[i]), t >> 1, t & 1, sizes[a], sizes[b], sizes[c],
+                                       (a + b + c) % 2 ? 0 : PAD, (a + 2 * b + c) % 3 == 0 ? 0 : (a + c) % 2 ? 1 : 5,
+                                       &st);
+        for (size_t s = 0; s < sizeof big / sizeof *big; s++)
+            for (int coff = 0; coff <= 5; coff += 5)
+                one_product_at(OWN_ISA(isas[i]), big[s][0], big[s][1], big[s][2], big[s][3], big[s][4],
+                               coff ? PAD : 0, coff, &st);
+    }
+    if (wmi_small_gemm_available())
+        assert_true(ran > 0);
+}
+
+/* The rank and rows forms sum each output in the same order with 8- and
+ * 16-float vectors: AVX2 and AVX-512 give the same bits (where both run). */
+static void test_own_rank_and_rows_forms_agree_across_isas(void **state)
+{
+    (void)state;
+    float one = 1, out = 0;
+    if (!wmi_small_gemm_isa(WMI_ISA_AVX512, 0, 0, 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &out, 1)) {
+        print_message("no AVX-512 on this CPU: skipped\n");
+        return;
+    }
+    static const int shapes[][5] = {{1, 0, 20, 784, 2}, {0, 0, 7, 33, 3}, {1, 0, 5, 17, 4},
+                                    {0, 0, 2, 256, 768}, {1, 0, 3, 45, 16}, {0, 0, 1, 7, 9}};
+    uint64_t st = 15;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int ta = shapes[s][0], m = shapes[s][2], n = shapes[s][3], k = shapes[s][4];
+        int lda = (ta ? m : k) + 1, ldb = n + 2;
+        float *A = malloc(sizeof(float) * (size_t)(ta ? k : m) * lda), *B = malloc(sizeof(float) * (size_t)k * ldb);
+        float *C1 = malloc(sizeof(float) * (size_t)m * n), *C2 = malloc(sizeof(float) * (size_t)m * n);
+        assert_non_null(A), assert_non_null(B), assert_non_null(C1), assert_non_null(C2);
+        tu_fill(A, (size_t)(ta ? k : m) * lda, -1, 1, &st);
+        tu_fill(B, (size_t)k * ldb, -1, 1, &st);
+        tu_fill(C1, (size_t)m * n, -1, 1, &st);
+        memcpy(C2, C1, sizeof(float) * (size_t)m * n);
+        assert_int_equal(wmi_small_gemm_isa(WMI_ISA_AVX2, ta, 0, m, n, k, 0.75f, A, lda, B, ldb, 0.5f, C1, n), 1);
+        assert_int_equal(wmi_small_gemm_isa(WMI_ISA_AVX512, ta, 0, m, n, k, 0.75f, A, lda, B, ldb, 0.5f, C2, n), 1);
+        if (memcmp(C1, C2, sizeof(float) * (size_t)m * n))
+            fail_msg("trans %d0 %dx%dx%d: AVX2 and AVX-512 differ", ta, m, n, k);
+        free(A), free(B), free(C1), free(C2);
+    }
+}
+
+/* The form rule: which own form a shape takes (the route table times and
+ * switches each form on its own). */
+static void test_own_form_rule(void **state)
+{
+    (void)state;
+    assert_int_equal(wmi_small_gemm_form(1, 0, 20, 784, 2), WMI_ROUTE_OWN_RANK);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 3, 10, 4), WMI_ROUTE_OWN_RANK);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 2, 256, 768), WMI_ROUTE_OWN_ROWS);
+    assert_int_equal(wmi_small_gemm_form(1, 0, 4, 256, 16), WMI_ROUTE_OWN_ROWS);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 768, 2, 784), WMI_ROUTE_OWN_DOT);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 2, 256, 784), WMI_ROUTE_OWN_DOT);
+    assert_int_equal(wmi_small_gemm_form(1, 0, 16, 256, 16), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 16, 16, 3), 0);
+    assert_int_equal(wmi_small_gemm_form(1, 1, 2, 2, 2), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 16, 256, 0), 0);
 }
 
 /* The own kernel declines both operands transposed (and writes nothing). */
@@ -293,6 +398,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_routes_match_reference_at_edge_sizes),
         cmocka_unit_test(test_routes_match_reference_at_mlp_shapes),
         cmocka_unit_test(test_own_kernel_declines_both_transposed),
+        cmocka_unit_test(test_own_kernels_match_reference),
+        cmocka_unit_test(test_own_rank_and_rows_forms_agree_across_isas),
+        cmocka_unit_test(test_own_form_rule),
         cmocka_unit_test(test_gemv_routes_match_reference),
         cmocka_unit_test(test_route_choice_is_stable_across_processes),
         cmocka_unit_test(test_route_env_pins_the_choice),

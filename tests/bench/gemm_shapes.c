@@ -17,7 +17,9 @@
  *   dw3   D^T X     K*10 x 256 x n           (1,0)
  * Routes: plain (one cblas_sgemm, beta = 0), zero (memset C, beta = 1),
  * split (blocks OpenBLAS's small kernels take; the library's WMI_ROUTE_SPLIT,
- * with ZERO), chosen (what wmi_gemm picked in this process), and blis (BLIS's
+ * with ZERO), own (the library's own kernels, src/gemm_small.c, with the
+ * widest vectors the CPU has, where a form takes the product, else zero),
+ * own_avx2 (the same with AVX2 forced), chosen (what wmi_gemm picked in this process), and blis (BLIS's
  * cblas_sgemm, dlopen'ed from --blis PATH with RTLD_DEEPBIND so it does not
  * mix with OpenBLAS; absent without --blis).
  *
@@ -92,8 +94,8 @@ static void fill(float *p, size_t n, unsigned seed)
 }
 
 /* route ids of this program */
-enum { R_PLAIN, R_ZERO, R_SPLIT, R_OWN, R_CHOSEN, R_BLIS, N_ROUTES };
-static const char *route_name[N_ROUTES] = {"plain", "zero", "split", "own", "chosen", "blis"};
+enum { R_PLAIN, R_ZERO, R_SPLIT, R_OWN, R_OWN_AVX2, R_CHOSEN, R_BLIS, N_ROUTES };
+static const char *route_name[N_ROUTES] = {"plain", "zero", "split", "own", "own_avx2", "chosen", "blis"};
 
 typedef struct {
     const char *op;
@@ -109,7 +111,12 @@ static void run(int route, const prod *p, const float *A, const float *B, float 
     case R_PLAIN: wmi_gemm_via(0, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n); break;
     case R_ZERO: wmi_gemm_via(WMI_ROUTE_ZERO, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n); break;
     case R_SPLIT: wmi_gemm_via(WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n); break;
-    case R_OWN: wmi_gemm_via(WMI_ROUTE_OWN, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n); break;
+    case R_OWN: wmi_gemm_via(WMI_ROUTE_OWN | WMI_ROUTE_ZERO, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n); break;
+    case R_OWN_AVX2:  /* the own kernels with AVX2 forced where the library would take them */
+        if (!wmi_small_gemm_form(p->ta, p->tb, p->m, p->n, p->k) ||
+            !wmi_small_gemm_isa(WMI_ISA_AVX2, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n))
+            wmi_gemm_via(WMI_ROUTE_ZERO, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n);
+        break;
     case R_CHOSEN: wmi_gemm(p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n); break;
     case R_BLIS:
         blis_sgemm(CblasRowMajor, p->ta ? CblasTrans : CblasNoTrans, p->tb ? CblasTrans : CblasNoTrans,
@@ -235,8 +242,10 @@ int main(int argc, char **argv)
     }
 
     size_t big = (size_t)2048 * 2048;
-    float *A = malloc(sizeof(float) * big), *B = malloc(sizeof(float) * big),
-          *C = malloc(sizeof(float) * big);
+    /* 64-byte aligned, as the library's own arrays are (src/memory.h,
+     * src/pass.c): the products it issues read and write those */
+    float *A = aligned_alloc(64, sizeof(float) * big), *B = aligned_alloc(64, sizeof(float) * big),
+          *C = aligned_alloc(64, sizeof(float) * big);
     if (!A || !B || !C)
         return 1;
     fill(A, big, 1), fill(B, big, 2), fill(C, big, 3);
@@ -248,7 +257,7 @@ int main(int argc, char **argv)
     double r1 = rate_2048(1, A, B, C, &w1), r2 = threads_probe ? rate_2048(2, A, B, C, &w2) : 0;
     double t0 = now_s();
     int gemm_route, gemv_route;
-    double cal[2];
+    double cal[4];
     wmi_gemm_routes(&gemm_route, &gemv_route, cal);
     double first_call = now_s() - t0;
     const char *core = openblas_get_corename ? openblas_get_corename() : NULL;
@@ -256,11 +265,12 @@ int main(int argc, char **argv)
            "\"blis_arch\": %s%s%s, \"sgemm2048_gflops_1t\": %.2f, \"sgemm2048_gflops_2t\": %.2f, "
            "\"sgemm2048_wall_gflops_1t\": %.2f, \"sgemm2048_wall_gflops_2t\": %.2f, "
            "\"gemm_route\": %d, \"gemv_route\": %d, \"route_choice_ms\": %.3f, "
-           "\"calibration\": {\"plain_over_split\": %.2f, \"plain_over_own\": %.2f}, "
+           "\"calibration\": {\"plain_over_split\": %.2f, \"blas_over_own_rank\": %.2f, "
+           "\"blas_over_own_rows\": %.2f, \"blas_over_own_dot\": %.2f}, "
            "\"env\": {\"OPENBLAS_CORETYPE\": \"%s\", \"BLIS_ARCH_TYPE\": \"%s\", \"WM_GEMM_ROUTE\": \"%s\"}}\n",
            model, isa, core ? core : "not OpenBLAS", blis_arch ? "\"" : "",
            blis_arch ? blis_arch : "null", blis_arch ? "\"" : "", r1, r2, w1, w2, gemm_route, gemv_route,
-           first_call * 1e3, cal[0], cal[1],
+           first_call * 1e3, cal[0], cal[1], cal[2], cal[3],
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "",
            getenv("BLIS_ARCH_TYPE") ? getenv("BLIS_ARCH_TYPE") : "",
            getenv("WM_GEMM_ROUTE") ? getenv("WM_GEMM_ROUTE") : "");
@@ -276,7 +286,8 @@ int main(int argc, char **argv)
                          {"dw2", 1, 0, 64, 256, n},       {"dw3", 1, 0, K * 10, 256, n}};
             for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) {
                 const prod *p = &ps[i];
-                int on[N_ROUTES] = {1, 1, 1, wmi_small_gemm_available(), 1, blis_sgemm != NULL};
+                int own = wmi_small_gemm_available();
+                int on[N_ROUTES] = {1, 1, 1, own, own, 1, blis_sgemm != NULL};
                 double t[N_ROUTES];
                 time_routes(p, on, reps, rep_s, A, B, C, t);
                 double flop = 2.0 * p->m * p->n * (double)p->k;

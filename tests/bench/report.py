@@ -168,7 +168,7 @@ def gemm_shapes_runs(a):
     return out
 
 
-ROUTE_BITS = ((1, "split"), (2, "zero"), (8, "own"))
+ROUTE_BITS = ((1, "split"), (2, "zero"), (8, "own-rank"), (16, "own-rows"), (32, "own-dot"))
 
 
 def route_names(bits):
@@ -191,7 +191,9 @@ def gemm_shapes_facts(shapes):
                       f"`{route_names(m['gemm_route'])}`"
                       + (", gemv as one-row sgemm" if m["gemv_route"] & 4 else "")
                       + f" (measured time ratios: plain/split {m['calibration']['plain_over_split']:.2f}, "
-                        f"plain/own {m['calibration']['plain_over_own']:.2f} (0: not measured); the "
+                        + ", ".join(f"BLAS/own {f} {m['calibration'].get('blas_over_own_' + f, 0):.2f}"
+                                    for f in ("rank", "rows", "dot"))
+                        + f" (0: not measured); the "
                         f"choice took {m['route_choice_ms']:.1f} ms)"))
     return facts
 
@@ -206,14 +208,16 @@ def gemm_shapes_section(shapes):
               "fastest of 9 short timed loops by thread CPU time, routes alternating) and, in brackets, % of the bare "
               "2048³ sgemm's 1-thread rate measured in the same process with the same kernels. "
               "Routes: `plain` one cblas_sgemm with beta = 0; `zero` memset C then beta = 1; "
-              "`split` blocks OpenBLAS's small kernels take; `own` the library's AVX2 kernel "
-              "(src/gemm_small.c) where it applies (a dimension ≤ 4, else plain); `chosen` what "
+              "`split` blocks OpenBLAS's small kernels take; `own` the library's kernels "
+              "(src/gemm_small.c, the widest vectors the CPU has) where a form applies (a dimension "
+              "≤ 4, else zero); `own_avx2` the same with AVX2 forced; `chosen` what "
               "wmi_gemm picked in that process; `blis` BLIS's cblas_sgemm. The other tables force "
               "OpenBLAS's Haswell and Zen (AVX2) kernels on the same core: they are this core "
               "running AVX2 kernels, not an AVX2 machine.\n")
     for label, m, rows in shapes:
         r = m["sgemm2048_gflops_1t"]
-        routes = [k for k in ("plain", "zero", "split", "own", "chosen", "blis") if rows and k in rows[0]["gflops"]]
+        routes = [k for k in ("plain", "zero", "split", "own", "own_avx2", "chosen", "blis")
+                  if rows and k in rows[0]["gflops"]]
         table = []
         for x in rows:
             g = x["gflops"]
