@@ -314,17 +314,24 @@ static float sum_floats(const float *a, size_t n)
 }
 
 /* Y_i (rows x P, sample after sample) = Z's columns of sample i + b: z is
- * rows x g*P (row stride ld), one panel of g samples. */
+ * rows x g*P (row stride ld), one panel of g samples; relu != 0 applies the
+ * ReLU in the same pass (as wmi_act_forward does it, bit for bit). */
 WMI_SIMD_CLONES
 static void scatter_bias(const float *z, size_t ld, const float *b, int g, int rows, size_t P,
-                         size_t out, float *Y)
+                         size_t out, int relu, float *Y)
 {
     for (int t = 0; t < g; t++)
         for (int o = 0; o < rows; o++) {
             const float *zr = z + (size_t)o * ld + (size_t)t * P;
             float *yr = Y + (size_t)t * out + (size_t)o * P, bo = b[o];
-            for (size_t p = 0; p < P; p++)
-                yr[p] = zr[p] + bo;
+            if (relu)
+                for (size_t p = 0; p < P; p++) {
+                    float v = zr[p] + bo;
+                    yr[p] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (size_t p = 0; p < P; p++)
+                    yr[p] = zr[p] + bo;
         }
 }
 
@@ -353,20 +360,29 @@ static void combine_stacked(const float *z, size_t ld, const float *B, const flo
 
 /* D (Kp*rows x g*P, row stride ld) = [c_ik delta_i]_k for the g samples of a
  * panel (Kp = 1 with C NULL: the deltas themselves); dB[k*rows + o] += the
- * sum of D's row k*rows + o. */
+ * sum of D's row k*rows + o. With Y (the panel's outputs) the deltas are
+ * dY times the ReLU's derivative, in the same pass (wmi_act_backward's
+ * y > 0 ? d : 0, bit for bit); dY is then left as it was. */
 WMI_SIMD_CLONES
-static void gather_deltas(const float *dY, const float *C, int Kp, int g, int rows, size_t P,
-                          size_t out, float *D, size_t ld, float *dB)
+static void gather_deltas(const float *dY, const float *Y, const float *C, int Kp, int g, int rows,
+                          size_t P, size_t out, float *D, size_t ld, float *dB)
 {
     for (int k = 0; k < Kp; k++)
         for (int o = 0; o < rows; o++) {
             float *dr = D + ((size_t)k * rows + o) * ld;
             for (int t = 0; t < g; t++) {
                 const float *src = dY + (size_t)t * out + (size_t)o * P;
+                const float *yr = Y ? Y + (size_t)t * out + (size_t)o * P : NULL;
                 float c = C ? C[(size_t)t * Kp + k] : 1.0f, *dst = dr + (size_t)t * P;
-                if (C)
+                if (C && yr)
+                    for (size_t p = 0; p < P; p++)
+                        dst[p] = c * (yr[p] > 0.0f ? src[p] : 0.0f);
+                else if (C)
                     for (size_t p = 0; p < P; p++)
                         dst[p] = c * src[p];
+                else if (yr)
+                    for (size_t p = 0; p < P; p++)
+                        dst[p] = yr[p] > 0.0f ? src[p] : 0.0f;
                 else
                     for (size_t p = 0; p < P; p++)
                         dst[p] = src[p];
@@ -406,7 +422,7 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
         im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
         if (plain) {
             wmi_gemm(0, 0, rows, (int)ld, ly->cols, 1.0f, W, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
-            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, Yp);
+            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, ly->act == WM_ACT_RELU, Yp);
         } else if (mat) {
             for (int t = 0; t < g; t++) {
                 float *yi = Yp + (size_t)t * ly->out, *bi = wi + wn;
@@ -421,8 +437,13 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
             wmi_gemm(0, 0, Kp * rows, (int)ld, ly->cols, 1.0f, Q, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
             combine_stacked(z, ld, B, Cp, Kp, g, rows, P, (size_t)ly->out, Yp);
         }
+        /* the panel's outputs are still in cache: a pass over the whole
+         * batch's (1.6 MB for the bench net's first conv at batch 64) would
+         * stream them from memory again (the plain path's ReLU is in
+         * scatter_bias) */
+        if (!plain || ly->act != WM_ACT_RELU)
+            wmi_act_forward(ly->act, Yp, (size_t)g * ly->out);
     }
-    wmi_act_forward(ly->act, Y, (size_t)n * ly->out);
 }
 
 void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int strategy,
@@ -439,7 +460,6 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
     int mat = !plain && wmi_conv_use_materialised(ly, Kp, strategy);
     const float *W = Kp == 1 ? Q : wmat;
 
-    wmi_act_backward(ly->act, Y, dY, (size_t)n * ly->out);
     memset(gW, 0, sizeof(float) * wn * (plain ? 1 : (size_t)Kp));
     memset(gB, 0, sizeof(float) * (size_t)rows * (plain ? 1 : (size_t)Kp));
     if (dX)
@@ -449,6 +469,12 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
         size_t ld = (size_t)g * P;
         float *cols = panel_columns(ly, scratch);
         im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
+        /* the activation's derivative a panel at a time, as forward applies
+         * it; a ReLU's in gather_deltas, in the same pass as the copy */
+        const float *Yp = Y + (size_t)i0 * ly->out;
+        int fused = !mat && ly->act == WM_ACT_RELU;
+        if (!fused)
+            wmi_act_backward(ly->act, Yp, dY + (size_t)i0 * ly->out, (size_t)g * ly->out);
         const float *dYp = dY + (size_t)i0 * ly->out, *Cp = C + (size_t)i0 * Kp;
         if (mat) {
             for (int t = 0; t < g; t++) {
@@ -474,7 +500,8 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
             continue;
         }
         int m = plain ? rows : Kp * rows;       /* D: m x ld in z */
-        gather_deltas(dYp, plain ? NULL : Cp, plain ? 1 : Kp, g, rows, P, (size_t)ly->out, z, ld, gB);
+        gather_deltas(dYp, fused ? Yp : NULL, plain ? NULL : Cp, plain ? 1 : Kp, g, rows, P, (size_t)ly->out,
+                      z, ld, gB);
         weight_gradient(ly, m, z, cols, ld, gW);
         if (dX) {                               /* dcols = W^T D, over the columns */
             wmi_gemm(1, 0, ly->cols, (int)ld, m, 1.0f, plain ? W : Q, ly->cols, z, (int)ld, 0.0f, cols,
