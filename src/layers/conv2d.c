@@ -366,6 +366,24 @@ static void scatter_bias(const float *z, size_t ld, const float *b, int g, int r
         }
 }
 
+/* y (rows x P) += b per row, in place, relu != 0 with the ReLU in the same
+ * pass (the materialised path's GEMM writes a sample's outputs directly). */
+WMI_SIMD_CLONES
+static void add_bias(float *y, const float *b, int rows, size_t P, int relu)
+{
+    for (int o = 0; o < rows; o++) {
+        float *yr = y + (size_t)o * P, bo = b[o];
+        if (relu)
+            for (size_t p = 0; p < P; p++) {
+                float v = yr[p] + bo;
+                yr[p] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (size_t p = 0; p < P; p++)
+                yr[p] += bo;
+    }
+}
+
 /* y_i = sum_k c_ik (Z_k,i + b_k) from the stacked product z (Kp*rows x g*P). */
 WMI_SIMD_CLONES
 static void combine_stacked(const float *z, size_t ld, const float *B, const float *C, int Kp, int g,
@@ -442,6 +460,7 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
     float *wi = scratch;
     int plain = Kp == 1 || shared;
     int mat = !plain && wmi_conv_use_materialised(ly, Kp, strategy);
+    int relu = (plain || mat) && ly->act == WM_ACT_RELU;    /* fused into scatter_bias */
     if (Kp > 1 && shared)
         wmi_dense_materialise(ly, params, Kp, C, wmat, wmat + wn);
     const float *W = Kp == 1 ? Q : wmat, *b = Kp == 1 ? B : wmat + wn;
@@ -453,16 +472,14 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
         im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
         if (plain) {
             wmi_gemm(0, 0, rows, (int)ld, ly->cols, 1.0f, W, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
-            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, ly->act == WM_ACT_RELU, Yp);
+            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, relu, Yp);
         } else if (mat) {
             for (int t = 0; t < g; t++) {
                 float *yi = Yp + (size_t)t * ly->out, *bi = wi + wn;
                 wmi_dense_materialise(ly, params, Kp, Cp + (size_t)t * Kp, wi, bi);
-                for (int o = 0; o < rows; o++)
-                    for (size_t p = 0; p < P; p++)
-                        yi[(size_t)o * P + p] = bi[o];
                 wmi_gemm(0, 0, rows, (int)P, ly->cols, 1.0f, wi, ly->cols, cols + (size_t)t * P, (int)ld,
-                         1.0f, yi, (int)P);
+                         0.0f, yi, (int)P);
+                add_bias(yi, bi, rows, P, relu);
             }
         } else {
             wmi_gemm(0, 0, Kp * rows, (int)ld, ly->cols, 1.0f, Q, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
@@ -470,9 +487,9 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
         }
         /* the panel's outputs are still in cache: a pass over the whole
          * batch's (1.6 MB for the bench net's first conv at batch 64) would
-         * stream them from memory again (the plain path's ReLU is in
-         * scatter_bias) */
-        if (!plain || ly->act != WM_ACT_RELU)
+         * stream them from memory again (the plain and materialised
+         * paths' ReLU is in scatter_bias) */
+        if (!relu)
             wmi_act_forward(ly->act, Yp, (size_t)g * ly->out);
     }
 }
