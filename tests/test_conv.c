@@ -271,6 +271,15 @@ static const arch NET_E[] = {
     {L_CONV, 2, 1, 1, 0, WM_ACT_TANH}, {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
 };
 
+/* ReLU convs each read by a 2x2 maxpool only: the pool applies the ReLU's
+ * derivative and the conv skips it (layer.h's absorbs_relu); windows whose
+ * inputs the ReLU all clipped (maximum 0) must send nothing. */
+static const arch NET_F[] = {
+    {L_CONV, 3, 3, 1, 1, WM_ACT_RELU}, {L_MAX, 0, 2, 0, 0, WM_ACT_NONE},
+    {L_CONV, 2, 1, 1, 0, WM_ACT_RELU}, {L_MAX, 0, 2, 0, 0, WM_ACT_NONE},
+    {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
+
 static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_strategy strategy, int shared)
 {
     check_gradient_of(NET_A, NA, mname, cond, strategy, shared);
@@ -308,6 +317,10 @@ static void test_conv_batch_gradients(void **state)
                 check_gradient_n(NET_E, 4, "line", WM_COND_MANIFOLD, (wm_conv_strategy)strat, N, ctx);
             }
     check_gradient_n(NET_E, 4, "point", WM_COND_MANIFOLD, WM_CONV_AUTO, 3, CTX_MIXED);
+    for (int ctx = CTX_MIXED; ctx <= CTX_FEW; ctx++)
+        for (int strat = WM_CONV_STACKED; strat <= WM_CONV_MATERIALISED; strat++)
+            check_gradient_n(NET_F, 5, "circle", WM_COND_MANIFOLD, (wm_conv_strategy)strat, 8, ctx);
+    check_gradient_n(NET_F, 5, "point", WM_COND_MANIFOLD, WM_CONV_AUTO, 8, CTX_MIXED);
     check_gradient_n(NET_E, 4, "circle", WM_COND_CONCAT, WM_CONV_AUTO, 3, CTX_MIXED);
 }
 
@@ -392,11 +405,14 @@ static void test_conv_batch_vs_samples(void **state)
  * pattern, a NaN window (its gradient goes to the last input, which no
  * comparison picks), odd sides (the left-over row and column get zeros),
  * rows of 1-19 windows (the vector path's 4-window blocks and its tails),
- * two samples; the forward's maxima against the plain loop's. */
+ * two samples; the forward's maxima against the plain loop's; with the
+ * ReLU below absorbed (io.relu_below), nothing where the input is not > 0
+ * (windows clipped whole: all zeros). */
 static void test_maxpool_ties(void **state)
 {
     (void)state;
     static const int widths[] = {4, 1, 2, 3, 5, 7, 8, 14, 19};
+    for (int relu = 0; relu < 2; relu++)
     for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
         for (int odd = 0; odd < 2; odd++) {
             enum { N = 2, C = 2, HO = 4 };
@@ -417,6 +433,8 @@ static void test_maxpool_ties(void **state)
                     float *top = X + (size_t)c * H * W + (size_t)2 * oy * W + 2 * ox;
                     top[0] = pat & 1 ? 5.0f : 1.0f, top[1] = pat & 2 ? 5.0f : 1.0f;
                     top[W] = pat & 4 ? 5.0f : 1.0f, top[W + 1] = pat & 8 ? 5.0f : 1.0f;
+                    if (relu && w % 5 == 4)      /* a window the ReLU below clipped whole */
+                        top[0] = top[1] = top[W] = top[W + 1] = 0.0f;
                 }
             X[0] = NAN;                              /* window (0, 0, 0): a NaN maximum */
             X[in + 1] = NAN;                         /* sample 1's first window: NaN not first, ignored */
@@ -424,6 +442,7 @@ static void test_maxpool_ties(void **state)
             dY[1] = -0.0f;
             wm_layer_io io;
             memset(&io, 0, sizeof io);
+            io.relu_below = relu;                /* then the ReLU's derivative too: x > 0 */
             for (int j = 0; j < N * outn; j++) Y[j] = 7.0f;
             wmi_maxpool_ops.forward(&ly, &io, X, N, Y);
             for (int j = 0; j < N * in; j++) dX[j] = 7.0f;  /* all of it must be written */
@@ -443,13 +462,14 @@ static void test_maxpool_ties(void **state)
                             for (int dx = 0; dx < 2 && !done; dx++) {
                                 int j = (c * H + 2 * oy + dy) * W + 2 * ox + dx;
                                 if (X[j] == Y[at] || (dy == 1 && dx == 1)) {
-                                    want[j] += dY[at];
+                                    if (!relu || X[j] > 0.0f)
+                                        want[j] += dY[at];
                                     done = 1;
                                 }
                             }
                     }
             assert_memory_equal(dX, want, sizeof(float) * N * in);
-            assert_true(isnan(Y[0]) && want[W + 1] == dY[0]);
+            assert_true(isnan(Y[0]) && want[W + 1] == dY[0]);   /* X[W + 1] > 0 */
             assert_true(!isnan(Y[outn]));
             free(X), free(Y), free(dY), free(dX), free(want);
         }

@@ -497,7 +497,7 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
 void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int strategy,
                        const float *X, int n, const float *C, int shared, const float *Y,
                        float *dY, float *grad, float *dX, float *z, const float *wmat,
-                       float *scratch)
+                       float *scratch, int act_done)
 {
     int rows = ly->rows, G = panel_samples(ly, n);
     size_t P = positions(ly), wn = (size_t)rows * ly->cols;
@@ -520,9 +520,10 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
         /* the activation's derivative a panel at a time, as forward applies
          * it; a ReLU's in gather_deltas, in the same pass as the copy */
         const float *Yp = Y + (size_t)i0 * ly->out;
-        int fused = !mat && ly->act == WM_ACT_RELU;
+        wm_activation act = act_done ? WM_ACT_NONE : ly->act;
+        int fused = !mat && act == WM_ACT_RELU;
         if (!fused)
-            wmi_act_backward(ly->act, Yp, dY + (size_t)i0 * ly->out, (size_t)g * ly->out);
+            wmi_act_backward(act, Yp, dY + (size_t)i0 * ly->out, (size_t)g * ly->out);
         const float *dYp = dY + (size_t)i0 * ly->out, *Cp = C + (size_t)i0 * Kp;
         if (mat) {
             for (int t = 0; t < g; t++) {
@@ -650,7 +651,7 @@ static void conv_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, 
                      const float *Y, float *dY, float *grad, float *dX)
 {
     wmi_conv_backward(ly, io->params, io->Kp, io->strategy, X, n, io->C, io->shared, Y, dY, grad,
-                      dX, io->z, io->wmat, io->scratch);
+                      dX, io->z, io->wmat, io->scratch, io->act_done);
 }
 
 const wm_layer_ops wmi_conv2d_ops = {
@@ -664,6 +665,7 @@ const wm_layer_ops wmi_conv2d_ops = {
     .init = conv_init,
     .scratch_floats = wmi_conv_scratch_floats,
     .batch_scratch_floats = wmi_conv_batch_scratch_floats,
+    .relu_absorbable = 1,
     .grad_uses = conv_uses,
     .forward = conv_fwd,
     .backward = conv_bwd,

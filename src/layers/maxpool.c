@@ -33,7 +33,7 @@ static void maxpool2_forward(const wm_layer *ly, const float *plane, float *out)
  * SSE2 build's 4-wide one.) "+ 0.0f" keeps the old result bit for bit (it was added to zero: a
  * -0 gradient lands as +0). */
 static void maxpool2_backward(const wm_layer *ly, const float *plane, const float *y,
-                              const float *dy, float *dplane)
+                              const float *dy, float *dplane, int relu)
 {
     for (int oy = 0; oy < ly->out_h; oy++) {
         const float *a0 = plane + (size_t)2 * oy * ly->in_w, *a1 = a0 + ly->in_w;
@@ -43,6 +43,10 @@ static void maxpool2_backward(const wm_layer *ly, const float *plane, const floa
             float m = yr[ox], g = gr[ox];
             int e0 = a0[2 * ox] == m, e1 = a0[2 * ox + 1] == m, e2 = a1[2 * ox] == m;
             int t1 = (!e0) & e1, t2 = (!e0) & (!e1) & e2, t3 = (!e0) & (!e1) & (!e2);
+            if (relu) {                 /* the ReLU below: nothing where its output is not > 0 */
+                e0 &= a0[2 * ox] > 0.0f, t1 &= a0[2 * ox + 1] > 0.0f;
+                t2 &= a1[2 * ox] > 0.0f, t3 &= a1[2 * ox + 1] > 0.0f;
+            }
             d0[2 * ox] = (e0 ? g : 0.0f) + 0.0f;
             d0[2 * ox + 1] = (t1 ? g : 0.0f) + 0.0f;
             d1[2 * ox] = (t2 ? g : 0.0f) + 0.0f;
@@ -134,7 +138,8 @@ static void maxpool2_forward_avx2(const wm_layer *ly, const float *plane, float 
  * of lanes) into their top and bottom rows: the first input equal to the
  * maximum in row-major order gets g, a window with none (a NaN maximum) its
  * last input; "+ 0" as in the scalar loop. */
-POOL_AVX2 void pool_grad4(__m256 x0, __m256 x1, __m256 m, __m256 g, __m256 *top, __m256 *bot)
+POOL_AVX2 void pool_grad4(__m256 x0, __m256 x1, __m256 m, __m256 g, int relu, __m256 *top,
+                          __m256 *bot)
 {
     const __m256 odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
     __m256 e0 = _mm256_cmp_ps(x0, m, _CMP_EQ_OQ), s0 = _mm256_permute_ps(e0, 0xB1);
@@ -144,13 +149,17 @@ POOL_AVX2 void pool_grad4(__m256 x0, __m256 x1, __m256 m, __m256 g, __m256 *top,
     /* bottom, if neither top input is equal: left if equal, right if the left not */
     __m256 b = _mm256_or_ps(_mm256_andnot_ps(odd, e1), _mm256_andnot_ps(s1, odd));
     b = _mm256_andnot_ps(_mm256_or_ps(e0, s0), b);
+    if (relu) {                         /* the ReLU below: nothing where its output is not > 0 */
+        t = _mm256_and_ps(t, _mm256_cmp_ps(x0, _mm256_setzero_ps(), _CMP_GT_OQ));
+        b = _mm256_and_ps(b, _mm256_cmp_ps(x1, _mm256_setzero_ps(), _CMP_GT_OQ));
+    }
     *top = _mm256_add_ps(_mm256_and_ps(t, g), _mm256_setzero_ps());
     *bot = _mm256_add_ps(_mm256_and_ps(b, g), _mm256_setzero_ps());
 }
 
 __attribute__((target("avx2")))
 static void maxpool2_backward_avx2(const wm_layer *ly, const float *plane, const float *y,
-                                   const float *dy, float *dplane)
+                                   const float *dy, float *dplane, int relu)
 {
     int ow = ly->out_w;
     for (int oy = 0; oy < ly->out_h; oy++) {
@@ -161,7 +170,7 @@ static void maxpool2_backward_avx2(const wm_layer *ly, const float *plane, const
         int ox = 0;
         for (; ox + 4 <= ow; ox += 4) {
             pool_grad4(_mm256_loadu_ps(a0 + 2 * ox), _mm256_loadu_ps(a1 + 2 * ox),
-                       pool_up(_mm_loadu_ps(yr + ox)), pool_up(_mm_loadu_ps(gr + ox)), &t, &b);
+                       pool_up(_mm_loadu_ps(yr + ox)), pool_up(_mm_loadu_ps(gr + ox)), relu, &t, &b);
             _mm256_storeu_ps(d0 + 2 * ox, t);
             _mm256_storeu_ps(d1 + 2 * ox, b);
         }
@@ -169,7 +178,8 @@ static void maxpool2_backward_avx2(const wm_layer *ly, const float *plane, const
             __m256i m8 = pool_tail8(ow - ox);
             __m128i m4 = pool_tail4(ow - ox);
             pool_grad4(_mm256_maskload_ps(a0 + 2 * ox, m8), _mm256_maskload_ps(a1 + 2 * ox, m8),
-                       pool_up(_mm_maskload_ps(yr + ox, m4)), pool_up(_mm_maskload_ps(gr + ox, m4)), &t, &b);
+                       pool_up(_mm_maskload_ps(yr + ox, m4)), pool_up(_mm_maskload_ps(gr + ox, m4)), relu,
+                       &t, &b);
             pool_store8(d0 + 2 * ox, t, 2 * (ow - ox));
             pool_store8(d1 + 2 * ox, b, 2 * (ow - ox));
         }
@@ -214,9 +224,10 @@ static void maxpool_fwd(const wm_layer *ly, const wm_layer_io *io, const float *
 static void maxpool_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
                         const float *Y, float *dY, float *grad, float *dX)
 {
-    (void)io, (void)grad;
+    (void)grad;
     if (!dX)
         return;
+    int relu = io->relu_below;          /* apply the derivative of the ReLU below (layer.h) */
     int s = ly->k, avx2 = s == 2 && pool_avx2();
     /* 2x2 windows write every input they cover: only an odd row or column
      * left over needs zeros */
@@ -227,11 +238,11 @@ static void maxpool_bwd(const wm_layer *ly, const wm_layer_io *io, const float *
             size_t in_off = (size_t)i * ly->in + (size_t)c * ly->in_h * ly->in_w;
             size_t out_off = (size_t)i * ly->out + (size_t)c * ly->out_h * ly->out_w;
             if (avx2) {
-                maxpool2_backward_avx2(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off);
+                maxpool2_backward_avx2(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off, relu);
                 continue;
             }
             if (s == 2) {
-                maxpool2_backward(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off);
+                maxpool2_backward(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off, relu);
                 continue;
             }
             for (int oy = 0; oy < ly->out_h; oy++)
@@ -243,7 +254,8 @@ static void maxpool_bwd(const wm_layer *ly, const wm_layer_io *io, const float *
                     for (int dy = 0; dy < s && !done; dy++)
                         for (int dx = 0; dx < s && !done; dx++)
                             if (X[base + dy * ly->in_w + dx] == m) {
-                                dX[base + dy * ly->in_w + dx] += g;
+                                if (!relu || m > 0.0f)
+                                    dX[base + dy * ly->in_w + dx] += g;
                                 done = 1;
                             }
                 }
@@ -270,4 +282,5 @@ const wm_layer_ops wmi_maxpool_ops = {
     .describe = maxpool_describe,
     .forward = maxpool_fwd,
     .backward = maxpool_bwd,
+    .absorbs_relu = 1,
 };
