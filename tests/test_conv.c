@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "layers/layer.h"
+#include "layers/pool.h"
 #include "testutil.h"
 
 typedef enum { L_CONV, L_MAX, L_AVG, L_DENSE } lkind;
@@ -435,6 +436,10 @@ static void test_maxpool_ties(void **state)
                     top[W] = pat & 4 ? 5.0f : 1.0f, top[W + 1] = pat & 8 ? 5.0f : 1.0f;
                     if (relu && w % 5 == 4)      /* a window the ReLU below clipped whole */
                         top[0] = top[1] = top[W] = top[W + 1] = 0.0f;
+                    if (relu && w % 5 == 2)      /* negative, the last the maximum: no ReLU makes */
+                        top[0] = -1.0f, top[1] = -2.0f, top[W] = -3.0f, top[W + 1] = -0.5f;   /* it, still x > 0 */
+                    if (relu && w % 5 == 3)      /* the maximum 0, in the bottom row */
+                        top[0] = -1.0f, top[1] = -2.0f, top[W] = 0.0f, top[W + 1] = -3.0f;
                 }
             X[0] = NAN;                              /* window (0, 0, 0): a NaN maximum */
             X[in + 1] = NAN;                         /* sample 1's first window: NaN not first, ignored */
@@ -447,6 +452,15 @@ static void test_maxpool_ties(void **state)
             wmi_maxpool_ops.forward(&ly, &io, X, N, Y);
             for (int j = 0; j < N * in; j++) dX[j] = 7.0f;  /* all of it must be written */
             wmi_maxpool_ops.backward(&ly, &io, X, N, Y, dY, NULL, dX);
+            {   /* the plain loops (a core without AVX2) give the same bits */
+                float *Y2 = malloc(sizeof(float) * N * outn), *dX2 = malloc(sizeof(float) * N * in);
+                for (int j = 0; j < N * in; j++) dX2[j] = 7.0f;
+                wmi_maxpool2_scalar(&ly, X, N, Y2, NULL, NULL, 0);
+                wmi_maxpool2_scalar(&ly, X, N, Y, dY, dX2, relu);
+                assert_memory_equal(Y2, Y, sizeof(float) * N * outn);
+                assert_memory_equal(dX2, dX, sizeof(float) * N * in);
+                free(Y2), free(dX2);
+            }
             memset(want, 0, sizeof(float) * N * in);
             for (int c = 0; c < N * C; c++)
                 for (int oy = 0; oy < HO; oy++)

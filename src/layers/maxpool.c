@@ -191,6 +191,22 @@ static int pool_avx2(void) { return 0; }
 #define maxpool2_backward_avx2 maxpool2_backward
 #endif
 
+void wmi_maxpool2_scalar(const wm_layer *ly, const float *X, int n, float *Y, const float *dY,
+                         float *dX, int relu)
+{
+    if (dX && (ly->in_h | ly->in_w) & 1)
+        memset(dX, 0, sizeof(float) * (size_t)n * ly->in);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < ly->out_c; c++) {
+            size_t in_off = (size_t)i * ly->in + (size_t)c * ly->in_h * ly->in_w;
+            size_t out_off = (size_t)i * ly->out + (size_t)c * ly->out_h * ly->out_w;
+            if (dX)
+                maxpool2_backward(ly, X + in_off, Y + out_off, dY + out_off, dX + in_off, relu);
+            else
+                maxpool2_forward(ly, X + in_off, Y + out_off);
+        }
+}
+
 static void maxpool_fwd(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y)
 {
     (void)io;
