@@ -278,6 +278,14 @@ float wmi_max_abs(const float *a, size_t n)
     return f;
 }
 
+/* Layer l has a ReLU that layer l + 1, its only reader, applies the
+ * derivative of in its own backward (layer.h: absorbs_relu). */
+static int relu_absorbed(const wm_net *net, int l)
+{
+    return l >= 0 && l + 1 < net->n_layers && !net->has_skips && net->layers[l].act == WM_ACT_RELU &&
+           wmi_ops(&net->layers[l])->relu_absorbable && wmi_ops(&net->layers[l + 1])->absorbs_relu;
+}
+
 /* Backward through every layer; grad NULL skips the weight gradients. The
  * first layer's input gradient is never needed. */
 static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, float *grad,
@@ -306,6 +314,7 @@ static float backward(const wm_net *net, wm_pass *p, int n, const float *dy, flo
         woff -= wmat_floats(ly);
         io_layer(net, p, l, p->wmat + woff, &io);  /* backward runs in training: W per layer */
         io.dX2 = NULL, io.dX2_add = 0;
+        io.act_done = relu_absorbed(net, l), io.relu_below = relu_absorbed(net, l - 1);
         if (net->has_skips && l > 0)
             written[l - 1] = 1;
         if (ly->has_in2 && ly->in2 >= 0) {

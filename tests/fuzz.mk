@@ -36,7 +36,7 @@ FUZZ_PROBE    = printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsig
                 | $(FUZZ_CC) -x c - -fsanitize=fuzzer,address,undefined -o $(FUZZ_DIR)/probe >/dev/null 2>&1
 
 # Library objects carry coverage instrumentation for libFuzzer but no main.
-$(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard src/*.h) include/wmanifold.h
+$(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard src/*.h src/layers/*.h) include/wmanifold.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
@@ -95,7 +95,7 @@ TSAN_OBJS    := $(patsubst src/%.c,$(TSAN_DIR)/obj/%.o,$(SRCS))
 TSAN_PROBE    = printf 'int main(void) { return 0; }\n' | $(TSAN_CC) -x c - -fsanitize=thread \
                 -o $(TSAN_DIR)/probe >/dev/null 2>&1
 
-$(TSAN_DIR)/obj/%.o: src/%.c $(wildcard src/*.h) include/wmanifold.h
+$(TSAN_DIR)/obj/%.o: src/%.c $(wildcard src/*.h src/layers/*.h) include/wmanifold.h
 	@mkdir -p $(@D)
 	$(TSAN_CC) $(TSAN_CFLAGS) -c $< -o $@
 
@@ -117,7 +117,7 @@ COV_OBJS   := $(patsubst src/%.c,$(COV_DIR)/obj/%.o,$(SRCS))
 COV_TESTS  := $(patsubst tests/%.c,$(COV_DIR)/tests/%,$(TEST_SRCS))
 COV_LCOV   := lcov -q --rc lcov_branch_coverage=1
 
-$(COV_DIR)/obj/%.o: src/%.c $(wildcard src/*.h) include/wmanifold.h
+$(COV_DIR)/obj/%.o: src/%.c $(wildcard src/*.h src/layers/*.h) include/wmanifold.h
 	@mkdir -p $(@D)
 	$(CC) $(COV_CFLAGS) -c $< -o $@
 

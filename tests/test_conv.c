@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "layers/layer.h"
+#include "layers/pool.h"
 #include "testutil.h"
 
 typedef enum { L_CONV, L_MAX, L_AVG, L_DENSE } lkind;
@@ -271,6 +272,15 @@ static const arch NET_E[] = {
     {L_CONV, 2, 1, 1, 0, WM_ACT_TANH}, {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
 };
 
+/* ReLU convs each read by a 2x2 maxpool only: the pool applies the ReLU's
+ * derivative and the conv skips it (layer.h's absorbs_relu); windows whose
+ * inputs the ReLU all clipped (maximum 0) must send nothing. */
+static const arch NET_F[] = {
+    {L_CONV, 3, 3, 1, 1, WM_ACT_RELU}, {L_MAX, 0, 2, 0, 0, WM_ACT_NONE},
+    {L_CONV, 2, 1, 1, 0, WM_ACT_RELU}, {L_MAX, 0, 2, 0, 0, WM_ACT_NONE},
+    {L_DENSE, 3, 0, 0, 0, WM_ACT_NONE},
+};
+
 static void check_gradient(const char *mname, wm_conditioning cond, wm_conv_strategy strategy, int shared)
 {
     check_gradient_of(NET_A, NA, mname, cond, strategy, shared);
@@ -308,6 +318,10 @@ static void test_conv_batch_gradients(void **state)
                 check_gradient_n(NET_E, 4, "line", WM_COND_MANIFOLD, (wm_conv_strategy)strat, N, ctx);
             }
     check_gradient_n(NET_E, 4, "point", WM_COND_MANIFOLD, WM_CONV_AUTO, 3, CTX_MIXED);
+    for (int ctx = CTX_MIXED; ctx <= CTX_FEW; ctx++)
+        for (int strat = WM_CONV_STACKED; strat <= WM_CONV_MATERIALISED; strat++)
+            check_gradient_n(NET_F, 5, "circle", WM_COND_MANIFOLD, (wm_conv_strategy)strat, 8, ctx);
+    check_gradient_n(NET_F, 5, "point", WM_COND_MANIFOLD, WM_CONV_AUTO, 8, CTX_MIXED);
     check_gradient_n(NET_E, 4, "circle", WM_COND_CONCAT, WM_CONV_AUTO, 3, CTX_MIXED);
 }
 
@@ -390,53 +404,89 @@ static void test_conv_batch_vs_samples(void **state)
  * in row-major order, bit for bit as the old branchy search did (its sum
  * into a zeroed array: a -0 gradient lands as +0): windows with every tie
  * pattern, a NaN window (its gradient goes to the last input, which no
- * comparison picks), odd sides (the left-over row and column get zeros). */
+ * comparison picks), odd sides (the left-over row and column get zeros),
+ * rows of 1-19 windows (the vector path's 4-window blocks and its tails),
+ * two samples; the forward's maxima against the plain loop's; with the
+ * ReLU below absorbed (io.relu_below), nothing where the input is not > 0
+ * (windows clipped whole: all zeros). */
 static void test_maxpool_ties(void **state)
 {
     (void)state;
-    for (int odd = 0; odd < 2; odd++) {
-        enum { C = 2, HO = 4, WO = 4 };
-        int H = 2 * HO + odd, W = 2 * WO + odd, in = C * H * W, outn = C * HO * WO;
-        wm_layer ly;
-        memset(&ly, 0, sizeof ly);
-        ly.kind = WM_LAYER_MAXPOOL;
-        ly.in_c = ly.out_c = C, ly.in_h = H, ly.in_w = W, ly.out_h = HO, ly.out_w = WO;
-        ly.k = ly.stride = 2, ly.in = in, ly.out = outn;
-        float X[2 * 9 * 9], Y[2 * 16], dY[2 * 16], dX[2 * 9 * 9], want[2 * 9 * 9];
-        uint64_t st = 11;
-        for (int j = 0; j < in; j++) X[j] = (float)(int)(tu_uniform(&st) * 3);   /* 0, 1, 2: many ties */
-        for (int c = 0; c < C; c++)                  /* every one of the 16 tie patterns of a window */
-            for (int w = 0; w < HO * WO; w++) {
-                int oy = w / WO, ox = w % WO, pat = (c * HO * WO + w) % 16;
-                float *top = X + (size_t)c * H * W + (size_t)2 * oy * W + 2 * ox;
-                top[0] = pat & 1 ? 5.0f : 1.0f, top[1] = pat & 2 ? 5.0f : 1.0f;
-                top[W] = pat & 4 ? 5.0f : 1.0f, top[W + 1] = pat & 8 ? 5.0f : 1.0f;
-            }
-        X[0] = NAN;                                  /* window (0, 0, 0) */
-        for (int j = 0; j < outn; j++) dY[j] = (float)tu_uniform(&st) - 0.5f;
-        dY[1] = -0.0f;
-        wm_layer_io io;
-        memset(&io, 0, sizeof io);
-        wmi_maxpool_ops.forward(&ly, &io, X, 1, Y);
-        for (int j = 0; j < in; j++) dX[j] = 7.0f;  /* all of it must be written */
-        wmi_maxpool_ops.backward(&ly, &io, X, 1, Y, dY, NULL, dX);
-        memset(want, 0, sizeof want);
-        for (int c = 0; c < C; c++)
-            for (int oy = 0; oy < HO; oy++)
-                for (int ox = 0; ox < WO; ox++) {
-                    int at = (c * HO + oy) * WO + ox, done = 0;
-                    for (int dy = 0; dy < 2 && !done; dy++)
-                        for (int dx = 0; dx < 2 && !done; dx++) {
-                            int j = (c * H + 2 * oy + dy) * W + 2 * ox + dx;
-                            if (X[j] == Y[at] || (dy == 1 && dx == 1)) {
-                                want[j] += dY[at];
-                                done = 1;
-                            }
-                        }
+    static const int widths[] = {4, 1, 2, 3, 5, 7, 8, 14, 19};
+    for (int relu = 0; relu < 2; relu++)
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (int odd = 0; odd < 2; odd++) {
+            enum { N = 2, C = 2, HO = 4 };
+            int WO = widths[wi], H = 2 * HO + odd, W = 2 * WO + odd, in = C * H * W, outn = C * HO * WO;
+            wm_layer ly;
+            memset(&ly, 0, sizeof ly);
+            ly.kind = WM_LAYER_MAXPOOL;
+            ly.in_c = ly.out_c = C, ly.in_h = H, ly.in_w = W, ly.out_h = HO, ly.out_w = WO;
+            ly.k = ly.stride = 2, ly.in = in, ly.out = outn;
+            float *X = malloc(sizeof(float) * N * in), *Y = malloc(sizeof(float) * N * outn);
+            float *dY = malloc(sizeof(float) * N * outn), *dX = malloc(sizeof(float) * N * in);
+            float *want = malloc(sizeof(float) * N * in);
+            uint64_t st = 11 + wi;
+            for (int j = 0; j < N * in; j++) X[j] = (float)(int)(tu_uniform(&st) * 3);   /* 0, 1, 2: many ties */
+            for (int c = 0; c < N * C; c++)          /* every one of the 16 tie patterns of a window */
+                for (int w = 0; w < HO * WO; w++) {
+                    int oy = w / WO, ox = w % WO, pat = (c * HO * WO + w + (int)wi) % 16;
+                    float *top = X + (size_t)c * H * W + (size_t)2 * oy * W + 2 * ox;
+                    top[0] = pat & 1 ? 5.0f : 1.0f, top[1] = pat & 2 ? 5.0f : 1.0f;
+                    top[W] = pat & 4 ? 5.0f : 1.0f, top[W + 1] = pat & 8 ? 5.0f : 1.0f;
+                    if (relu && w % 5 == 4)      /* a window the ReLU below clipped whole */
+                        top[0] = top[1] = top[W] = top[W + 1] = 0.0f;
+                    if (relu && w % 5 == 2)      /* negative, the last the maximum: no ReLU makes */
+                        top[0] = -1.0f, top[1] = -2.0f, top[W] = -3.0f, top[W + 1] = -0.5f;   /* it, still x > 0 */
+                    if (relu && w % 5 == 3)      /* the maximum 0, in the bottom row */
+                        top[0] = -1.0f, top[1] = -2.0f, top[W] = 0.0f, top[W + 1] = -3.0f;
                 }
-        assert_memory_equal(dX, want, sizeof(float) * in);
-        assert_true(isnan(Y[0]) && want[W + 1] == dY[0]);
-    }
+            X[0] = NAN;                              /* window (0, 0, 0): a NaN maximum */
+            X[in + 1] = NAN;                         /* sample 1's first window: NaN not first, ignored */
+            for (int j = 0; j < N * outn; j++) dY[j] = (float)tu_uniform(&st) - 0.5f;
+            dY[1] = -0.0f;
+            wm_layer_io io;
+            memset(&io, 0, sizeof io);
+            io.relu_below = relu;                /* then the ReLU's derivative too: x > 0 */
+            for (int j = 0; j < N * outn; j++) Y[j] = 7.0f;
+            wmi_maxpool_ops.forward(&ly, &io, X, N, Y);
+            for (int j = 0; j < N * in; j++) dX[j] = 7.0f;  /* all of it must be written */
+            wmi_maxpool_ops.backward(&ly, &io, X, N, Y, dY, NULL, dX);
+            {   /* the plain loops (a core without AVX2) give the same bits */
+                float *Y2 = malloc(sizeof(float) * N * outn), *dX2 = malloc(sizeof(float) * N * in);
+                for (int j = 0; j < N * in; j++) dX2[j] = 7.0f;
+                wmi_maxpool2_scalar(&ly, X, N, Y2, NULL, NULL, 0);
+                wmi_maxpool2_scalar(&ly, X, N, Y, dY, dX2, relu);
+                assert_memory_equal(Y2, Y, sizeof(float) * N * outn);
+                assert_memory_equal(dX2, dX, sizeof(float) * N * in);
+                free(Y2), free(dX2);
+            }
+            memset(want, 0, sizeof(float) * N * in);
+            for (int c = 0; c < N * C; c++)
+                for (int oy = 0; oy < HO; oy++)
+                    for (int ox = 0; ox < WO; ox++) {
+                        int at = (c * HO + oy) * WO + ox, done = 0;
+                        const float *win = X + (size_t)(c * H + 2 * oy) * W + 2 * ox;
+                        float v = win[0];            /* the forward's order: u > v ? u : v */
+                        v = win[1] > v ? win[1] : v;
+                        v = win[W] > v ? win[W] : v;
+                        v = win[W + 1] > v ? win[W + 1] : v;
+                        assert_memory_equal(&Y[at], &v, sizeof v);
+                        for (int dy = 0; dy < 2 && !done; dy++)
+                            for (int dx = 0; dx < 2 && !done; dx++) {
+                                int j = (c * H + 2 * oy + dy) * W + 2 * ox + dx;
+                                if (X[j] == Y[at] || (dy == 1 && dx == 1)) {
+                                    if (!relu || X[j] > 0.0f)
+                                        want[j] += dY[at];
+                                    done = 1;
+                                }
+                            }
+                    }
+            assert_memory_equal(dX, want, sizeof(float) * N * in);
+            assert_true(isnan(Y[0]) && want[W + 1] == dY[0]);   /* X[W + 1] > 0 */
+            assert_true(!isnan(Y[outn]));
+            free(X), free(Y), free(dY), free(dX), free(want);
+        }
 }
 
 static void test_stacked_and_materialised_agree(void **state)

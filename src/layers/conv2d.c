@@ -190,65 +190,84 @@ static void same_rows(const wm_layer *ly, int ky, int kx, int *oy0, int *oy1, in
     *last = *oy1 > *oy0 && *hi > *lo ? (size_t)(*oy1 - 1) * w + *hi : *first;
 }
 
-/* The zeros of a "same" row of columns: every position outside the image. */
+/* A tap's geometry (same_rows) and its shift, computed once per tap and
+ * panel, not per sample and channel (that was 4% of the bench CNN's step). */
+typedef struct {
+    int oy0, oy1, lo, hi;
+    size_t first, last;
+    ptrdiff_t delta;
+} same_tap;
+
+static void same_tap_at(const wm_layer *ly, int ky, int kx, same_tap *tp)
+{
+    same_rows(ly, ky, kx, &tp->oy0, &tp->oy1, &tp->lo, &tp->hi, &tp->first, &tp->last);
+    tp->delta = (ptrdiff_t)(ky - ly->pad) * ly->out_w + (kx - ly->pad);
+}
+
+/* The zeros of a "same" row of columns: every position outside the image.
+ * The left and right ones (pad at most per row) as strided columns: loops
+ * of one or two floats per row were a quarter of im2col's time. */
 INLINE_LOOPS
-static inline void same_zeros(float *dst, int h, int w, int oy0, int oy1, int lo, int hi)
+static inline void same_zeros(float *dst, int h, int w, const same_tap *tp)
 {
-    for (size_t j = 0; j < (size_t)oy0 * w; j++)
+    size_t top = (size_t)tp->oy0 * w, bottom = (size_t)tp->oy1 * w, all = (size_t)h * w;
+    for (size_t j = 0; j < top; j++)
         dst[j] = 0.0f;
-    for (int oy = oy0; oy < oy1; oy++) {
-        float *r = dst + (size_t)oy * w;
-        for (int x = 0; x < lo; x++)
-            r[x] = 0.0f;
-        for (int x = hi; x < w; x++)
-            r[x] = 0.0f;
-    }
-    for (size_t j = (size_t)oy1 * w; j < (size_t)h * w; j++)
+    for (int x = 0; x < tp->lo; x++)
+        for (size_t j = top + x; j < bottom; j += w)
+            dst[j] = 0.0f;
+    for (int x = tp->hi; x < w; x++)
+        for (size_t j = top + x; j < bottom; j += w)
+            dst[j] = 0.0f;
+    for (size_t j = bottom; j < all; j++)
         dst[j] = 0.0f;
 }
 
+/* The columns of g samples from X (sample after sample, in floats apart),
+ * sample t's at columns t*P.. of rows of stride ld. */
 WMI_SIMD_CLONES INLINE_LOOPS
-static void im2col_same(const wm_layer *ly, const float *x, float *cols, size_t ld)
+static void im2col_same(const wm_layer *ly, const float *X, int g, float *cols, size_t ld)
 {
     int k = ly->k, h = ly->out_h, w = ly->out_w;
-    for (int c = 0; c < ly->in_c; c++)
-        for (int ky = 0; ky < k; ky++)
-            for (int kx = 0; kx < k; kx++) {
-                float *dst = cols + (size_t)((c * k + ky) * k + kx) * ld;
-                const float *plane = x + (size_t)c * h * w;
-                int oy0, oy1, lo, hi;
-                size_t first, last;
-                same_rows(ly, ky, kx, &oy0, &oy1, &lo, &hi, &first, &last);
-                ptrdiff_t delta = (ptrdiff_t)(ky - ly->pad) * w + (kx - ly->pad);
-                const float *src = plane + ((ptrdiff_t)first + delta);
-                float *d = dst + first;
-                for (size_t j = 0; j < last - first; j++)
-                    d[j] = src[j];
-                same_zeros(dst, h, w, oy0, oy1, lo, hi);
-            }
+    size_t P = (size_t)h * w;
+    for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++) {
+            same_tap tp;
+            same_tap_at(ly, ky, kx, &tp);
+            for (int t = 0; t < g; t++)
+                for (int c = 0; c < ly->in_c; c++) {
+                    float *dst = cols + (size_t)((c * k + ky) * k + kx) * ld + (size_t)t * P;
+                    const float *src = X + (size_t)t * ly->in + (size_t)c * P + ((ptrdiff_t)tp.first + tp.delta);
+                    float *d = dst + tp.first;
+                    for (size_t j = 0; j < tp.last - tp.first; j++)
+                        d[j] = src[j];
+                    same_zeros(dst, h, w, &tp);
+                }
+        }
 }
 
-/* Its adjoint: the positions outside the image are zeroed in dcols (which
- * the caller gives up), then each row is one shifted, contiguous add. */
+/* Its adjoint for g samples: the positions outside the image are zeroed in
+ * dcols (which the caller gives up), then each row is one shifted,
+ * contiguous add into dX. */
 WMI_SIMD_CLONES INLINE_LOOPS
-static void col2im_same_add(const wm_layer *ly, float *dcols, size_t ld, float *dx)
+static void col2im_same_add(const wm_layer *ly, float *dcols, int g, size_t ld, float *dX)
 {
     int k = ly->k, h = ly->out_h, w = ly->out_w;
-    for (int c = 0; c < ly->in_c; c++)
-        for (int ky = 0; ky < k; ky++)
-            for (int kx = 0; kx < k; kx++) {
-                float *row = dcols + (size_t)((c * k + ky) * k + kx) * ld;
-                float *plane = dx + (size_t)c * h * w;
-                int oy0, oy1, lo, hi;
-                size_t first, last;
-                same_rows(ly, ky, kx, &oy0, &oy1, &lo, &hi, &first, &last);
-                same_zeros(row, h, w, oy0, oy1, lo, hi);
-                ptrdiff_t delta = (ptrdiff_t)(ky - ly->pad) * w + (kx - ly->pad);
-                float *dst = plane + ((ptrdiff_t)first + delta);
-                const float *src = row + first;
-                for (size_t j = 0; j < last - first; j++)
-                    dst[j] += src[j];
-            }
+    size_t P = (size_t)h * w;
+    for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++) {
+            same_tap tp;
+            same_tap_at(ly, ky, kx, &tp);
+            for (int t = 0; t < g; t++)
+                for (int c = 0; c < ly->in_c; c++) {
+                    float *row = dcols + (size_t)((c * k + ky) * k + kx) * ld + (size_t)t * P;
+                    same_zeros(row, h, w, &tp);
+                    float *dst = dX + (size_t)t * ly->in + (size_t)c * P + ((ptrdiff_t)tp.first + tp.delta);
+                    const float *src = row + tp.first;
+                    for (size_t j = 0; j < tp.last - tp.first; j++)
+                        dst[j] += src[j];
+                }
+        }
 }
 
 /* dx += col2im(dcols) for one sample (dcols' row stride ld): the adjoint of im2col. */
@@ -281,51 +300,88 @@ static void col2im_add(const wm_layer *ly, const float *dcols, size_t ld, float 
 static void im2col_panel(const wm_layer *ly, const float *X, int g, float *cols)
 {
     size_t P = positions(ly), ld = (size_t)g * P;
+    if (same_size(ly)) {
+        im2col_same(ly, X, g, cols, ld);
+        return;
+    }
     for (int t = 0; t < g; t++)
-        if (same_size(ly))
-            im2col_same(ly, X + (size_t)t * ly->in, cols + (size_t)t * P, ld);
-        else
-            im2col(ly, X + (size_t)t * ly->in, cols + (size_t)t * P, ld);
+        im2col(ly, X + (size_t)t * ly->in, cols + (size_t)t * P, ld);
 }
 
-/* dx += col2im(dcols), dcols (one sample's, row stride ld) given up. */
-static void col2im(const wm_layer *ly, float *dcols, size_t ld, float *dx)
+/* dX += col2im(dcols) for g samples (sample t's columns at t*P.., row stride
+ * ld; dX sample after sample), dcols given up. */
+static void col2im(const wm_layer *ly, float *dcols, int g, size_t ld, float *dX)
 {
-    if (same_size(ly))
-        col2im_same_add(ly, dcols, ld, dx);
-    else
-        col2im_add(ly, dcols, ld, dx);
+    if (same_size(ly)) {
+        col2im_same_add(ly, dcols, g, ld, dX);
+        return;
+    }
+    for (int t = 0; t < g; t++)
+        col2im_add(ly, dcols + (size_t)t * positions(ly), ld, dX + (size_t)t * ly->in);
 }
 
-/* Sum of n floats in eight interleaved partial sums (a fixed order, so the
- * result is reproducible; unlike one running sum it vectorises). */
+/* Sum of n floats in 32 interleaved partial sums, added pairwise at the
+ * end (a fixed order, so the result is reproducible; unlike one running sum
+ * it vectorises). Eight, one vector, were bound by the add's latency: 2
+ * floats a cycle, 2.7% of the bench CNN's step for its bias gradients. */
 WMI_SIMD_CLONES
 static float sum_floats(const float *a, size_t n)
 {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    enum { S = 32 };
+    float acc[S];
+    for (int t = 0; t < S; t++)
+        acc[t] = 0.0f;
     size_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int t = 0; t < 8; t++)
+    for (; j + S <= n; j += S)
+        for (int t = 0; t < S; t++)
             acc[t] += a[j + t];
-    float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (int w = S / 2; w >= 1; w /= 2)
+        for (int t = 0; t < w; t++)
+            acc[t] += acc[t + w];
+    float sum = acc[0];
     for (; j < n; j++)
         sum += a[j];
     return sum;
 }
 
 /* Y_i (rows x P, sample after sample) = Z's columns of sample i + b: z is
- * rows x g*P (row stride ld), one panel of g samples. */
+ * rows x g*P (row stride ld), one panel of g samples; relu != 0 applies the
+ * ReLU in the same pass (as wmi_act_forward does it, bit for bit). */
 WMI_SIMD_CLONES
 static void scatter_bias(const float *z, size_t ld, const float *b, int g, int rows, size_t P,
-                         size_t out, float *Y)
+                         size_t out, int relu, float *Y)
 {
     for (int t = 0; t < g; t++)
         for (int o = 0; o < rows; o++) {
             const float *zr = z + (size_t)o * ld + (size_t)t * P;
             float *yr = Y + (size_t)t * out + (size_t)o * P, bo = b[o];
-            for (size_t p = 0; p < P; p++)
-                yr[p] = zr[p] + bo;
+            if (relu)
+                for (size_t p = 0; p < P; p++) {
+                    float v = zr[p] + bo;
+                    yr[p] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (size_t p = 0; p < P; p++)
+                    yr[p] = zr[p] + bo;
         }
+}
+
+/* y (rows x P) += b per row, in place, relu != 0 with the ReLU in the same
+ * pass (the materialised path's GEMM writes a sample's outputs directly). */
+WMI_SIMD_CLONES
+static void add_bias(float *y, const float *b, int rows, size_t P, int relu)
+{
+    for (int o = 0; o < rows; o++) {
+        float *yr = y + (size_t)o * P, bo = b[o];
+        if (relu)
+            for (size_t p = 0; p < P; p++) {
+                float v = yr[p] + bo;
+                yr[p] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (size_t p = 0; p < P; p++)
+                yr[p] += bo;
+    }
 }
 
 /* y_i = sum_k c_ik (Z_k,i + b_k) from the stacked product z (Kp*rows x g*P). */
@@ -353,20 +409,29 @@ static void combine_stacked(const float *z, size_t ld, const float *B, const flo
 
 /* D (Kp*rows x g*P, row stride ld) = [c_ik delta_i]_k for the g samples of a
  * panel (Kp = 1 with C NULL: the deltas themselves); dB[k*rows + o] += the
- * sum of D's row k*rows + o. */
+ * sum of D's row k*rows + o. With Y (the panel's outputs) the deltas are
+ * dY times the ReLU's derivative, in the same pass (wmi_act_backward's
+ * y > 0 ? d : 0, bit for bit); dY is then left as it was. */
 WMI_SIMD_CLONES
-static void gather_deltas(const float *dY, const float *C, int Kp, int g, int rows, size_t P,
-                          size_t out, float *D, size_t ld, float *dB)
+static void gather_deltas(const float *dY, const float *Y, const float *C, int Kp, int g, int rows,
+                          size_t P, size_t out, float *D, size_t ld, float *dB)
 {
     for (int k = 0; k < Kp; k++)
         for (int o = 0; o < rows; o++) {
             float *dr = D + ((size_t)k * rows + o) * ld;
             for (int t = 0; t < g; t++) {
                 const float *src = dY + (size_t)t * out + (size_t)o * P;
+                const float *yr = Y ? Y + (size_t)t * out + (size_t)o * P : NULL;
                 float c = C ? C[(size_t)t * Kp + k] : 1.0f, *dst = dr + (size_t)t * P;
-                if (C)
+                if (C && yr)
+                    for (size_t p = 0; p < P; p++)
+                        dst[p] = c * (yr[p] > 0.0f ? src[p] : 0.0f);
+                else if (C)
                     for (size_t p = 0; p < P; p++)
                         dst[p] = c * src[p];
+                else if (yr)
+                    for (size_t p = 0; p < P; p++)
+                        dst[p] = yr[p] > 0.0f ? src[p] : 0.0f;
                 else
                     for (size_t p = 0; p < P; p++)
                         dst[p] = src[p];
@@ -395,6 +460,7 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
     float *wi = scratch;
     int plain = Kp == 1 || shared;
     int mat = !plain && wmi_conv_use_materialised(ly, Kp, strategy);
+    int relu = (plain || mat) && ly->act == WM_ACT_RELU;    /* fused into scatter_bias */
     if (Kp > 1 && shared)
         wmi_dense_materialise(ly, params, Kp, C, wmat, wmat + wn);
     const float *W = Kp == 1 ? Q : wmat, *b = Kp == 1 ? B : wmat + wn;
@@ -406,29 +472,32 @@ void wmi_conv_forward(const wm_layer *ly, const float *params, int Kp, int strat
         im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
         if (plain) {
             wmi_gemm(0, 0, rows, (int)ld, ly->cols, 1.0f, W, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
-            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, Yp);
+            scatter_bias(z, ld, b, g, rows, P, (size_t)ly->out, relu, Yp);
         } else if (mat) {
             for (int t = 0; t < g; t++) {
                 float *yi = Yp + (size_t)t * ly->out, *bi = wi + wn;
                 wmi_dense_materialise(ly, params, Kp, Cp + (size_t)t * Kp, wi, bi);
-                for (int o = 0; o < rows; o++)
-                    for (size_t p = 0; p < P; p++)
-                        yi[(size_t)o * P + p] = bi[o];
                 wmi_gemm(0, 0, rows, (int)P, ly->cols, 1.0f, wi, ly->cols, cols + (size_t)t * P, (int)ld,
-                         1.0f, yi, (int)P);
+                         0.0f, yi, (int)P);
+                add_bias(yi, bi, rows, P, relu);
             }
         } else {
             wmi_gemm(0, 0, Kp * rows, (int)ld, ly->cols, 1.0f, Q, ly->cols, cols, (int)ld, 0.0f, z, (int)ld);
             combine_stacked(z, ld, B, Cp, Kp, g, rows, P, (size_t)ly->out, Yp);
         }
+        /* the panel's outputs are still in cache: a pass over the whole
+         * batch's (1.6 MB for the bench net's first conv at batch 64) would
+         * stream them from memory again (the plain and materialised
+         * paths' ReLU is in scatter_bias) */
+        if (!relu)
+            wmi_act_forward(ly->act, Yp, (size_t)g * ly->out);
     }
-    wmi_act_forward(ly->act, Y, (size_t)n * ly->out);
 }
 
 void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int strategy,
                        const float *X, int n, const float *C, int shared, const float *Y,
                        float *dY, float *grad, float *dX, float *z, const float *wmat,
-                       float *scratch)
+                       float *scratch, int act_done)
 {
     int rows = ly->rows, G = panel_samples(ly, n);
     size_t P = positions(ly), wn = (size_t)rows * ly->cols;
@@ -439,7 +508,6 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
     int mat = !plain && wmi_conv_use_materialised(ly, Kp, strategy);
     const float *W = Kp == 1 ? Q : wmat;
 
-    wmi_act_backward(ly->act, Y, dY, (size_t)n * ly->out);
     memset(gW, 0, sizeof(float) * wn * (plain ? 1 : (size_t)Kp));
     memset(gB, 0, sizeof(float) * (size_t)rows * (plain ? 1 : (size_t)Kp));
     if (dX)
@@ -449,6 +517,13 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
         size_t ld = (size_t)g * P;
         float *cols = panel_columns(ly, scratch);
         im2col_panel(ly, X + (size_t)i0 * ly->in, g, cols);
+        /* the activation's derivative a panel at a time, as forward applies
+         * it; a ReLU's in gather_deltas, in the same pass as the copy */
+        const float *Yp = Y + (size_t)i0 * ly->out;
+        wm_activation act = act_done ? WM_ACT_NONE : ly->act;
+        int fused = !mat && act == WM_ACT_RELU;
+        if (!fused)
+            wmi_act_backward(act, Yp, dY + (size_t)i0 * ly->out, (size_t)g * ly->out);
         const float *dYp = dY + (size_t)i0 * ly->out, *Cp = C + (size_t)i0 * Kp;
         if (mat) {
             for (int t = 0; t < g; t++) {
@@ -468,19 +543,19 @@ void wmi_conv_backward(const wm_layer *ly, const float *params, int Kp, int stra
                     wmi_dense_materialise(ly, params, Kp, ci, wi, NULL);
                     wmi_gemm(1, 0, ly->cols, (int)P, rows, 1.0f, wi, ly->cols, di, (int)P, 0.0f, ct,
                              (int)ld);
-                    col2im(ly, ct, ld, dX + (size_t)(i0 + t) * ly->in);
+                    col2im(ly, ct, 1, ld, dX + (size_t)(i0 + t) * ly->in);
                 }
             }
             continue;
         }
         int m = plain ? rows : Kp * rows;       /* D: m x ld in z */
-        gather_deltas(dYp, plain ? NULL : Cp, plain ? 1 : Kp, g, rows, P, (size_t)ly->out, z, ld, gB);
+        gather_deltas(dYp, fused ? Yp : NULL, plain ? NULL : Cp, plain ? 1 : Kp, g, rows, P, (size_t)ly->out,
+                      z, ld, gB);
         weight_gradient(ly, m, z, cols, ld, gW);
         if (dX) {                               /* dcols = W^T D, over the columns */
             wmi_gemm(1, 0, ly->cols, (int)ld, m, 1.0f, plain ? W : Q, ly->cols, z, (int)ld, 0.0f, cols,
                      (int)ld);
-            for (int t = 0; t < g; t++)
-                col2im(ly, cols + (size_t)t * P, ld, dX + (size_t)(i0 + t) * ly->in);
+            col2im(ly, cols, g, ld, dX + (size_t)i0 * ly->in);
         }
     }
     if (plain && Kp > 1)                        /* dQ_k = c_hat_k dW, slot 0 last */
@@ -576,7 +651,7 @@ static void conv_bwd(const wm_layer *ly, const wm_layer_io *io, const float *X, 
                      const float *Y, float *dY, float *grad, float *dX)
 {
     wmi_conv_backward(ly, io->params, io->Kp, io->strategy, X, n, io->C, io->shared, Y, dY, grad,
-                      dX, io->z, io->wmat, io->scratch);
+                      dX, io->z, io->wmat, io->scratch, io->act_done);
 }
 
 const wm_layer_ops wmi_conv2d_ops = {
@@ -590,6 +665,7 @@ const wm_layer_ops wmi_conv2d_ops = {
     .init = conv_init,
     .scratch_floats = wmi_conv_scratch_floats,
     .batch_scratch_floats = wmi_conv_batch_scratch_floats,
+    .relu_absorbable = 1,
     .grad_uses = conv_uses,
     .forward = conv_fwd,
     .backward = conv_bwd,

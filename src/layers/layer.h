@@ -35,6 +35,11 @@ typedef struct wm_layer_io_s {
     const int *lpiece, *lorder, *lstart;
     const float *lc;
     float *lx;
+    /* Backward, a ReLU absorbed by the layer above (pass.c): act_done tells
+     * a layer with ops->relu_absorbable that dY already holds its ReLU's
+     * derivative; relu_below tells a layer with ops->absorbs_relu to apply
+     * the derivative of the ReLU that produced its input (x > 0). */
+    int act_done, relu_below;
 } wm_layer_io;
 
 #define WMI_LAYER_MAX_FIELDS 5    /* u32 fields of a layer in a model file, after its kind */
@@ -74,12 +79,20 @@ typedef struct {
     /* Y (n x out) from X (n x in) (and io->X2). */
     void (*forward)(const wm_layer *ly, const wm_layer_io *io, const float *X, int n, float *Y);
     /* dY = dL/dY (n x out) in, overwritten with the delta before the
-     * activation; writes the parameter gradient blocks into grad (layout of
+     * activation (a layer without direct_update may leave dY as it came and
+     * fold the derivative into its own copy: conv2d does); writes the
+     * parameter gradient blocks into grad (layout of
      * params; NULL: skip) and dX = dL/dX (n x in; NULL: skip). X and Y are
      * the forward's input and output. A layer with a second input writes
      * dX before it adds to io->dX2 (the two may be the same buffer). */
     void (*backward)(const wm_layer *ly, const wm_layer_io *io, const float *X, int n,
                      const float *Y, float *dY, float *grad, float *dX);
+    /* absorbs_relu: backward can apply the derivative of a ReLU that
+     * produced its input (io->relu_below); relu_absorbable: backward can
+     * then skip its own (io->act_done). pass.c pairs them when the ReLU's
+     * output has no other reader: the bench CNN's conv + ReLU + 2x2 maxpool
+     * reads the conv's outputs once in backward, not twice. */
+    int absorbs_relu, relu_absorbable;
 } wm_layer_ops;
 
 /* Indexed by wm_layer_kind (layers/table.c). */
