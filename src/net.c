@@ -304,13 +304,16 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
                        net->layers[net->n_layers - 1].out);
     double *q0 = malloc(sizeof(double) * (size_t)net->Kp);
     float *params = net->initialised ? net->params : wmi_alloc_floats(net->n_params, 0);
-    float *pc = net->local_p < 0 || net->pcache ? net->pcache : wmi_alloc_floats(net->n_params, 1);
+    void *pc_mem = net->pcache_mem;
+    float *pc = net->local_p < 0 || net->pcache || !params
+                    ? net->pcache
+                    : wmi_alloc_floats_apart(net->n_params, 1, params, WMI_APART_PCACHE, &pc_mem);
     if (!q0 || !params || (net->local_p >= 0 && !pc)) {
         free(q0);
         if (params != net->params)
             free(params);
-        if (pc != net->pcache)
-            free(pc);
+        if (pc_mem != net->pcache_mem)
+            free(pc_mem);
         return wmi_fail(WM_ENOMEM, "wm_net_init: out of memory for %zu parameters", net->n_params);
     }
     constant_direction(net, q0);
@@ -338,6 +341,7 @@ wm_status wm_net_init(wm_net *net, uint64_t seed)
     wmi_net_plan(net);
     net->params = params;
     net->pcache = pc;
+    net->pcache_mem = pc_mem;
     net->initialised = 1;
     net->inits++;
     net->seed = seed;
@@ -610,9 +614,11 @@ wm_status wm_net_clone(wm_net **out, const wm_net *net)
     *c = *net;                          /* layers are inline; two pointers to copy */
     c->m = NULL;
     c->params = c->pcache = NULL;
+    c->pcache_mem = NULL;
     if (wm_manifold_clone(&c->m, net->m) != WM_OK ||
         (net->initialised && !(c->params = wmi_alloc_floats(net->n_params, 0))) ||
-        (net->pcache && !(c->pcache = wmi_alloc_floats(net->n_params, 1)))) {
+        (net->pcache && !(c->pcache = wmi_alloc_floats_apart(net->n_params, 1, c->params,
+                                                              WMI_APART_PCACHE, &c->pcache_mem)))) {
         wm_manifold_free(c->m);
         free(c->params);
         free(c);
@@ -632,6 +638,6 @@ void wm_net_free(wm_net *net)
         return;
     wm_manifold_free(net->m);
     free(net->params);
-    free(net->pcache);
+    free(net->pcache_mem);
     free(net);
 }

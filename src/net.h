@@ -99,6 +99,7 @@ struct wm_net {
      * state: the optimizers are unchanged. */
     int local_p;                  /* the B-spline's degree when the local path applies, else -1 */
     float *pcache;                /* n_params floats (NULL: no local path) */
+    void *pcache_mem;             /* the block pcache lies in (memory.h: apart from params) */
     uint64_t pversion;            /* the version pcache was computed at */
     int plive;                    /* refresh after each optimizer update (the last batch was mixed) */
 };

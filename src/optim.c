@@ -84,11 +84,11 @@ wm_status wm_optimizer_create(wm_optimizer **out, wm_net *net, const wm_opt_conf
     wm_optimizer *o = calloc(1, sizeof *o);
     size_t n = net->n_params;
     if (o) {
-        o->grad = wmi_alloc_floats(n, 1);
+        o->grad = wmi_alloc_floats_apart(n, 1, net->params, WMI_APART_GRAD, &o->grad_mem);
         if (cfg->kind != WM_OPT_SD)
-            o->m1 = wmi_alloc_floats(n, 1);
+            o->m1 = wmi_alloc_floats_apart(n, 1, net->params, WMI_APART_M1, &o->m1_mem);
         if (cfg->kind == WM_OPT_ADAM)
-            o->m2 = wmi_alloc_floats(n, 1);
+            o->m2 = wmi_alloc_floats_apart(n, 1, net->params, WMI_APART_M2, &o->m2_mem);
     }
     if (!o || !o->grad || (cfg->kind != WM_OPT_SD && !o->m1) || (cfg->kind == WM_OPT_ADAM && !o->m2)) {
         wm_optimizer_free(o);
@@ -105,7 +105,7 @@ void wm_optimizer_free(wm_optimizer *o)
 {
     if (!o)
         return;
-    free(o->grad), free(o->m1), free(o->m2), free(o->ws);
+    free(o->grad_mem), free(o->m1_mem), free(o->m2_mem), free(o->ws);
     free(o);
 }
 

@@ -10,6 +10,7 @@ struct wm_optimizer {
     float *grad;                  /* n_params: raw gradient of the last wm_grad */
     float *m1;                    /* momentum buffer v, or Adam's first moment */
     float *m2;                    /* Adam's second moment */
+    void *grad_mem, *m1_mem, *m2_mem;  /* the blocks grad, m1, m2 lie in (memory.h: apart) */
     uint64_t t;                   /* updates applied */
     float qmax, m1max, m2max;     /* max |.| of params and moments after our last write */
     uint64_t version;             /* net->version those maxima describe */
