@@ -220,7 +220,8 @@ static wm_layer_io io_start(const wm_net *net, const wm_pass *p)
 {
     wm_layer_io io = {net->params, net->Kp, net->conv_strategy, p->C, p->shared, p->z, p->wmat,
                       p->conv, NULL, 0, NULL, 0, p->training, net->seed, p->step,
-                      NULL, net->local_p, net->m->L, p->lpiece, p->lorder, p->lstart, p->lc, p->lx};
+                      NULL, net->local_p, net->m->L, p->lpiece, p->lorder, p->lstart, p->lc, p->lx,
+                      0, 0};
     return io;
 }
 
