@@ -311,6 +311,139 @@ static void test_failed_direct_step_changes_nothing(void **state)
     wm_net_free(net);
 }
 
+/* ---- the direct update on other shapes of net --------------------------------
+ * A net of dense layers (P_DENSE, a outputs), residuals (P_RES from layer a),
+ * dropouts and a first 2x2 maxpool on an image input: the direct B-spline
+ * update runs wherever every layer with parameters is a manifold dense
+ * layer, whatever else the net holds. */
+enum { P_DENSE, P_RES, P_DROP, P_MAX };
+typedef struct {
+    int kind, a;
+    wm_activation act;
+} probe_layer;
+
+static wm_net *build_probe(int n_control, int degree, int local, int C, int H, int W,
+                           const probe_layer *L, int nl)
+{
+    wm_manifold *m;
+    wm_net *net;
+    WM_OK_OR_FAIL(wm_manifold_bspline(&m, n_control, degree, 0));
+    WM_OK_OR_FAIL(wm_net_create(&net, m, C * H * W, WM_COND_MANIFOLD));
+    wm_manifold_free(m);
+    if (H > 1)
+        WM_OK_OR_FAIL(wm_net_input_shape(net, C, H, W));
+    if (!local)
+        net->local_p = -1;
+    for (int l = 0; l < nl; l++)
+        switch (L[l].kind) {
+        case P_DENSE: WM_OK_OR_FAIL(wm_net_dense(net, L[l].a, L[l].act)); break;
+        case P_RES: WM_OK_OR_FAIL(wm_net_residual(net, L[l].a, L[l].act)); break;
+        case P_DROP: WM_OK_OR_FAIL(wm_net_dropout(net, 0.25f)); break;
+        case P_MAX: WM_OK_OR_FAIL(wm_net_maxpool(net, 2)); break;
+        }
+    WM_OK_OR_FAIL(wm_net_set_loss(net, WM_LOSS_MSE));
+    WM_OK_OR_FAIL(wm_net_init(net, 5));
+    size_t np;
+    wm_net_params(net, &np);
+    float *q = malloc(np * sizeof *q);
+    uint64_t st = 78;
+    tu_fill(q, np, -0.3, 0.3, &st);
+    WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+    free(q);
+    return net;
+}
+
+/* Steps on mixed batches of n of two twins on the local path: wm_step (the
+ * direct update) and wm_grad + wm_apply (the gradient buffer, the fused
+ * pass, the cache refreshed from Q). Q, the moments and the caches agree to
+ * rounding (dL/dP_k is D_k^T Xs as a plain product there, with D_k^T
+ * transposed here: the BLAS may sum in another order), and the cache is bit
+ * for bit what a refresh from Q (wm_net_set_params) writes: the streamed
+ * solve does the refresh's operations in its order. */
+static void probe_trajectory(wm_opt_kind kind, int n_control, int degree, int C, int H, int W,
+                             const probe_layer *L, int nl, int n, const char *what)
+{
+    wm_net *loc = build_probe(n_control, degree, 1, C, H, W, L, nl);
+    wm_net *two = build_probe(n_control, degree, 1, C, H, W, L, nl);
+    wm_optimizer *o1, *o2;
+    wm_opt_config cfg = wm_opt_default(kind);
+    cfg.lr = 0.003f;        /* small steps: the two product orders' rounding stays small */
+    cfg.weight_decay = 0.01f;
+    cfg.eps = 1e-3f;        /* Adam: u ~ g / |g| would blow a rounding-sized g up to lr */
+    WM_OK_OR_FAIL(wm_optimizer_create(&o1, loc, &cfg));
+    WM_OK_OR_FAIL(wm_optimizer_create(&o2, two, &cfg));
+    int in = C * H * W, out = wm_net_n_outputs(loc);
+    float *x = malloc(sizeof(float) * (size_t)n * in), *s = malloc(sizeof(float) * (size_t)n);
+    float *y = malloc(sizeof(float) * (size_t)n * out);
+    size_t np = wm_net_n_params(loc), len = wm_optimizer_state_len(o1);
+    float *m1 = malloc(sizeof(float) * (len + 1)), *m2 = malloc(sizeof(float) * (len + 1));
+    float *pc = malloc(sizeof(float) * np), *qc = malloc(sizeof(float) * np);
+    uint64_t st = 123;
+    for (int step = 0; step < 4; step++) {
+        tu_fill(x, (size_t)n * in, -1, 1, &st);
+        tu_fill(y, (size_t)n * out, -1, 1, &st);
+        contexts(n_control, degree, n, 0, 0, s, &st);
+        wm_batch b = {n, x, s, NULL, y};
+        float l1, l2;
+        WM_OK_OR_FAIL(wm_step(o1, &b, &l1));
+        WM_OK_OR_FAIL(wm_grad(o2, &b, &l2));
+        WM_OK_OR_FAIL(wm_apply(o2));
+        if (!(fabs(l1 - l2) <= 1e-5 * (1 + fabs(l2))))
+            fail_msg("%s kind %d step %d: loss %.9g vs %.9g", what, (int)kind, step, l1, l2);
+        const float *q1 = wm_net_params(loc, NULL), *q2 = wm_net_params(two, NULL);
+        double scale, d = max_abs_diff(q1, q2, np, &scale);
+        if (!(d <= 1e-5 * (1 + scale)))
+            fail_msg("%s kind %d step %d: Q differs by %.3g (scale %.3g)", what, (int)kind, step, d, scale);
+        d = max_abs_diff(loc->pcache, two->pcache, np, &scale);
+        if (!(d <= 1e-5 * (1 + scale)))
+            fail_msg("%s kind %d step %d: the caches differ by %.3g (scale %.3g)", what, (int)kind, step,
+                     d, scale);
+        if (len) {
+            WM_OK_OR_FAIL(wm_optimizer_get_state(o1, m1, len));
+            WM_OK_OR_FAIL(wm_optimizer_get_state(o2, m2, len));
+            d = max_abs_diff(m1, m2, len, &scale);
+            if (!(d <= 1e-5 * (1 + scale)))
+                fail_msg("%s kind %d step %d: the moments differ by %.3g (scale %.3g)", what, (int)kind,
+                         step, d, scale);
+        }
+        assert_true(loc->pcache && loc->pversion == loc->version);
+        memcpy(pc, loc->pcache, sizeof(float) * np);      /* against a refresh from Q */
+        memcpy(qc, q1, sizeof(float) * np);
+        WM_OK_OR_FAIL(wm_net_set_params(loc, qc, np));
+        if (memcmp(pc, loc->pcache, sizeof(float) * np))
+            fail_msg("%s kind %d step %d: the cache is not L^-T Q", what, (int)kind, step);
+    }
+    free(x), free(s), free(y), free(m1), free(m2), free(pc), free(qc);
+    wm_optimizer_free(o1), wm_optimizer_free(o2);
+    wm_net_free(loc), wm_net_free(two);
+}
+
+static void test_direct_update_other_nets(void **state)
+{
+    (void)state;
+    wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
+    /* 150 x 120 = 18000 weights a point: two ranges of rows (109 + 11) */
+    static const probe_layer WIDE[] = {{P_DENSE, 120, WM_ACT_TANH}, {P_DENSE, 120, WM_ACT_TANH},
+                                       {P_DENSE, 3, WM_ACT_NONE}};
+    /* a residual over a dropout */
+    static const probe_layer SKIP[] = {{P_DENSE, 9, WM_ACT_TANH}, {P_DROP, 0, WM_ACT_NONE},
+                                       {P_DENSE, 9, WM_ACT_TANH}, {P_RES, 0, WM_ACT_NONE},
+                                       {P_DENSE, 3, WM_ACT_NONE}};
+    /* rows longer than a range (16390 inputs: one row per range, slots of 16400) */
+    static const probe_layer LONG[] = {{P_DENSE, 3, WM_ACT_TANH}, {P_DENSE, 2, WM_ACT_NONE}};
+    /* a 2x2 maxpool first (no parameters, no direct_update of its own) */
+    static const probe_layer POOL[] = {{P_MAX, 0, WM_ACT_NONE}, {P_DENSE, 5, WM_ACT_TANH},
+                                       {P_DENSE, 3, WM_ACT_NONE}};
+    for (int k = 0; k < 3; k++) {
+        probe_trajectory(kinds[k], 9, 3, 150, 1, 1, WIDE, 3, 20, "wide");
+        probe_trajectory(kinds[k], 12, 2, 7, 1, 1, SKIP, 5, 24, "skip");
+        probe_trajectory(kinds[k], 7, 1, 16390, 1, 1, LONG, 2, 5, "long");
+        probe_trajectory(kinds[k], 8, 3, 2, 6, 6, POOL, 3, 16, "pool");
+        probe_trajectory(kinds[k], 14, 6, 6, 1, 1, SKIP, 5, 40, "degree 6");
+        probe_trajectory(kinds[k], 17, 16, 6, 1, 1, SKIP, 5, 7, "degree 16");
+    }
+}
+
 /* Every way to write the parameters refreshes the P cache: set_params,
  * set_control_point, a loaded file, a clone. */
 static void test_cache_follows_every_write(void **state)
@@ -479,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_direct_update_decay_and_clip),
         cmocka_unit_test(test_direct_update_falls_back_when_unbounded),
         cmocka_unit_test(test_failed_direct_step_changes_nothing),
+        cmocka_unit_test(test_direct_update_other_nets),
         cmocka_unit_test(test_cache_follows_every_write),
         cmocka_unit_test(test_local_path_only_on_open_splines),
         cmocka_unit_test(test_grad_never_writes_the_net),

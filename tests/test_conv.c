@@ -322,6 +322,13 @@ static void test_conv_batch_gradients(void **state)
         for (int strat = WM_CONV_STACKED; strat <= WM_CONV_MATERIALISED; strat++)
             check_gradient_n(NET_F, 5, "circle", WM_COND_MANIFOLD, (wm_conv_strategy)strat, 8, ctx);
     check_gradient_n(NET_F, 5, "point", WM_COND_MANIFOLD, WM_CONV_AUTO, 8, CTX_MIXED);
+    /* the absorbed ReLU (2x2 and 3x3 pools) at batch 1-3, every strategy and context */
+    for (int N = 1; N <= 3; N++)
+        for (int ctx = CTX_MIXED; ctx <= CTX_FEW; ctx++)
+            for (int strat = WM_CONV_STACKED; strat <= WM_CONV_MATERIALISED; strat++) {
+                check_gradient_n(NET_F, 5, "line", WM_COND_MANIFOLD, (wm_conv_strategy)strat, N, ctx);
+                check_gradient_n(NET_B, 4, "line", WM_COND_MANIFOLD, (wm_conv_strategy)strat, N, ctx);
+            }
     check_gradient_n(NET_E, 4, "circle", WM_COND_CONCAT, WM_CONV_AUTO, 3, CTX_MIXED);
 }
 
