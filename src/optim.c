@@ -245,13 +245,15 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1));
     if ((st = wmi_pass_encode(net, &p, b->x, b->s, n, 0)) != WM_OK)
         return st;
-    o->last_mixed = !p.shared && n > 1;  /* the P cache's policy, applied at the update (net.h) */
     const float *y = wmi_pass_forward(net, &p, n);
     double total = wmi_loss(net->loss, y, n, m, b->labels, b->targets, dy, 1.0f / n, NULL);
     double mean = total / n;
     if (!isfinite(mean) || !isfinite((float)mean))
         return wmi_fail(WM_ENUMERIC, "the batch loss is not finite (%g): the parameters or the "
                                     "learning rate have diverged", mean);
+    /* the P cache's policy, applied at the update (net.h); a failed pass
+     * leaves it as the last good one set it */
+    o->last_mixed = !p.shared && n > 1;
     *mean_loss = (float)mean;
     *pp = p;
     return WM_OK;

@@ -519,9 +519,11 @@ static void test_grad_never_writes_the_net(void **state)
     assert_true(pversion != version);
     WM_OK_OR_FAIL(wm_grad(o, &mixed, NULL));
     EXPECT_STATUS(WM_ENUMERIC, wm_step(o, &bad, NULL));
+    wm_batch bad_shared = {.x = x, .s = ss, .n = n, .targets = big};
+    EXPECT_STATUS(WM_ENUMERIC, wm_grad(o, &bad_shared, NULL));   /* changes no policy either */
     assert_true(net->version == version && net->pversion == pversion && net->plive == plive);
     assert_memory_equal(pc, net->pcache, np * sizeof *pc);
-    WM_OK_OR_FAIL(wm_apply(o));                       /* the update applies the policy */
+    WM_OK_OR_FAIL(wm_apply(o));                       /* the update applies the mixed policy */
     assert_true(net->plive && net->pversion == net->version);
     free(pc);
     wm_optimizer_free(o);
