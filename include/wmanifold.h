@@ -33,7 +33,9 @@
  *    can differ in the last bits between machines; on one machine the choice
  *    is decisive and the same run after run. The environment variable
  *    WM_GEMM_ROUTE=plain|split|own pins the choice (e.g. to reproduce a run
- *    bit for bit elsewhere with the same BLAS).
+ *    bit for bit elsewhere with the same BLAS); WM_GEMM_ISA=avx2 keeps the
+ *    library's own kernels to AVX2 on an AVX-512 CPU (what an AVX2 machine
+ *    would measure and run).
  *
  * MIT licensed; see LICENSE.
  */

@@ -8,17 +8,21 @@
  *    for a few rows of work, the small kernels skip packing;
  *  - own: the library's kernels (src/gemm_small.c, AVX2 or AVX-512), for
  *    products with a dimension of at most 4 (batch 2-4), in three forms
- *    (rank k <= 4, rows m <= 4, dot products with a thin side), each chosen
- *    on its own: on cores where OpenBLAS has no small kernels its regular
- *    path reaches only 9-31% of its 2048^3 rate there, and even its small
- *    kernels only about half of it for the k = 2 weight gradients;
+ *    (rank k <= 4, rows m <= 4, dot products with a thin side), and the
+ *    rows and dot forms again for a side of 5-32, each chosen on its own:
+ *    on cores where OpenBLAS has no small kernels its regular path reaches
+ *    only 9-31% of its 2048^3 rate at a side of 2 and 39-60% for the last
+ *    layer's 10 rows, and even its small kernels only about half of it for
+ *    the k = 2 weight gradients;
  * and one sample's product (a gemv) as sgemv or as a one-row sgemm, which the
  * same small kernels make faster. Which routes pay is measured once per
  * process, on the core the process runs on (no list of core names):
  * table_init() below. Routes give other float summation orders than the
  * plain call, so a route is chosen only by a decisive margin between
  * well-separated populations (see there), and WM_GEMM_ROUTE=plain|split|own
- * pins the choice (unset: measure; bare: plain without the memset below).
+ * pins the choice (unset: measure; bare: plain without the memset below);
+ * WM_GEMM_ISA=avx2 keeps the own kernels to AVX2 (what an AVX2 core would
+ * measure and choose, seen on a wider core).
  *
  * Independently of the route, beta = 0 on OpenBLAS's regular path zeroes C in
  * a separate slow pass (sgemm_beta); clearing C with memset and passing
@@ -107,7 +111,8 @@ void wmi_gemm_via(int route, int trans_a, int trans_b, int m, int n, int k, floa
     if (m <= 0 || n <= 0)
         return;
     if ((route & WMI_ROUTE_OWN) && (route & wmi_small_gemm_form(trans_a, trans_b, m, n, k)) &&
-        wmi_small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
+        wmi_small_gemm_isa(route & WMI_ROUTE_OWN_AVX2 ? WMI_ISA_AVX2 : WMI_ISA_BEST, trans_a, trans_b,
+                           m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
     if ((route & WMI_ROUTE_SPLIT) &&
         gemm_split(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
@@ -160,8 +165,12 @@ static double cpu_s(void)
  *    regular path in 2 calls), in fresh processes at 1 and 2 threads.
  *  - RANK_CAL, ROWS_CAL, DOT_CAL, each own form against the BLAS route
  *    chosen above (split or plain): the MLP's batch-2 products of the form
- *    (dW = D^T X blocks, dX = D W, W X^T). tests/bench/gemm_shapes.c has
- *    the figures on Zen 4 with OpenBLAS's Cooperlake and Haswell kernels.
+ *    (dW = D^T X blocks, dX = D W, W X^T); ROWS_WIDE_CAL and DOT_WIDE_CAL:
+ *    its batch-16 and 64 products with a side of 5-32 where OpenBLAS's AVX2
+ *    kernels fall furthest behind (the last layer's dW, dX and W X^T; the
+ *    wider dW blocks gain less, 1.2-1.3x, and made the choice noisy).
+ *    tests/bench/gemm_shapes.c has the figures on Zen 4 with OpenBLAS's
+ *    Cooperlake and Haswell kernels.
  * Each route is timed CAL_ROUNDS times, alternating, after a warm-up round;
  * the fastest time of each counts; the ratio is the geometric mean over the
  * shapes. */
@@ -170,10 +179,16 @@ static const shape SPLIT_CAL[] = {{0, 1, 768, 2, 128, 4}, {0, 1, 1024, 2, 128, 4
 static const shape RANK_CAL[] = {{1, 0, 64, 256, 2, 8}, {1, 0, 20, 784, 2, 8}, {1, 0, 10, 256, 2, 32}};
 static const shape ROWS_CAL[] = {{0, 0, 2, 256, 256, 4}, {0, 0, 2, 256, 30, 16}};
 static const shape DOT_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, {0, 1, 10, 2, 256, 32}};
+static const shape ROWS_WIDE_CAL[] = {{1, 0, 10, 256, 16, 16}, {1, 0, 10, 256, 64, 4},
+                                      {0, 0, 16, 256, 10, 16}};
+static const shape DOT_WIDE_CAL[] = {{0, 1, 10, 16, 256, 16}, {0, 1, 30, 16, 256, 8}, {0, 1, 10, 64, 256, 4}};
 static const struct { const shape *cal; int n_cal, route; } OWN_FORMS[] = {
     {RANK_CAL, sizeof RANK_CAL / sizeof *RANK_CAL, WMI_ROUTE_OWN_RANK},
     {ROWS_CAL, sizeof ROWS_CAL / sizeof *ROWS_CAL, WMI_ROUTE_OWN_ROWS},
-    {DOT_CAL, sizeof DOT_CAL / sizeof *DOT_CAL, WMI_ROUTE_OWN_DOT}};
+    {DOT_CAL, sizeof DOT_CAL / sizeof *DOT_CAL, WMI_ROUTE_OWN_DOT},
+    {ROWS_WIDE_CAL, sizeof ROWS_WIDE_CAL / sizeof *ROWS_WIDE_CAL, WMI_ROUTE_OWN_ROWS_WIDE},
+    {DOT_WIDE_CAL, sizeof DOT_WIDE_CAL / sizeof *DOT_WIDE_CAL, WMI_ROUTE_OWN_DOT_WIDE}};
+_Static_assert(sizeof OWN_FORMS / sizeof *OWN_FORMS + 1 == WMI_ROUTE_RATIOS, "a ratio per form");
 enum { CAL_ROUNDS = 7 };
 
 /* The time of route `slow` over route `fast` on the given shapes. */
@@ -219,13 +234,16 @@ static double time_ratio(const shape *cal, int n_cal, int slow, int fast, float 
 
 static struct {
     int gemm_route, gemv_route;
-    double ratio[4];   /* measured plain/split, BLAS/own per form (0: pinned or not measured) */
+    double ratio[WMI_ROUTE_RATIOS];   /* plain/split, BLAS/own per form (0: pinned or not measured) */
 } table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void table_init(void)
 {
-    const char *env = getenv("WM_GEMM_ROUTE");
+    const char *env = getenv("WM_GEMM_ROUTE"), *isa_env = getenv("WM_GEMM_ISA");
+    /* an AVX2 core's choice on a wider one: the own kernels kept to AVX2,
+     * measured so as well */
+    const int isa = isa_env && !strcmp(isa_env, "avx2") ? WMI_ROUTE_OWN_AVX2 : 0;
     int split = 0, own = 0;
     const int n_forms = (int)(sizeof OWN_FORMS / sizeof *OWN_FORMS);
     if (env && !strcmp(env, "bare")) {      /* the BLAS as called before issue 15 */
@@ -247,7 +265,12 @@ static void table_init(void)
                 na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
             }
         }
-        float *mem = malloc(sizeof(float) * (na + nb + nc));
+        /* operands on 64-byte lines, as the library's own are (the pass's
+         * arrays and the parameters' blocks): a vector load that splits two
+         * lines slows the own kernels 1.3-1.5x (AVX2 / AVX-512 on Zen 4),
+         * which would bias the choice against them */
+        na = (na + 15) / 16 * 16, nb = (nb + 15) / 16 * 16;
+        float *mem = aligned_alloc(64, sizeof(float) * ((na + nb + nc + 15) / 16 * 16));
         if (mem) {
             float *a = mem, *b = a + na, *c = b + nb;
             for (size_t i = 0; i < na + nb + nc; i++)   /* small, varied, finite values */
@@ -258,17 +281,17 @@ static void table_init(void)
             int blas = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0);
             for (int f = 0; f < n_forms && wmi_small_gemm_available(); f++) {
                 table.ratio[1 + f] = time_ratio(OWN_FORMS[f].cal, OWN_FORMS[f].n_cal, blas,
-                                                blas | OWN_FORMS[f].route, a, b, c);
+                                                blas | OWN_FORMS[f].route | isa, a, b, c);
                 own |= table.ratio[1 + f] > OWN_DECISIVE ? OWN_FORMS[f].route : 0;
             }
             free(mem);
         }
     }
-    table.gemm_route = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0) | own;
+    table.gemm_route = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0) | own | (own ? isa : 0);
     table.gemv_route = split ? WMI_ROUTE_ONE_ROW : 0;
 }
 
-void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[4])
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[WMI_ROUTE_RATIOS])
 {
     pthread_once(&table_once, table_init);
     if (gemm_route)
@@ -276,7 +299,7 @@ void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[4])
     if (gemv_route)
         *gemv_route = table.gemv_route;
     if (measured)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < WMI_ROUTE_RATIOS; i++)
             measured[i] = table.ratio[i];
 }
 

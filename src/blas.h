@@ -20,11 +20,18 @@ void wmi_gemv(int trans_a, int m_rows, int n_cols, float alpha, const float *A, 
  * ONE_ROW  a gemv as a one-row sgemm;
  * OWN_*    skinny products through the library's own kernels (src/gemm_small.c),
  *          one bit per form (wmi_small_gemm_form): RANK (B plain, k <= 4),
- *          ROWS (B plain, m <= 4), DOT (B transposed, m or n <= 4);
- * OWN      all three forms. */
+ *          ROWS (B plain, m <= 4), DOT (B transposed, m or n <= 4), and the
+ *          same kernels on wider products: ROWS_WIDE (B plain, m <= 32),
+ *          DOT_WIDE (B transposed, m or n <= 32);
+ * OWN      all five forms;
+ * OWN_AVX2 the own kernels with AVX2 even where the CPU has AVX-512
+ *          (WM_GEMM_ISA=avx2: an AVX2 core's choices, measured on this one). */
 enum { WMI_ROUTE_SPLIT = 1, WMI_ROUTE_ZERO = 2, WMI_ROUTE_ONE_ROW = 4, WMI_ROUTE_OWN_RANK = 8,
-       WMI_ROUTE_OWN_ROWS = 16, WMI_ROUTE_OWN_DOT = 32,
-       WMI_ROUTE_OWN = WMI_ROUTE_OWN_RANK | WMI_ROUTE_OWN_ROWS | WMI_ROUTE_OWN_DOT };
+       WMI_ROUTE_OWN_ROWS = 16, WMI_ROUTE_OWN_DOT = 32, WMI_ROUTE_OWN_ROWS_WIDE = 64,
+       WMI_ROUTE_OWN_DOT_WIDE = 128,
+       WMI_ROUTE_OWN = WMI_ROUTE_OWN_RANK | WMI_ROUTE_OWN_ROWS | WMI_ROUTE_OWN_DOT |
+                       WMI_ROUTE_OWN_ROWS_WIDE | WMI_ROUTE_OWN_DOT_WIDE,
+       WMI_ROUTE_OWN_AVX2 = 256 };
 
 /* wmi_gemm / wmi_gemv through the given route (benchmarks and tests). */
 void wmi_gemm_via(int route, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -33,11 +40,13 @@ void wmi_gemv_via(int route, int trans_a, int m_rows, int n_cols, float alpha, c
                   int lda, const float *x, float beta, float *y);
 
 /* The routes this process chose (measured at the first product, once per
- * process; WM_GEMM_ROUTE=plain|split|own|bare pins them), and the
- * calibration's time ratios: plain/split, then BLAS/own for the own rank,
- * rows and dot forms (BLAS: the split or plain route, whichever was chosen;
- * 0 when pinned or not measured). Any argument may be NULL. Thread-safe. */
-void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[4]);
+ * process; WM_GEMM_ROUTE=plain|split|own|bare pins them, WM_GEMM_ISA=avx2
+ * keeps the own kernels to AVX2), and the calibration's time ratios:
+ * plain/split, then BLAS/own for the own rank, rows, dot, rows-wide and
+ * dot-wide forms (BLAS: the split or plain route, whichever was chosen; 0
+ * when pinned or not measured). Any argument may be NULL. Thread-safe. */
+enum { WMI_ROUTE_RATIOS = 6 };
+void wmi_gemm_routes(int *gemm_route, int *gemv_route, double measured[WMI_ROUTE_RATIOS]);
 
 /* The library's own skinny-product kernels (src/gemm_small.c). Thin: the
  * largest m, n or k a form is for. */
@@ -45,7 +54,12 @@ enum { WMI_SMALL_THIN = 4 };
 
 /* The own form (a WMI_ROUTE_OWN_* bit) a product of this shape takes, or 0:
  * RANK if B is plain and 1 <= k <= 4, else ROWS if B is plain and m <= 4,
- * else DOT if B is transposed (A plain) and m or n <= 4. */
+ * else DOT if B is transposed (A plain) and m or n <= 4; else ROWS_WIDE if B
+ * is plain, m <= 32 and B (k x n) at most 2^18 floats (swept once per 4
+ * rows of A), else DOT_WIDE if B is transposed, the thinner side t <= 32
+ * and its operand (t x k) at most 2^16 floats (kept in L2 while the other
+ * streams once). */
+enum { WMI_SMALL_WIDE = 32 };
 int wmi_small_gemm_form(int trans_a, int trans_b, int m, int n, int k);
 
 /* Whether this CPU can run the kernels (AVX2 and FMA). */

@@ -17,6 +17,10 @@
  *    all m rows of C, strips of up to 12 accumulators;
  *  - dot (A plain, B transposed, a side <= 4: W X^T at batch 2): dot
  *    products of the wide side's rows with all the thin side's rows at once.
+ * The rows and dot forms also take wider products (a side up to 32: batch
+ * 16-32, the last layer's 10-30 rows), a separate route each: with
+ * OpenBLAS's AVX2 kernels forced on Zen 4 these ran at 37-89 GFLOP/s, the
+ * own AVX2 kernels at 75-105 (docs/performance.md).
  * Both transposed is not handled (the library never issues it). */
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +37,12 @@ int wmi_small_gemm_form(int trans_a, int trans_b, int m, int n, int k)
         return WMI_ROUTE_OWN_ROWS;
     if (trans_b && (m <= WMI_SMALL_THIN || n <= WMI_SMALL_THIN))
         return WMI_ROUTE_OWN_DOT;
+    const long sweep = 1L << 18;      /* floats of the operand swept per block */
+    if (!trans_b && k >= 1 && m <= WMI_SMALL_WIDE && (long)k * n <= sweep)
+        return WMI_ROUTE_OWN_ROWS_WIDE;
+    const int thin = m < n ? m : n;   /* the dot form's Y, kept in L2 */
+    if (trans_b && k >= 1 && thin <= WMI_SMALL_WIDE && (long)k * thin <= sweep / 4)
+        return WMI_ROUTE_OWN_DOT_WIDE;
     return 0;
 }
 

@@ -268,7 +268,11 @@ KERNEL void SFX(dot_ny)(const int ny, int mx_all, int k, const float *X, size_t 
 #undef DOT_BLOCKS
 }
 
-/* C (m x n) = alpha A B^T + beta C: the thinner side is Y, in blocks of 4. */
+/* C (m x n) = alpha A B^T + beta C: the thinner side is Y, in blocks of 4;
+ * the wide side X in chunks of 12 rows (every block shape's multiple), each
+ * chunk against all of Y while it is in L1, so X crosses memory once and Y
+ * (a side of at most 32 rows, wmi_small_gemm_form) stays in L2. Each output
+ * is one dot_block accumulator whatever the blocking: the same bits. */
 ENTRY void SFX(dot_form)(int m, int n, int k, const float *A, size_t lda, const float *B,
                          size_t ldb, float alpha, float beta, float *C, size_t ldc)
 {
@@ -276,14 +280,18 @@ ENTRY void SFX(dot_form)(int m, int n, int k, const float *A, size_t lda, const 
     const float *X = swap ? B : A, *Y = swap ? A : B;
     size_t ldx = swap ? ldb : lda, ldy = swap ? lda : ldb, ci = swap ? 1 : ldc, cj = swap ? ldc : 1;
     int mx = swap ? n : m, my = swap ? m : n;
-    for (int j = 0; j < my; j += 4) {
-        const float *y = Y + j * ldy;
-        float *c = C + j * cj;
-        switch (my - j < 4 ? my - j : 4) {
-        case 1: SFX(dot_ny)(1, mx, k, X, ldx, y, ldy, alpha, beta, c, ci, cj); break;
-        case 2: SFX(dot_ny)(2, mx, k, X, ldx, y, ldy, alpha, beta, c, ci, cj); break;
-        case 3: SFX(dot_ny)(3, mx, k, X, ldx, y, ldy, alpha, beta, c, ci, cj); break;
-        default: SFX(dot_ny)(4, mx, k, X, ldx, y, ldy, alpha, beta, c, ci, cj); break;
+    for (int i = 0; i < mx; i += 12) {
+        const int rows = mx - i < 12 ? mx - i : 12;
+        const float *x = X + i * ldx;
+        for (int j = 0; j < my; j += 4) {
+            const float *y = Y + j * ldy;
+            float *c = C + i * ci + j * cj;
+            switch (my - j < 4 ? my - j : 4) {
+            case 1: SFX(dot_ny)(1, rows, k, x, ldx, y, ldy, alpha, beta, c, ci, cj); break;
+            case 2: SFX(dot_ny)(2, rows, k, x, ldx, y, ldy, alpha, beta, c, ci, cj); break;
+            case 3: SFX(dot_ny)(3, rows, k, x, ldx, y, ldy, alpha, beta, c, ci, cj); break;
+            default: SFX(dot_ny)(4, rows, k, x, ldx, y, ldy, alpha, beta, c, ci, cj); break;
+            }
         }
     }
 }

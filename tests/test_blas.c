@@ -22,7 +22,8 @@ static const char *self_path;
  * own kernel only where the CPU has AVX2 + FMA (else it is plain); -1 in the
  * loops below is wmi_gemm, the process's chosen route. */
 static const int ROUTES[] = {0, WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO,
-                             WMI_ROUTE_OWN | WMI_ROUTE_ZERO};
+                             WMI_ROUTE_OWN | WMI_ROUTE_ZERO,
+                             WMI_ROUTE_OWN | WMI_ROUTE_OWN_AVX2 | WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO};
 enum { N_ROUTES = sizeof ROUTES / sizeof *ROUTES, PAD = 3 };
 
 /* Check C (m x n, stride ldc) against alpha op(A) op(B) + beta C0 in double;
@@ -138,7 +139,11 @@ static void test_routes_match_reference_at_mlp_shapes(void **state)
     static const int shapes[][5] = {
         {0, 1, 768, 16, 784}, {0, 1, 768, 2, 784}, {0, 1, 30, 2, 256},  {0, 0, 16, 256, 768},
         {0, 0, 2, 256, 768},  {1, 0, 20, 784, 16}, {1, 0, 64, 256, 2},  {1, 0, 3, 256, 16},
-        {0, 0, 3, 33, 4},     {1, 1, 2, 70, 300},  {0, 1, 130, 4, 100}, {1, 0, 4, 4, 4}};
+        {0, 0, 3, 33, 4},     {1, 1, 2, 70, 300},  {0, 1, 130, 4, 100}, {1, 0, 4, 4, 4},
+        /* the wide forms' shapes at batch 16 and 64, and just past their bounds */
+        {1, 0, 10, 256, 16},  {1, 0, 30, 256, 64}, {0, 0, 16, 256, 30}, {0, 1, 10, 16, 256},
+        {0, 1, 30, 64, 256},  {0, 1, 64, 20, 256}, {1, 0, 33, 256, 16}, {0, 1, 33, 33, 256},
+        {0, 1, 20, 65, 256}};
     uint64_t st = 12;
     for (int r = -1; r < N_ROUTES; r++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
@@ -159,7 +164,11 @@ static void test_own_kernels_match_reference(void **state)
     static const int isas[] = {WMI_ISA_AVX2, WMI_ISA_AVX512};
     static const int big[][5] = {{1, 0, 20, 784, 2}, {1, 0, 64, 256, 2}, {0, 0, 3, 256, 16},
                                  {0, 0, 2, 256, 768}, {0, 1, 768, 2, 784}, {0, 1, 10, 2, 256},
-                                 {0, 1, 2, 70, 300}, {1, 0, 4, 97, 4}, {0, 1, 3, 3, 1}};
+                                 {0, 1, 2, 70, 300}, {1, 0, 4, 97, 4}, {0, 1, 3, 3, 1},
+                                 /* the dot form's 12-row chunks of the wide side, whole and
+                                  * cut, against every thin block size */
+                                 {0, 1, 768, 16, 784}, {0, 1, 25, 31, 40}, {0, 1, 30, 13, 9},
+                                 {0, 1, 37, 26, 17}};
     uint64_t st = 14;
     int ran = 0;
     for (size_t i = 0; i < sizeof isas / sizeof *isas; i++) {
@@ -228,10 +237,57 @@ static void test_own_form_rule(void **state)
     assert_int_equal(wmi_small_gemm_form(1, 0, 4, 256, 16), WMI_ROUTE_OWN_ROWS);
     assert_int_equal(wmi_small_gemm_form(0, 1, 768, 2, 784), WMI_ROUTE_OWN_DOT);
     assert_int_equal(wmi_small_gemm_form(0, 1, 2, 256, 784), WMI_ROUTE_OWN_DOT);
-    assert_int_equal(wmi_small_gemm_form(1, 0, 16, 256, 16), 0);
-    assert_int_equal(wmi_small_gemm_form(0, 1, 16, 16, 3), 0);
+    /* the wide forms: a side of 5-32; the rows form's B at most 2^18 floats,
+     * the dot form's thin operand at most 2^16 */
+    assert_int_equal(wmi_small_gemm_form(1, 0, 16, 256, 16), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(1, 0, 5, 256, 16), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 32, 784, 256), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 32, 1024, 256), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 32, 1024, 257), 0);
+    assert_int_equal(wmi_small_gemm_form(1, 0, 33, 256, 16), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 16, 16, 3), WMI_ROUTE_OWN_DOT_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 10, 64, 256), WMI_ROUTE_OWN_DOT_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 768, 16, 784), WMI_ROUTE_OWN_DOT_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 32, 4096, 2048), WMI_ROUTE_OWN_DOT_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 32, 4096, 2049), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 33, 4096, 256), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 33, 33, 256), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 39, 256, 784), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 1, 16, 16, 0), 0);
     assert_int_equal(wmi_small_gemm_form(1, 1, 2, 2, 2), 0);
     assert_int_equal(wmi_small_gemm_form(0, 0, 16, 256, 0), 0);
+}
+
+/* The OWN_AVX2 bit runs the own kernels with AVX2 where the CPU has more:
+ * bit for bit what wmi_small_gemm_isa(AVX2) gives, in every form (the dot
+ * form sums in another order with 16-float vectors, so on an AVX-512 CPU
+ * this fails if the bit is ignored). */
+static void test_own_avx2_bit_runs_avx2(void **state)
+{
+    (void)state;
+    if (!wmi_small_gemm_available()) {
+        print_message("no AVX2 + FMA on this CPU: skipped\n");
+        return;
+    }
+    static const int shapes[][5] = {{0, 1, 30, 16, 256}, {0, 1, 256, 2, 784}, {1, 0, 10, 256, 16},
+                                    {1, 0, 20, 784, 2}, {0, 0, 3, 256, 256}};
+    uint64_t st = 16;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int ta = shapes[s][0], tb = shapes[s][1], m = shapes[s][2], n = shapes[s][3], k = shapes[s][4];
+        int lda = ta ? m : k, ldb = tb ? k : n;
+        size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
+        float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb);
+        float *C1 = malloc(sizeof(float) * nc), *C2 = malloc(sizeof(float) * nc);
+        assert_non_null(A), assert_non_null(B), assert_non_null(C1), assert_non_null(C2);
+        tu_fill(A, na, -1, 1, &st);
+        tu_fill(B, nb, -1, 1, &st);
+        assert_int_not_equal(wmi_small_gemm_form(ta, tb, m, n, k), 0);
+        wmi_gemm_via(WMI_ROUTE_OWN | WMI_ROUTE_OWN_AVX2, ta, tb, m, n, k, 1.0f, A, lda, B, ldb, 0.0f, C1, n);
+        assert_int_equal(wmi_small_gemm_isa(WMI_ISA_AVX2, ta, tb, m, n, k, 1.0f, A, lda, B, ldb, 0.0f, C2, n), 1);
+        if (memcmp(C1, C2, sizeof(float) * nc))
+            fail_msg("trans %d%d %dx%dx%d: the OWN_AVX2 route is not the AVX2 kernel", ta, tb, m, n, k);
+        free(A), free(B), free(C1), free(C2);
+    }
 }
 
 /* The own kernel declines both operands transposed (and writes nothing). */
@@ -327,9 +383,10 @@ static int train_child(void)
     return 0;
 }
 
-/* Run this program with --train-child in a fresh process (env_route: a value
- * for WM_GEMM_ROUTE, or NULL to leave it unset); its one output line. */
-static void run_child(const char *env_route, char *out, size_t len)
+/* Run this program with --train-child in a fresh process (env_route, env_isa:
+ * values for WM_GEMM_ROUTE and WM_GEMM_ISA, or NULL to leave them unset);
+ * its one output line. */
+static void run_child_isa(const char *env_route, const char *env_isa, char *out, size_t len)
 {
     int fd[2];
     assert_int_equal(pipe(fd), 0);
@@ -342,6 +399,10 @@ static void run_child(const char *env_route, char *out, size_t len)
             setenv("WM_GEMM_ROUTE", env_route, 1);
         else
             unsetenv("WM_GEMM_ROUTE");
+        if (env_isa)
+            setenv("WM_GEMM_ISA", env_isa, 1);
+        else
+            unsetenv("WM_GEMM_ISA");
         execl(self_path, self_path, "--train-child", (char *)NULL);
         _exit(127);
     }
@@ -356,6 +417,11 @@ static void run_child(const char *env_route, char *out, size_t len)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("the training child failed (status %d): %s", status, out);
+}
+
+static void run_child(const char *env_route, char *out, size_t len)
+{
+    run_child_isa(env_route, NULL, out, len);
 }
 
 /* Two fresh processes measure the routes independently: the same choice,
@@ -387,6 +453,16 @@ static void test_route_env_pins_the_choice(void **state)
     run_child("own", out, sizeof out);
     assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
     assert_int_equal(g, WMI_ROUTE_ZERO | (wmi_small_gemm_available() ? WMI_ROUTE_OWN : 0));
+    /* WM_GEMM_ISA=avx2 keeps the own kernels to AVX2; other values are ignored */
+    run_child_isa("own", "avx2", out, sizeof out);
+    assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
+    assert_int_equal(g, WMI_ROUTE_ZERO | (wmi_small_gemm_available() ? WMI_ROUTE_OWN | WMI_ROUTE_OWN_AVX2 : 0));
+    run_child_isa("own", "sse", out, sizeof out);
+    assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
+    assert_int_equal(g, WMI_ROUTE_ZERO | (wmi_small_gemm_available() ? WMI_ROUTE_OWN : 0));
+    run_child_isa("plain", "avx2", out, sizeof out);
+    assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
+    assert_int_equal(g, WMI_ROUTE_ZERO);
 }
 
 int main(int argc, char **argv)
@@ -401,6 +477,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_own_kernels_match_reference),
         cmocka_unit_test(test_own_rank_and_rows_forms_agree_across_isas),
         cmocka_unit_test(test_own_form_rule),
+        cmocka_unit_test(test_own_avx2_bit_runs_avx2),
         cmocka_unit_test(test_gemv_routes_match_reference),
         cmocka_unit_test(test_route_choice_is_stable_across_processes),
         cmocka_unit_test(test_route_env_pins_the_choice),

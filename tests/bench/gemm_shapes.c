@@ -257,7 +257,7 @@ int main(int argc, char **argv)
     double r1 = rate_2048(1, A, B, C, &w1), r2 = threads_probe ? rate_2048(2, A, B, C, &w2) : 0;
     double t0 = now_s();
     int gemm_route, gemv_route;
-    double cal[4];
+    double cal[WMI_ROUTE_RATIOS];
     wmi_gemm_routes(&gemm_route, &gemv_route, cal);
     double first_call = now_s() - t0;
     const char *core = openblas_get_corename ? openblas_get_corename() : NULL;
@@ -266,14 +266,17 @@ int main(int argc, char **argv)
            "\"sgemm2048_wall_gflops_1t\": %.2f, \"sgemm2048_wall_gflops_2t\": %.2f, "
            "\"gemm_route\": %d, \"gemv_route\": %d, \"route_choice_ms\": %.3f, "
            "\"calibration\": {\"plain_over_split\": %.2f, \"blas_over_own_rank\": %.2f, "
-           "\"blas_over_own_rows\": %.2f, \"blas_over_own_dot\": %.2f}, "
-           "\"env\": {\"OPENBLAS_CORETYPE\": \"%s\", \"BLIS_ARCH_TYPE\": \"%s\", \"WM_GEMM_ROUTE\": \"%s\"}}\n",
+           "\"blas_over_own_rows\": %.2f, \"blas_over_own_dot\": %.2f, "
+           "\"blas_over_own_rows_wide\": %.2f, \"blas_over_own_dot_wide\": %.2f}, "
+           "\"env\": {\"OPENBLAS_CORETYPE\": \"%s\", \"BLIS_ARCH_TYPE\": \"%s\", \"WM_GEMM_ROUTE\": \"%s\", "
+           "\"WM_GEMM_ISA\": \"%s\"}}\n",
            model, isa, core ? core : "not OpenBLAS", blis_arch ? "\"" : "",
            blis_arch ? blis_arch : "null", blis_arch ? "\"" : "", r1, r2, w1, w2, gemm_route, gemv_route,
-           first_call * 1e3, cal[0], cal[1], cal[2], cal[3],
+           first_call * 1e3, cal[0], cal[1], cal[2], cal[3], cal[4], cal[5],
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "",
            getenv("BLIS_ARCH_TYPE") ? getenv("BLIS_ARCH_TYPE") : "",
-           getenv("WM_GEMM_ROUTE") ? getenv("WM_GEMM_ROUTE") : "");
+           getenv("WM_GEMM_ROUTE") ? getenv("WM_GEMM_ROUTE") : "",
+           getenv("WM_GEMM_ISA") ? getenv("WM_GEMM_ISA") : "");
     fflush(stdout);
 
     static const int batches[] = {2, 16, 64};

@@ -139,9 +139,13 @@ def md_table(header, rows, align=None):
     return "\n".join(out)
 
 
+# The forced runs keep the library's own kernels to AVX2 too (WM_GEMM_ISA):
+# both halves of what an AVX2 core would run, measured on this one.
 GEMM_SHAPES_RUNS = [("native", {}),
-                    ("OpenBLAS Haswell kernels (forced)", {"OPENBLAS_CORETYPE": "Haswell"}),
-                    ("OpenBLAS Zen kernels (forced)", {"OPENBLAS_CORETYPE": "Zen"})]
+                    ("OpenBLAS Haswell kernels, own kernels AVX2 (forced)",
+                     {"OPENBLAS_CORETYPE": "Haswell", "WM_GEMM_ISA": "avx2"}),
+                    ("OpenBLAS Zen kernels, own kernels AVX2 (forced)",
+                     {"OPENBLAS_CORETYPE": "Zen", "WM_GEMM_ISA": "avx2"})]
 
 
 def gemm_shapes_runs(a):
@@ -168,7 +172,8 @@ def gemm_shapes_runs(a):
     return out
 
 
-ROUTE_BITS = ((1, "split"), (2, "zero"), (8, "own-rank"), (16, "own-rows"), (32, "own-dot"))
+ROUTE_BITS = ((1, "split"), (2, "zero"), (8, "own-rank"), (16, "own-rows"), (32, "own-dot"),
+              (64, "own-rows-wide"), (128, "own-dot-wide"), (256, "own-avx2"))
 
 
 def route_names(bits):
@@ -192,7 +197,7 @@ def gemm_shapes_facts(shapes):
                       + (", gemv as one-row sgemm" if m["gemv_route"] & 4 else "")
                       + f" (measured time ratios: plain/split {m['calibration']['plain_over_split']:.2f}, "
                         + ", ".join(f"BLAS/own {f} {m['calibration'].get('blas_over_own_' + f, 0):.2f}"
-                                    for f in ("rank", "rows", "dot"))
+                                    for f in ("rank", "rows", "dot", "rows_wide", "dot_wide"))
                         + f" (0: not measured); the "
                         f"choice took {m['route_choice_ms']:.1f} ms)"))
     return facts
@@ -210,10 +215,12 @@ def gemm_shapes_section(shapes):
               "Routes: `plain` one cblas_sgemm with beta = 0; `zero` memset C then beta = 1; "
               "`split` blocks OpenBLAS's small kernels take; `own` the library's kernels "
               "(src/gemm_small.c, the widest vectors the CPU has) where a form applies (a dimension "
-              "≤ 4, else zero); `own_avx2` the same with AVX2 forced; `chosen` what "
+              "≤ 4, or a side ≤ 32 for the rows and dot forms' wide routes; else zero); `own_avx2` "
+              "the same with AVX2 forced; `chosen` what "
               "wmi_gemm picked in that process; `blis` BLIS's cblas_sgemm. The other tables force "
-              "OpenBLAS's Haswell and Zen (AVX2) kernels on the same core: they are this core "
-              "running AVX2 kernels, not an AVX2 machine.\n")
+              "OpenBLAS's Haswell and Zen (AVX2) kernels on the same core and keep the library's "
+              "own kernels to AVX2 (WM_GEMM_ISA=avx2, so `chosen` is what an AVX2 core would "
+              "choose): they are this core running AVX2 kernels, not an AVX2 machine.\n")
     for label, m, rows in shapes:
         r = m["sgemm2048_gflops_1t"]
         routes = [k for k in ("plain", "zero", "split", "own", "own_avx2", "chosen", "blis")
