@@ -28,14 +28,14 @@
  *  - Matrix products go through cblas. At the first one the library measures,
  *    once per process, which route suits the core it runs on (OpenBLAS's
  *    small-matrix kernels for thin products, the library's own AVX2 kernel
- *    for batches of 2-4); this takes a few milliseconds (2-40 ms measured on
+ *    for batches of 2-32); this takes a few milliseconds (2-40 ms measured on
  *    a loaded 2-core machine). Routes sum in different orders, so results
  *    can differ in the last bits between machines; on one machine the choice
  *    is decisive and the same run after run. The environment variable
  *    WM_GEMM_ROUTE=plain|split|own pins the choice (e.g. to reproduce a run
  *    bit for bit elsewhere with the same BLAS); WM_GEMM_ISA=avx2 keeps the
  *    library's own kernels to AVX2 on an AVX-512 CPU (what an AVX2 machine
- *    would measure and run).
+ *    would measure and run). Both ignore case; any other value is ignored.
  *
  * MIT licensed; see LICENSE.
  */

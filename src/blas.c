@@ -22,7 +22,8 @@
  * well-separated populations (see there), and WM_GEMM_ROUTE=plain|split|own
  * pins the choice (unset: measure; bare: plain without the memset below);
  * WM_GEMM_ISA=avx2 keeps the own kernels to AVX2 (what an AVX2 core would
- * measure and choose, seen on a wider core).
+ * measure and choose, seen on a wider core). Both ignore case; other values
+ * are ignored (the routes are measured, the widest kernels used).
  *
  * Independently of the route, beta = 0 on OpenBLAS's regular path zeroes C in
  * a separate slow pass (sgemm_beta); clearing C with memset and passing
@@ -37,6 +38,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "blas.h"
@@ -182,55 +184,100 @@ static const shape DOT_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, 
 static const shape ROWS_WIDE_CAL[] = {{1, 0, 10, 256, 16, 16}, {1, 0, 10, 256, 64, 4},
                                       {0, 0, 16, 256, 10, 16}};
 static const shape DOT_WIDE_CAL[] = {{0, 1, 10, 16, 256, 16}, {0, 1, 30, 16, 256, 8}, {0, 1, 10, 64, 256, 4}};
-static const struct { const shape *cal; int n_cal, route; } OWN_FORMS[] = {
-    {RANK_CAL, sizeof RANK_CAL / sizeof *RANK_CAL, WMI_ROUTE_OWN_RANK},
-    {ROWS_CAL, sizeof ROWS_CAL / sizeof *ROWS_CAL, WMI_ROUTE_OWN_ROWS},
-    {DOT_CAL, sizeof DOT_CAL / sizeof *DOT_CAL, WMI_ROUTE_OWN_DOT},
-    {ROWS_WIDE_CAL, sizeof ROWS_WIDE_CAL / sizeof *ROWS_WIDE_CAL, WMI_ROUTE_OWN_ROWS_WIDE},
-    {DOT_WIDE_CAL, sizeof DOT_WIDE_CAL / sizeof *DOT_WIDE_CAL, WMI_ROUTE_OWN_DOT_WIDE}};
+/* Each own form: its shapes, its route bit, the BLAS/own ratio above which
+ * it is taken (see OWN_DECISIVE below), a form that must have been taken
+ * first (0: none), and its slot in wmi_gemm_routes' ratios. Measured in
+ * this order. */
+static const struct {
+    const shape *cal;
+    int n_cal, route;
+    double threshold;
+    int needs, slot;
+} OWN_FORMS[] = {
+    {RANK_CAL, sizeof RANK_CAL / sizeof *RANK_CAL, WMI_ROUTE_OWN_RANK, 1.15, 0, 1},
+    {ROWS_CAL, sizeof ROWS_CAL / sizeof *ROWS_CAL, WMI_ROUTE_OWN_ROWS, 1.5, 0, 2},
+    {DOT_CAL, sizeof DOT_CAL / sizeof *DOT_CAL, WMI_ROUTE_OWN_DOT, 1.5, 0, 3},
+    {DOT_WIDE_CAL, sizeof DOT_WIDE_CAL / sizeof *DOT_WIDE_CAL, WMI_ROUTE_OWN_DOT_WIDE, 1.15, 0, 5},
+    {ROWS_WIDE_CAL, sizeof ROWS_WIDE_CAL / sizeof *ROWS_WIDE_CAL, WMI_ROUTE_OWN_ROWS_WIDE, 1.0,
+     WMI_ROUTE_OWN_DOT_WIDE, 4}};
 _Static_assert(sizeof OWN_FORMS / sizeof *OWN_FORMS + 1 == WMI_ROUTE_RATIOS, "a ratio per form");
 enum { CAL_ROUNDS = 7 };
 
-/* The time of route `slow` over route `fast` on the given shapes. */
+/* The time of route `slow` over route `fast` on the given shapes (at most
+ * CAL_MAX_SHAPES): rounds of every shape, both routes alternating, the
+ * fastest time of each counting (a busy core only ever slows a call down).
+ * After CAL_ROUNDS rounds, and every CAL_ROUNDS more, the ratio is taken if
+ * it lies clearly (CAL_CLEAR times) on one side of `threshold`; near it
+ * more rounds run, up to CAL_MAX_ROUNDS, so that a stretch of slow rounds
+ * for one route (the other hardware thread busy, say) cannot flip the
+ * choice between processes. */
+enum { CAL_MAX_SHAPES = 4, CAL_MAX_ROUNDS = 5 * CAL_ROUNDS };
+#define CAL_FITS(list) _Static_assert(sizeof list / sizeof *list <= CAL_MAX_SHAPES, #list " fits")
+CAL_FITS(SPLIT_CAL);
+CAL_FITS(RANK_CAL);
+CAL_FITS(ROWS_CAL);
+CAL_FITS(DOT_CAL);
+CAL_FITS(ROWS_WIDE_CAL);
+CAL_FITS(DOT_WIDE_CAL);
+#define CAL_CLEAR 1.3
+
 static double time_ratio(const shape *cal, int n_cal, int slow, int fast, float *a, float *b,
-                         float *c)
+                         float *c, double threshold)
 {
-    double log_ratio = 0;
-    for (int s = 0; s < n_cal; s++) {
-        const shape *p = &cal[s];
-        int lda = p->ta ? p->m : p->k, ldb = p->tb ? p->k : p->n;
-        double best[2] = {1e30, 1e30};
-        for (int r = 0; r < CAL_ROUNDS + 1; r++)        /* round 0 warms up */
+    double best[CAL_MAX_SHAPES][2], ratio = 1.0;
+    for (int s = 0; s < n_cal; s++)
+        best[s][0] = best[s][1] = 1e30;
+    for (int r = 0; r <= CAL_MAX_ROUNDS; r++) {      /* round 0 warms up */
+        for (int s = 0; s < n_cal; s++) {
+            const shape *p = &cal[s];
+            int lda = p->ta ? p->m : p->k, ldb = p->tb ? p->k : p->n;
             for (int v = 0; v < 2; v++) {
                 double t0 = cpu_s();
                 for (int i = 0; i < p->reps; i++)
                     wmi_gemm_via(v ? fast : slow, p->ta, p->tb, p->m, p->n, p->k, 1.0f, a, lda,
                                  b, ldb, 0.0f, c, p->n);
                 double dt = cpu_s() - t0;
-                if (r && dt < best[v])
-                    best[v] = dt;
+                if (r && dt < best[s][v])
+                    best[s][v] = dt;
             }
-        log_ratio += log(best[0] / (best[1] > 0 ? best[1] : 1e-9));
+        }
+        if (r == 0 || r % CAL_ROUNDS)
+            continue;
+        double log_ratio = 0;
+        for (int s = 0; s < n_cal; s++)
+            log_ratio += log(best[s][0] / (best[s][1] > 0 ? best[s][1] : 1e-9));
+        ratio = exp(log_ratio / n_cal);
+        if (ratio > threshold * CAL_CLEAR || ratio < threshold / CAL_CLEAR)
+            break;
     }
-    return exp(log_ratio / n_cal);
+    return ratio;
 }
 
 /* A route replaces the stable default (plain) only when the default takes
- * DECISIVE times as long: 1.5 lies inside the split's gap (0.97-1.00 against
- * 2.6-3.0) with room of 1.3x and more on either side, so timing noise does
- * not move the choice, and the timings are by thread CPU time, so a loaded
- * machine's other processes do not either. Each own form is measured against
- * the BLAS route chosen before it, on every core with AVX2, and taken above
- * OWN_DECISIVE: in 126 fresh processes on Zen 4 (1 and 2 OpenBLAS threads,
- * the machine shared) BLAS/own was 0.61-0.76 for the rows and dot forms and
- * 1.43-1.94 for the rank form against the Cooperlake kernels' split, and
- * 2.4-4.3 for every form against the Haswell and Zen kernels; 1.15 leaves
- * 1.5x below and 1.24x above it. The one-row sgemm for a
+ * DECISIVE times as long: 1.5 lies inside the split's gap (0.86-1.13
+ * against 2.5-4.3 in 1000+ processes) with room of 1.3x and more on either
+ * side, so timing noise does not move the choice, and the timings are by
+ * thread CPU time, so a loaded machine's other processes do not either.
+ * Each own form is measured against the BLAS route chosen before it, on
+ * every core with AVX2, and taken above its own threshold, set between the
+ * populations of BLAS/own measured in fresh processes on Zen 4 (300-1000
+ * per setting, 1 and 2 OpenBLAS threads, the machine loaded by other
+ * benchmarks; calibration operands 64-byte aligned):
+ *   form       Cooperlake kernels   AVX2 kernels forced   threshold
+ *   rank       1.35-1.94            1.8 and more          1.15
+ *   rows       0.73-1.20            2.6 and more          1.5
+ *   dot        0.72-1.09            3.8 and more          1.5
+ *   dot-wide   0.60-0.92            1.33 and more         1.15
+ *   rows-wide  0.61-1.37            1.23 and more         1.0 after dot-wide
+ * The rows-wide populations overlap (a process's placement moves the BLAS's
+ * time by up to 1.37x), so that form follows the dot-wide decision and is
+ * taken only where it is also not slower. The rank, rows and rows-wide
+ * forms give OpenBLAS's bits for alpha = 1 (each output one FMA chain over
+ * k in order), the dot forms do not. The one-row sgemm for a
  * gemv pays through the same small kernels as the split (7.5 vs 8.1 us for
  * 256x784 on Cooperlake, docs/performance.md): too small a gain to measure
  * decisively on its own, so it follows the split's measurement. */
 #define DECISIVE 1.5
-#define OWN_DECISIVE 1.15
 
 static struct {
     int gemm_route, gemv_route;
@@ -243,18 +290,18 @@ static void table_init(void)
     const char *env = getenv("WM_GEMM_ROUTE"), *isa_env = getenv("WM_GEMM_ISA");
     /* an AVX2 core's choice on a wider one: the own kernels kept to AVX2,
      * measured so as well */
-    const int isa = isa_env && !strcmp(isa_env, "avx2") ? WMI_ROUTE_OWN_AVX2 : 0;
+    const int isa = isa_env && !strcasecmp(isa_env, "avx2") ? WMI_ROUTE_OWN_AVX2 : 0;
     int split = 0, own = 0;
     const int n_forms = (int)(sizeof OWN_FORMS / sizeof *OWN_FORMS);
-    if (env && !strcmp(env, "bare")) {      /* the BLAS as called before issue 15 */
+    if (env && !strcasecmp(env, "bare")) {      /* the BLAS as called before issue 15 */
         table.gemm_route = table.gemv_route = 0;
         return;
     }
-    if (env && !strcmp(env, "split"))
+    if (env && !strcasecmp(env, "split"))
         split = 1;
-    else if (env && !strcmp(env, "own"))
+    else if (env && !strcasecmp(env, "own"))
         own = wmi_small_gemm_available() ? WMI_ROUTE_OWN : 0;
-    else if (!(env && !strcmp(env, "plain"))) {
+    else if (!(env && !strcasecmp(env, "plain"))) {
         size_t na = 0, nb = 0, nc = 0;       /* the largest operands measured */
         for (int f = -1; f < n_forms; f++) {
             const shape *cal = f < 0 ? SPLIT_CAL : OWN_FORMS[f].cal;
@@ -276,13 +323,17 @@ static void table_init(void)
             for (size_t i = 0; i < na + nb + nc; i++)   /* small, varied, finite values */
                 mem[i] = (float)((int)(i * 2654435761u % 2001u) - 1000) * 1e-3f;
             table.ratio[0] = time_ratio(SPLIT_CAL, (int)(sizeof SPLIT_CAL / sizeof *SPLIT_CAL),
-                                        WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO, a, b, c);
+                                        WMI_ROUTE_ZERO, WMI_ROUTE_SPLIT | WMI_ROUTE_ZERO, a, b, c,
+                                        DECISIVE);
             split = table.ratio[0] > DECISIVE;
             int blas = WMI_ROUTE_ZERO | (split ? WMI_ROUTE_SPLIT : 0);
             for (int f = 0; f < n_forms && wmi_small_gemm_available(); f++) {
-                table.ratio[1 + f] = time_ratio(OWN_FORMS[f].cal, OWN_FORMS[f].n_cal, blas,
-                                                blas | OWN_FORMS[f].route | isa, a, b, c);
-                own |= table.ratio[1 + f] > OWN_DECISIVE ? OWN_FORMS[f].route : 0;
+                if (OWN_FORMS[f].needs && !(own & OWN_FORMS[f].needs))
+                    continue;                  /* not measured: ratio 0 */
+                double r = time_ratio(OWN_FORMS[f].cal, OWN_FORMS[f].n_cal, blas,
+                                      blas | OWN_FORMS[f].route | isa, a, b, c, OWN_FORMS[f].threshold);
+                table.ratio[OWN_FORMS[f].slot] = r;
+                own |= r > OWN_FORMS[f].threshold ? OWN_FORMS[f].route : 0;
             }
             free(mem);
         }

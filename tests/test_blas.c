@@ -290,6 +290,30 @@ static void test_own_avx2_bit_runs_avx2(void **state)
     }
 }
 
+/* The process's route table is consistent: the wide rows form only after
+ * the wide dot form (blas.c: its populations overlap, it follows dot-wide),
+ * its ratio measured only then, and every taken form measured faster. */
+static void test_route_table_is_consistent(void **state)
+{
+    (void)state;
+    int g;
+    double r[WMI_ROUTE_RATIOS];
+    wmi_gemm_routes(&g, NULL, r);
+    print_message("routes %d, ratios split %.2f rank %.2f rows %.2f dot %.2f rows-wide %.2f dot-wide %.2f\n",
+                  g, r[0], r[1], r[2], r[3], r[4], r[5]);
+    if (g & WMI_ROUTE_OWN_ROWS_WIDE)
+        assert_true(g & WMI_ROUTE_OWN_DOT_WIDE);
+    if (getenv("WM_GEMM_ROUTE"))
+        return;                              /* pinned: nothing measured */
+    if (!(g & WMI_ROUTE_OWN_DOT_WIDE))
+        assert_true(r[4] == 0.0);
+    static const int bits[] = {WMI_ROUTE_OWN_RANK, WMI_ROUTE_OWN_ROWS, WMI_ROUTE_OWN_DOT,
+                               WMI_ROUTE_OWN_ROWS_WIDE, WMI_ROUTE_OWN_DOT_WIDE};
+    for (int f = 0; f < 5; f++)
+        if (g & bits[f])
+            assert_true(r[1 + f] > 1.0);
+}
+
 /* The own kernel declines both operands transposed (and writes nothing). */
 static void test_own_kernel_declines_both_transposed(void **state)
 {
@@ -457,6 +481,9 @@ static void test_route_env_pins_the_choice(void **state)
     run_child_isa("own", "avx2", out, sizeof out);
     assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
     assert_int_equal(g, WMI_ROUTE_ZERO | (wmi_small_gemm_available() ? WMI_ROUTE_OWN | WMI_ROUTE_OWN_AVX2 : 0));
+    run_child_isa("OWN", "AVX2", out, sizeof out);      /* case is ignored */
+    assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
+    assert_int_equal(g, WMI_ROUTE_ZERO | (wmi_small_gemm_available() ? WMI_ROUTE_OWN | WMI_ROUTE_OWN_AVX2 : 0));
     run_child_isa("own", "sse", out, sizeof out);
     assert_int_equal(sscanf(out, "routes %d %d", &g, &v), 2);
     assert_int_equal(g, WMI_ROUTE_ZERO | (wmi_small_gemm_available() ? WMI_ROUTE_OWN : 0));
@@ -478,6 +505,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_own_rank_and_rows_forms_agree_across_isas),
         cmocka_unit_test(test_own_form_rule),
         cmocka_unit_test(test_own_avx2_bit_runs_avx2),
+        cmocka_unit_test(test_route_table_is_consistent),
         cmocka_unit_test(test_gemv_routes_match_reference),
         cmocka_unit_test(test_route_choice_is_stable_across_processes),
         cmocka_unit_test(test_route_env_pins_the_choice),
