@@ -203,6 +203,7 @@ static inline void store_stream(float *dst, const float *src, size_t n)
 #ifdef WMI_HAVE_STREAM
     if (((uintptr_t)dst & 15) == 0) {
 #ifdef WMI_HAVE_STREAM512
+        __builtin_cpu_init();           /* idempotent; as layers/maxpool.c */
         if (__builtin_cpu_supports("avx512f")) {
             store_stream512(dst, src, n);
             return;

@@ -683,11 +683,11 @@ static void local_prefetch(const wm_optimizer *o, size_t at, size_t len)
 {
     size_t n = len < LOCAL_PF ? len : LOCAL_PF;
     for (size_t e = 0; e < n; e += 16) {
-        __builtin_prefetch(o->net->params + at + e);
+        WMI_PREFETCH(o->net->params + at + e);
         if (o->m1)
-            __builtin_prefetch(o->m1 + at + e);
+            WMI_PREFETCH(o->m1 + at + e);
         if (o->m2)
-            __builtin_prefetch(o->m2 + at + e);
+            WMI_PREFETCH(o->m2 + at + e);
     }
 }
 

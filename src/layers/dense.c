@@ -275,7 +275,7 @@ static void prefetch_block(const float *P, size_t n)
 {
     enum { MAX = 1 << 18 };         /* 1 MiB: more would only evict its own start */
     for (size_t e = 0; e < n && e < MAX; e += 16)
-        __builtin_prefetch(P + e, 0, 3);
+        WMI_PREFETCH(P + e);
 }
 
 WMI_SIMD_CLONES
