@@ -186,7 +186,7 @@ static size_t block_floats(const wm_net *net)
 /* The B-spline direct update's range (local_direct_update): floats of every
  * block at a time (a ring slot), small enough that the ring, and the range of
  * Q that the refresh reads back (K slots: 512 KiB at K = 16), stay in a
- * 1 MiB L2 while the moments pass through (16384 measured ~5% slower a
+ * 1 MiB L2 while the moments pass through (16384 measured 3-5% slower a
  * bench step on Zen 4, 65536 no faster than 16384). */
 #ifndef LOCAL_FLOATS
 #define LOCAL_FLOATS 8192
