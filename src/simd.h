@@ -20,4 +20,12 @@
 #define WMI_SIMD_CLONES
 #endif
 
+/* Ask for the cache line at p (a read, kept in every level); nothing where
+ * the compiler has no way to say it. */
+#if defined(__GNUC__)
+#define WMI_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define WMI_PREFETCH(p) ((void)(p))
+#endif
+
 #endif

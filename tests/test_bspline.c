@@ -422,7 +422,7 @@ static void test_direct_update_other_nets(void **state)
 {
     (void)state;
     wm_opt_kind kinds[] = {WM_OPT_SD, WM_OPT_MOMENTUM, WM_OPT_ADAM};
-    /* 150 x 120 = 18000 weights a point: two ranges of rows (109 + 11) */
+    /* 150 x 120 = 18000 weights a point: ranges of 54 + 54 + 12 rows (optim.c LOCAL_FLOATS 8192) */
     static const probe_layer WIDE[] = {{P_DENSE, 120, WM_ACT_TANH}, {P_DENSE, 120, WM_ACT_TANH},
                                        {P_DENSE, 3, WM_ACT_NONE}};
     /* a residual over a dropout */
