@@ -19,8 +19,9 @@
  *    products of the wide side's rows with all the thin side's rows at once.
  * The rows and dot forms also take wider products (a side up to 32: batch
  * 16-32, the last layer's 10-30 rows), a separate route each: with
- * OpenBLAS's AVX2 kernels forced on Zen 4 these ran at 37-89 GFLOP/s, the
- * own AVX2 kernels at 75-105 (docs/performance.md).
+ * OpenBLAS's AVX2 kernels forced on Zen 4 the last layer's products at
+ * batch 64 ran at 33-67% of the 2048^3 rate, the own AVX2 kernels at 61-94%
+ * (docs/performance.md, the AVX2 section).
  * Both transposed is not handled (the library never issues it). */
 #include <stddef.h>
 #include <stdint.h>
