@@ -182,7 +182,7 @@ static const shape RANK_CAL[] = {{1, 0, 64, 256, 2, 8}, {1, 0, 20, 784, 2, 8}, {
 static const shape ROWS_CAL[] = {{0, 0, 2, 256, 256, 4}, {0, 0, 2, 256, 30, 16}};
 static const shape DOT_CAL[] = {{0, 1, 256, 2, 256, 4}, {0, 1, 30, 2, 256, 16}, {0, 1, 10, 2, 256, 32}};
 static const shape ROWS_WIDE_CAL[] = {{1, 0, 10, 256, 16, 16}, {1, 0, 10, 256, 64, 4},
-                                      {0, 0, 16, 256, 10, 16}};
+                                      {0, 0, 16, 256, 10, 16}, {0, 0, 64, 256, 10, 4}};
 static const shape DOT_WIDE_CAL[] = {{0, 1, 10, 16, 256, 16}, {0, 1, 30, 16, 256, 8}, {0, 1, 10, 64, 256, 4}};
 /* Each own form: its shapes, its route bit, the BLAS/own ratio above which
  * it is taken (see OWN_DECISIVE below), a form that must have been taken

@@ -55,8 +55,9 @@ enum { WMI_SMALL_THIN = 4 };
 /* The own form (a WMI_ROUTE_OWN_* bit) a product of this shape takes, or 0:
  * RANK if B is plain and 1 <= k <= 4, else ROWS if B is plain and m <= 4,
  * else DOT if B is transposed (A plain) and m or n <= 4; else ROWS_WIDE if B
- * is plain, m <= 32 and B (k x n) at most 2^18 floats (swept once per 4
- * rows of A), else DOT_WIDE if B is transposed, the thinner side t <= 32
+ * is plain, m <= 32 and B (k x n) at most 2^18 floats, or m <= 64 and B at
+ * most 2^15 floats (swept once per 4 rows of A: the last layer's dX at
+ * batch 64, 64 x 256 x 10), else DOT_WIDE if B is transposed, the thinner side t <= 32
  * and its operand (t x k) at most 2^16 floats (kept in L2 while the other
  * streams once). */
 enum { WMI_SMALL_WIDE = 32 };

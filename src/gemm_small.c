@@ -39,7 +39,8 @@ int wmi_small_gemm_form(int trans_a, int trans_b, int m, int n, int k)
     if (trans_b && (m <= WMI_SMALL_THIN || n <= WMI_SMALL_THIN))
         return WMI_ROUTE_OWN_DOT;
     const long sweep = 1L << 18;      /* floats of the operand swept per block */
-    if (!trans_b && k >= 1 && m <= WMI_SMALL_WIDE && (long)k * n <= sweep)
+    if (!trans_b && k >= 1 &&
+        ((m <= WMI_SMALL_WIDE && (long)k * n <= sweep) || (m <= 2 * WMI_SMALL_WIDE && (long)k * n <= sweep / 8)))
         return WMI_ROUTE_OWN_ROWS_WIDE;
     const int thin = m < n ? m : n;   /* the dot form's Y, kept in L2 */
     if (trans_b && k >= 1 && thin <= WMI_SMALL_WIDE && (long)k * thin <= sweep / 4)

@@ -143,7 +143,7 @@ static void test_routes_match_reference_at_mlp_shapes(void **state)
         /* the wide forms' shapes at batch 16 and 64, and just past their bounds */
         {1, 0, 10, 256, 16},  {1, 0, 30, 256, 64}, {0, 0, 16, 256, 30}, {0, 1, 10, 16, 256},
         {0, 1, 30, 64, 256},  {0, 1, 64, 20, 256}, {1, 0, 33, 256, 16}, {0, 1, 33, 33, 256},
-        {0, 1, 20, 65, 256}};
+        {0, 1, 20, 65, 256},  {0, 0, 64, 256, 10}, {0, 0, 64, 256, 30}, {1, 0, 65, 256, 16}};
     uint64_t st = 12;
     for (int r = -1; r < N_ROUTES; r++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
@@ -237,14 +237,20 @@ static void test_own_form_rule(void **state)
     assert_int_equal(wmi_small_gemm_form(1, 0, 4, 256, 16), WMI_ROUTE_OWN_ROWS);
     assert_int_equal(wmi_small_gemm_form(0, 1, 768, 2, 784), WMI_ROUTE_OWN_DOT);
     assert_int_equal(wmi_small_gemm_form(0, 1, 2, 256, 784), WMI_ROUTE_OWN_DOT);
-    /* the wide forms: a side of 5-32; the rows form's B at most 2^18 floats,
-     * the dot form's thin operand at most 2^16 */
+    /* the wide forms: a side of 5-32 (the rows form's B at most 2^18
+     * floats; 33-64 rows with B at most 2^15), the dot form's thin operand
+     * at most 2^16 */
     assert_int_equal(wmi_small_gemm_form(1, 0, 16, 256, 16), WMI_ROUTE_OWN_ROWS_WIDE);
     assert_int_equal(wmi_small_gemm_form(1, 0, 5, 256, 16), WMI_ROUTE_OWN_ROWS_WIDE);
     assert_int_equal(wmi_small_gemm_form(0, 0, 32, 784, 256), WMI_ROUTE_OWN_ROWS_WIDE);
     assert_int_equal(wmi_small_gemm_form(0, 0, 32, 1024, 256), WMI_ROUTE_OWN_ROWS_WIDE);
     assert_int_equal(wmi_small_gemm_form(0, 0, 32, 1024, 257), 0);
-    assert_int_equal(wmi_small_gemm_form(1, 0, 33, 256, 16), 0);
+    assert_int_equal(wmi_small_gemm_form(1, 0, 33, 256, 16), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 64, 256, 10), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 64, 256, 128), WMI_ROUTE_OWN_ROWS_WIDE);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 64, 256, 129), 0);
+    assert_int_equal(wmi_small_gemm_form(0, 0, 33, 784, 256), 0);
+    assert_int_equal(wmi_small_gemm_form(1, 0, 65, 256, 16), 0);
     assert_int_equal(wmi_small_gemm_form(0, 1, 16, 16, 3), WMI_ROUTE_OWN_DOT_WIDE);
     assert_int_equal(wmi_small_gemm_form(0, 1, 10, 64, 256), WMI_ROUTE_OWN_DOT_WIDE);
     assert_int_equal(wmi_small_gemm_form(0, 1, 768, 16, 784), WMI_ROUTE_OWN_DOT_WIDE);
