@@ -173,9 +173,9 @@ static double cpu_s(void)
  *    wider dW blocks gain less, 1.2-1.3x, and made the choice noisy).
  *    tests/bench/gemm_shapes.c has the figures on Zen 4 with OpenBLAS's
  *    Cooperlake and Haswell kernels.
- * Each route is timed CAL_ROUNDS times, alternating, after a warm-up round;
- * the fastest time of each counts; the ratio is the geometric mean over the
- * shapes. */
+ * Each route is timed CAL_ROUNDS times (more near a threshold: time_ratio),
+ * alternating, after a warm-up round; the fastest time of each counts; the
+ * ratio is the geometric mean over the shapes. */
 typedef struct { int ta, tb, m, n, k, reps; } shape;
 static const shape SPLIT_CAL[] = {{0, 1, 768, 2, 128, 4}, {0, 1, 1024, 2, 128, 4}};
 static const shape RANK_CAL[] = {{1, 0, 64, 256, 2, 8}, {1, 0, 20, 784, 2, 8}, {1, 0, 10, 256, 2, 32}};
@@ -185,9 +185,9 @@ static const shape ROWS_WIDE_CAL[] = {{1, 0, 10, 256, 16, 16}, {1, 0, 10, 256, 6
                                       {0, 0, 16, 256, 10, 16}, {0, 0, 64, 256, 10, 4}};
 static const shape DOT_WIDE_CAL[] = {{0, 1, 10, 16, 256, 16}, {0, 1, 30, 16, 256, 8}, {0, 1, 10, 64, 256, 4}};
 /* Each own form: its shapes, its route bit, the BLAS/own ratio above which
- * it is taken (see OWN_DECISIVE below), a form that must have been taken
- * first (0: none), and its slot in wmi_gemm_routes' ratios. Measured in
- * this order. */
+ * it is taken (the measured populations behind each: the table above
+ * DECISIVE, below), a form that must have been taken first (0: none), and
+ * its slot in wmi_gemm_routes' ratios. Measured in this order. */
 static const struct {
     const shape *cal;
     int n_cal, route;
