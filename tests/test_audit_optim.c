@@ -30,6 +30,8 @@
  * gradient's float error, which test_audit_grad bounds by 2e-5 of the
  * gradient's largest entry, dg = 2e-5 max|g|. An entry's error is then
  *   3 ulp(q) (the float store of q - s u and the rule's own rounding)
+ *   + s 3u (the terms u sums: g, wd q, mu v; Adam 4 |u|: float rounds each
+ *     partial sum relative to its terms, which can exceed u)
  *   + s |du/dg| dg, |du/dg| = 1 (SD, momentum) or (1-b1)/bc1 / (sqrt(v^)+eps) (Adam)
  * and with a volume budget the step's scale has the relative error of |u|,
  * ~dg / |g|. Moments: the same dg (momentum v, Adam m) and 2|g|dg (Adam v).
@@ -179,7 +181,8 @@ static void check_run(const arch *A, const am *M, bmode bm, const setting *S)
            *m1 = calloc(np, sizeof(double)), *m2 = calloc(np, sizeof(double)),
            *P0 = malloc(np * sizeof(double)), *P1 = malloc(np * sizeof(double)),
            *dq = malloc(np * sizeof(double)), *dP = malloc(np * sizeof(double)),
-           *Gd = malloc(np * sizeof(double)), *tolu = malloc(np * sizeof(double));
+           *Gd = malloc(np * sizeof(double)), *tolu = malloc(np * sizeof(double)),
+           *mag = calloc(np, sizeof(double));
     float *st = malloc((sl + 1) * sizeof(float));
     uint64_t rng = 99 + (uint64_t)bm * 13;
     float clip = 0;
@@ -224,19 +227,25 @@ static void check_run(const arch *A, const am *M, bmode bm, const setting *S)
         double bc1 = 1 - pow(cfg.beta1, t), bc2 = 1 - pow(cfg.beta2, t), uu = 0, dg = 2e-5 * gmax * gs;
         for (size_t j = 0; j < np; j++) {
             double gj = gs * g[j];
+            /* tolu: dg's effect plus 3 roundings of the terms u sums (float
+             * rounds each partial sum relative to its terms, not to u);
+             * mag: the same for the first moment */
+            double wq = fabs(cfg.weight_decay * q0[j]);
             if (S->kind == WM_OPT_SD) {
                 u[j] = gj + cfg.weight_decay * q0[j];
-                tolu[j] = dg;
+                tolu[j] = dg + 1.8e-7 * (fabs(gj) + wq);
             } else if (S->kind == WM_OPT_MOMENTUM) {
+                mag[j] = 1.8e-7 * (fabs(cfg.momentum * m1[j]) + fabs(gj) + wq);
                 m1[j] = cfg.momentum * m1[j] + gj + cfg.weight_decay * q0[j];
                 u[j] = m1[j];
-                tolu[j] = dg;
+                tolu[j] = dg + mag[j];
             } else {
+                mag[j] = 1.8e-7 * (fabs(cfg.beta1 * m1[j]) + fabs((1 - cfg.beta1) * gj));
                 m1[j] = cfg.beta1 * m1[j] + (1 - cfg.beta1) * gj;
                 m2[j] = cfg.beta2 * m2[j] + (1 - cfg.beta2) * gj * gj;
                 double den = sqrt(m2[j] / bc2) + cfg.eps;
                 u[j] = (m1[j] / bc1) / den + cfg.weight_decay * q0[j];
-                tolu[j] = fmin(dg * (1 - cfg.beta1) / bc1 / den, 2.0 / bc1);
+                tolu[j] = fmin(dg * (1 - cfg.beta1) / bc1 / den, 2.0 / bc1) + 1.8e-7 * (4 * fabs(u[j]) + wq);
             }
             uu += u[j] * u[j];
         }
@@ -260,7 +269,7 @@ static void check_run(const arch *A, const am *M, bmode bm, const setting *S)
         /* the moments */
         WM_OK_OR_FAIL(wm_optimizer_get_state(opt, st, sl));
         for (size_t j = 0; S->kind != WM_OPT_SD && j < np; j++) {
-            double tol1 = 3 * 6e-8 * fabs(m1[j]) + dg * (S->kind == WM_OPT_ADAM ? 1 - cfg.beta1 : 1.0);
+            double tol1 = mag[j] + dg * (S->kind == WM_OPT_ADAM ? 1 - cfg.beta1 : 1.0);
             if (!(fabs(st[j] - m1[j]) <= tol1))
                 fail_msg("%s: first moment %zu = %.9g, the rule gives %.9g", what, j, st[j], m1[j]);
             if (S->kind == WM_OPT_ADAM) {
@@ -290,7 +299,9 @@ static void check_run(const arch *A, const am *M, bmode bm, const setting *S)
             off += len;
         }
         if (cfg.volume > 0) {
-            for (size_t j = 0; j < np; j++) dP[j] = P1[j] - P0[j];
+            /* dP = L^-T dQ in double from the Q the library holds (float P
+             * read back loses digits where |P| >> |dP|, at high degrees) */
+            kron(&r, LinvT, gr.K, dq, dP);
             kron(&r, gr.G, gr.K, dP, Gd);
             double v = 0;
             for (size_t j = 0; j < np; j++) v += dP[j] * Gd[j];
@@ -307,7 +318,7 @@ static void check_run(const arch *A, const am *M, bmode bm, const setting *S)
         wm_net_free(cl);
     }
     free(x), free(q0), free(u), free(m1), free(m2), free(P0), free(P1), free(dq), free(dP), free(Gd),
-        free(tolu), free(st);
+        free(tolu), free(mag), free(st);
     ar_free(&r);
     wm_optimizer_free(opt);
     wm_net_free(net);
