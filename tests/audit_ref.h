@@ -181,6 +181,7 @@ typedef struct {
     const float *fkey;
     int fn;
     double feat[16][64];
+    float lo[8], hi[8];           /* the net's context range per coordinate */
 } aref;
 
 static inline int al_has_params(al_kind k)
@@ -289,6 +290,8 @@ static inline void ar_load(aref *r, const wm_net *net, const arch *A, const am *
     r->A = A, r->M = M, r->concat = concat, r->loss = loss;
     r->K = wm_manifold_n_basis(wm_net_manifold(net));
     r->dim = wm_manifold_dim(wm_net_manifold(net));
+    for (int d = 0; d < r->dim; d++)
+        WM_OK_OR_FAIL(wm_net_context_range(net, d, &r->lo[d], &r->hi[d]));
     if (concat) {
         double f[64];
         float s0[8] = {0};
@@ -560,8 +563,12 @@ static inline double ar_loss(aref *r, const wm_manifold *m, int n, const float *
 {
     if (r->concat && (r->fkey != s || r->fn != n)) {
         assert_true(n <= 16);
-        for (int i = 0; i < n; i++)
-            assert_int_equal(am_features(r->M, s + (size_t)i * r->dim, r->feat[i]), r->nf);
+        for (int i = 0; i < n; i++) {
+            float u[8];                           /* features of the basis' own coordinates */
+            for (int d = 0; d < r->dim; d++)
+                u[d] = (float)(((double)s[(size_t)i * r->dim + d] - r->lo[d]) / ((double)r->hi[d] - r->lo[d]));
+            assert_int_equal(am_features(r->M, u, r->feat[i]), r->nf);
+        }
         r->fkey = s, r->fn = n;
     }
     ar_plain q;

@@ -88,8 +88,9 @@ static double g_worst;            /* the largest err / tolerance seen, for the l
 /* One case: gradient, loss and outputs against the reference. */
 static void check_case(const arch *A, const am *M, wm_conditioning cond, ctx_mode ctx, wm_loss loss)
 {
-    /* a context range in user units on the mixed MSE batches of manifold nets */
-    int ranged = cond == WM_COND_MANIFOLD && ctx == CTX_MIXED && loss == WM_LOSS_MSE;
+    /* a context range in user units on the mixed MSE batches (a concat net's
+     * features are those of the basis' own coordinates (s - lo) / (hi - lo)) */
+    int ranged = ctx == CTX_MIXED && loss == WM_LOSS_MSE;
     wm_net *net = ar_build_net_ex(A, M, cond, loss, ranged);
     ar_randomise(net, 0.6, 1000 + (uint64_t)ctx * 7 + (uint64_t)loss);
     const wm_manifold *m = wm_net_manifold(net);
@@ -103,9 +104,9 @@ static void check_case(const arch *A, const am *M, wm_conditioning cond, ctx_mod
     wm_optimizer *opt;
     wm_opt_config cfg = wm_opt_default(WM_OPT_SD);
     WM_OK_OR_FAIL(wm_optimizer_create(&opt, net, &cfg));
-    float lloss, eloss;
+    float lloss, eloss, acc;
     WM_OK_OR_FAIL(wm_grad(opt, &b, &lloss));
-    WM_OK_OR_FAIL(wm_evaluate(net, &b, &eloss, NULL));
+    WM_OK_OR_FAIL(wm_evaluate(net, &b, &eloss, &acc));
     size_t np;
     const float *gq0 = wm_grad_buffer(opt, &np);
     /* on images, the gradient of each conv strategy (a mixed batch runs
@@ -133,6 +134,21 @@ static void check_case(const arch *A, const am *M, wm_conditioning cond, ctx_mod
     double *yp = malloc(sizeof(double) * (size_t)d.n * mo), *yw = malloc(sizeof(double) * (size_t)d.n * mo);
     ar_loss(&r, m, d.n, d.x, d.s, labels, targets, yp, NULL);
     ar_loss(&r, m, d.n, d.x, d.s, labels, targets, yw, net);
+    /* accuracy: the argmax of the outputs against the label, or under MSE
+     * the target's argmax (outputs of random nets have no near-ties here:
+     * a tie within float rounding would be reported, not hidden) */
+    int hits = 0;
+    for (int i = 0; i < d.n; i++) {
+        int ay = 0, at = 0;
+        for (int j = 1; j < mo; j++) {
+            if (yp[i * mo + j] > yp[i * mo + ay]) ay = j;
+            if (d.targets[i * mo + j] > d.targets[i * mo + at]) at = j;
+        }
+        hits += ay == (loss == WM_LOSS_SOFTMAX_CE ? d.labels[i] : at);
+    }
+    if (acc != (float)hits / d.n)
+        fail_msg("%s on %s cond %d ctx %d: wm_evaluate accuracy %g, reference %d of %d", A->name, M->name, cond,
+                 ctx, acc, hits, d.n);
     for (int sti = 0; sti < nstrat; sti++) {
         WM_OK_OR_FAIL(wm_net_set_conv_strategy(net, (wm_conv_strategy)sti));
         WM_OK_OR_FAIL(wm_infer(net, d.x, d.s, d.n, y));

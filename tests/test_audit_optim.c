@@ -19,7 +19,9 @@
  * update; shared 4 and 40: one W(s); mixed 5: stacked or local; mixed 40:
  * beyond the direct path's rows) x settings (SD, momentum and Adam, with and
  * without weight decay, clipping that bites, a volume budget), three steps
- * each, the state carried by the library and compared every step.
+ * each (the last after wm_optimizer_set_lr halves the rate: momentum's new
+ * lr applies to the whole velocity), the state carried by the library and
+ * compared every step.
  *
  * The gradient g of a step is wm_grad's on a clone of the net taken just
  * before it (checked against finite differences by test_audit_grad.c); the
@@ -212,6 +214,10 @@ static void check_run(const arch *A, const am *M, bmode bm, const setting *S)
             WM_OK_OR_FAIL(wm_optimizer_set_clip_norm(opt, clip));
         }
         double gs = clip > 0 && gg > (double)clip * clip ? clip / sqrt(gg) : 1.0;
+        if (step == 2) {                  /* a schedule: the new lr applies to the whole step */
+            cfg.lr *= 0.5f;
+            WM_OK_OR_FAIL(wm_optimizer_set_lr(opt, cfg.lr));
+        }
         /* the library's state before the step */
         const float *qf = wm_net_params(net, NULL);
         for (size_t j = 0; j < np; j++) q0[j] = qf[j];
