@@ -146,19 +146,33 @@ static double coarse(const problem *pr, const wm_manifold *m, int dim, const flo
     return best;
 }
 
+/* The objective at the coordinate-wise search's starting point. */
+static double start_value(const problem *pr, int dim, const float *lo, const float *hi, const int *per, int sample)
+{
+    float s[N * 3];
+    double f[N], v = 0;
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < dim; d++) s[i * dim + d] = per[d] ? lo[d] : (float)(lo[d] + 0.5 * (hi[d] - lo[d]));
+    objective_at(pr, s, N, f);
+    if (sample >= 0)
+        return f[sample];
+    for (int i = 0; i < N; i++) v += f[i];
+    return v / N;
+}
+
 static void check_case(const am *M, wm_conditioning cond, int ranged, objective obj, int shared)
 {
     wm_loss loss = obj == OBJ_TARGETS ? WM_LOSS_MSE : WM_LOSS_SOFTMAX_CE;
     wm_net *net = ar_build_net_ex(&NET, M, cond, loss, ranged);
     ar_randomise(net, 0.5, 555 + (uint64_t)obj);
     const wm_manifold *m = wm_net_manifold(net);
-    int dim = wm_manifold_dim(m), per[2];
-    float lo[2], hi[2];
+    int dim = wm_manifold_dim(m), per[3];
+    float lo[3], hi[3];
     for (int d = 0; d < dim; d++) {
         WM_OK_OR_FAIL(wm_net_context_range(net, d, &lo[d], &hi[d]));
         per[d] = wm_manifold_periodic(m, d);
     }
-    float x[N * 4], targets[N * 3], s_out[N * 2], loss_out[N];
+    float x[N * 4], targets[N * 3], s_out[N * 3], loss_out[N];
     int32_t labels[N];
     uint64_t st = 9 + (uint64_t)obj * 3 + (uint64_t)shared;
     tu_fill(x, N * 4, -1, 1, &st);
@@ -177,7 +191,7 @@ static void check_case(const am *M, wm_conditioning cond, int ranged, objective 
                 fail_msg("%s: s_out[%d][%d] = %.9g outside [%g, %g%c", what, i, d, v, lo[d], hi[d], per[d] ? ')' : ']');
         }
     /* honest: loss_out is the objective at s_out */
-    float s_all[N * 2];
+    float s_all[N * 3];
     double f[N];
     for (int i = 0; i < N; i++) memcpy(s_all + i * dim, s_out + (shared ? 0 : i) * dim, sizeof(float) * dim);
     objective_at(&pr, s_all, N, f);
@@ -192,7 +206,9 @@ static void check_case(const am *M, wm_conditioning cond, int ranged, objective 
         if (fabs(loss_out[i] - want) > 1e-5 * (1 + fabs(want)))
             fail_msg("%s: loss_out[%d] = %.9g, the objective at s_out is %.9g", what, i, loss_out[i], want);
         /* the documented grid's best: the search starts there and only improves */
-        double gbest = coarse(&pr, m, dim, lo, hi, per, shared ? -1 : i);
+        /* dim 3: the coordinate-wise search starts at the domain's centre
+         * (periodic coordinates at 0) and only improves on it */
+        double gbest = dim <= 2 ? coarse(&pr, m, dim, lo, hi, per, shared ? -1 : i) : start_value(&pr, dim, lo, hi, per, shared ? -1 : i);
         if (!(loss_out[i] <= gbest + 1e-6 * (1 + fabs(gbest))))
             fail_msg("%s: lane %d: the search found %.9g, worse than its own grid's best %.9g", what, i,
                      loss_out[i], gbest);
@@ -200,7 +216,7 @@ static void check_case(const am *M, wm_conditioning cond, int ranged, objective 
          * a grid spacing away (golden section ends 1.3e-4 spacings from it) */
         for (int d = 0; d < dim; d++)
             for (int sg = -1; sg <= 1; sg += 2) {
-                float sp[N * 2];
+                float sp[N * 3];
                 memcpy(sp, s_all, sizeof sp);
                 double hd = (hi[d] - lo[d]) / (8.0 * resolution(M, d)) / 64.0, v = 0;
                 for (int j = 0; j < N; j++) {
@@ -229,6 +245,8 @@ static void check_case(const am *M, wm_conditioning cond, int ranged, objective 
             }
         /* the brute force: the global minimum, which the search may miss
          * only where the grid does (counted, and shown in the log) */
+        if (dim > 2)
+            continue;                             /* no brute force in 3-D */
         double best = brute(&pr, dim, lo, hi, per, shared ? -1 : i);
         g_lanes++;
         if (!(loss_out[i] <= best + 1e-5 * (1 + fabs(best)))) {
@@ -238,12 +256,26 @@ static void check_case(const am *M, wm_conditioning cond, int ranged, objective 
         }
     }
     if (shared && obj == OBJ_LABELS) {
-        float s1[2];
+        float s1[3];
         WM_OK_OR_FAIL(wm_infer_context(net, x, labels, N, s1));
         if (memcmp(s1, s_out, sizeof(float) * dim))
             fail_msg("%s: wm_infer_context %.9g, wm_infer_context_batch %.9g", what, s1[0], s_out[0]);
     }
     wm_net_free(net);
+}
+
+/* dim 3: a line x (line x circle) product, searched coordinate-wise (its
+ * full grid, 9 x 9 x 8, exceeds the full-grid limit of dim 2) */
+static const am AM_CYL_ = {"cylinder", AM_PRODUCT, 0, 0, 0, &AM_LINE_, &AM_CIRCLE_};
+static const am AM_3D = {"line x cylinder", AM_PRODUCT, 0, 0, 0, &AM_LINE_, &AM_CYL_};
+
+static void test_audit_context_3d(void **st)
+{
+    (void)st;
+    for (int cond = 0; cond < 2; cond++)
+        for (int obj = OBJ_LABELS; obj <= OBJ_ENTROPY; obj++)
+            for (int shared = 0; shared < 2; shared++)
+                check_case(&AM_3D, (wm_conditioning)cond, (cond + obj + shared) % 2, (objective)obj, shared);
 }
 
 static void test_audit_context(void **st)
@@ -266,6 +298,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_audit_context),
+        cmocka_unit_test(test_audit_context_3d),
     };
     return cmocka_run_group_tests_name("audit: context inference", tests, NULL, NULL);
 }
