@@ -165,7 +165,7 @@ static void check_case(const arch *A, const am *M, wm_conditioning cond, ctx_mod
         WM_OK_OR_FAIL(wm_manifold_gram(m, G));
         tu_cholesky(G, L, K);
     }
-    enum { PER_BLOCK = 6 };      /* entries checked per (layer, part, basis point) */
+    enum { PER_BLOCK = 4 };      /* entries checked per (layer, part, basis point) */
     double berr[AR_MAXL][2], bscale[AR_MAXL][2], gscale = 0;
     size_t off = 0;
     for (int l = 0; l < A->nl; l++) {
