@@ -177,6 +177,8 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(STLIB) $(BLAS_STAMP) | $(BUILD)/t
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_LIBS) $(LDFLAGS_SAN)
 $(BUILD)/tests:
 	@mkdir -p $@
+# The correctness audit's suites share their reference.
+$(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_audit_*.c)): tests/audit_ref.h
 
 # Fragments append their own runners to TEST_EXTRA.
 TEST_EXTRA :=

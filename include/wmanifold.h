@@ -808,8 +808,12 @@ WM_API wm_status wm_infer_context(const wm_net *net, const float *x, const int32
  * e.g. line 9 + 22 = 31, circle 8 + 22 = 30, torus 64 + 88 = 152,
  * a product of 8 lines 1 + 2*8*31 = 497. The answer is within the final
  * bracket (2 h 0.618^20 ~ 1.3e-4 h, h = 1/(8 u_d)) of a local minimum of the
- * objective along each coordinate; which minimum depends on the grid: a
- * global minimum narrower than the grid spacing can be missed.
+ * objective along the last coordinate refined (on dim >= 2 the refinement
+ * is coordinate-wise, dim or 2 sweeps, not run to convergence: along an
+ * earlier coordinate the answer is near a local minimum, not always
+ * within the bracket of it), and never worse than any point it evaluated;
+ * which minimum depends on the grid: a global minimum narrower than the
+ * grid spacing can be missed.
  * The batch is not changed; a failed call writes nothing. Thread-safe on one
  * net (uses this thread's scratch; allocates its working arrays per call).
  * Returns WM_OK, WM_EINVAL (NULL net, batch, x or s_out, n < 1, shared not 0
