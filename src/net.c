@@ -477,6 +477,8 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
         if ((st = wmi_context_check(net->m, s, -1, sw)) != WM_OK)
             return st;
         wmi_basis_hat(net->m, sw, chat);
+        if ((st = wmi_basis_values_check(net->m, chat, net->layers[layer].Kp, -1)) != WM_OK)
+            return st;
     }
     wmi_dense_materialise(&net->layers[layer], net->params, net->layers[layer].Kp, chat, w, b);
     return WM_OK;
@@ -565,22 +567,33 @@ wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, fl
     return WM_OK;
 }
 
-/* Q = L^T P: changing P_k by d changes Q_j by L_kj d for j <= k. */
-static void set_point_block(wm_net *net, int Kp, float *Qblock, size_t len, int k, const float *Pk_new)
+/* Q = L^T P: changing P_k by d changes Q_j by L_kj d for j <= k.
+ * write = 0 only checks that every new Q value is finite (a basis with
+ * large values, e.g. a custom one, has L > 1, so finite P can overflow Q)
+ * and returns the index of the first that is not, or len if all are. */
+static size_t set_point_block(wm_net *net, int Kp, float *Qblock, size_t len, int k, const float *Pk_new,
+                              int write)
 {
     const wm_manifold *m = net->m;
     for (size_t j = 0; j < len; j++) {
         double old = 0;
         if (Kp == 1) {
-            Qblock[j] = Pk_new[j];
+            if (write)
+                Qblock[j] = Pk_new[j];
             continue;
         }
         for (int i = k; i < m->K; i++)
             old += m->Linv[i * m->K + k] * Qblock[(size_t)i * len + j];
         double d = (double)Pk_new[j] - old;
-        for (int i = 0; i <= k; i++)
-            Qblock[(size_t)i * len + j] += (float)(m->L[k * m->K + i] * d);
+        for (int i = 0; i <= k; i++) {
+            float v = Qblock[(size_t)i * len + j] + (float)(m->L[k * m->K + i] * d);
+            if (write)
+                Qblock[(size_t)i * len + j] = v;
+            else if (!isfinite(v))
+                return j;
+        }
     }
+    return len;
 }
 
 wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b)
@@ -596,10 +609,18 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
     for (int j = 0; b && j < ly->rows; j++)
         if (!isfinite(b[j]))
             return wmi_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
+    size_t bad;                         /* first prove every new value finite, then write */
+    if (w && (bad = set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w, 0)) < wn)
+        return wmi_fail(WM_ENUMERIC, "wm_net_set_control_point: w[%zu] = %g overflows float in the "
+                                    "orthonormal coordinates (Q = L^T P): nothing was changed", bad, (double)w[bad]);
+    if (b && (bad = set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b, 0)) <
+                 (size_t)ly->rows)
+        return wmi_fail(WM_ENUMERIC, "wm_net_set_control_point: b[%zu] = %g overflows float in the "
+                                    "orthonormal coordinates (Q = L^T P): nothing was changed", bad, (double)b[bad]);
     if (w)
-        set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w);
+        set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w, 1);
     if (b)
-        set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
+        set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b, 1);
     wmi_net_touch(net);
     return WM_OK;
 }
