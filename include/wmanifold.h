@@ -449,13 +449,16 @@ WM_API wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, 
  * For a concat net s is ignored and may be NULL (the context columns or
  * channels are the last ones of the first layer's w). Either output may be
  * NULL. Returns WM_OK, WM_EINVAL (bad arguments, a layer without parameters),
- * WM_ESTATE (not initialised). */
+ * WM_ENUMERIC (a weight at s does not fit in float: parameters too large;
+ * nothing written), WM_ESTATE (not initialised). */
 WM_API wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b);
 
 /** Control point P_k (k in 0..K-1) of layer `layer`, in the paper's
  * coordinates: w is n_out x n_in, b n_out; W(s) = sum_k c_k(s) P_k.
  * Either output may be NULL. A concat net has K = 1.
- * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised). */
+ * Returns WM_OK, WM_EINVAL, WM_ENUMERIC (an entry of P_k = (L^-T Q)_k does not
+ * fit in float: parameters too large; nothing written), WM_ESTATE (not
+ * initialised). */
 WM_API wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b);
 
 /** Overwrite control point P_k of a layer (either input may be NULL to keep

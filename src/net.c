@@ -1,5 +1,6 @@
 /* net.c -- building a network: layers, loss, initialisation, and the views
  * of its parameters in the paper's coordinates (W(s), P_k). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +457,21 @@ wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
     return WM_OK;
 }
 
+/* The first j in 0..len-1 at which sum_k c_k Q[k len + j] could overflow
+ * float when summed in float in any order (sum_k |c_k Q_kj| >= FLT_MAX), or
+ * len if none: finite parameters can still give an Inf weight. */
+static size_t sum_overflows(const float *Q, size_t len, int Kp, const float *c)
+{
+    for (size_t j = 0; j < len; j++) {
+        double bound = 0;
+        for (int k = 0; k < Kp; k++)
+            bound += fabs((double)c[k] * Q[(size_t)k * len + j]);
+        if (!(bound < FLT_MAX))
+            return j;
+    }
+    return len;
+}
+
 wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b)
 {
     wm_status st = check_layer(net, layer, __func__);
@@ -480,7 +496,15 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
         if ((st = wmi_basis_values_check(net->m, chat, net->layers[layer].Kp, -1)) != WM_OK)
             return st;
     }
-    wmi_dense_materialise(&net->layers[layer], net->params, net->layers[layer].Kp, chat, w, b);
+    const wm_layer *ly = &net->layers[layer];
+    size_t wn = (size_t)ly->rows * ly->cols, nb = (size_t)ly->rows;
+    size_t bw = w ? sum_overflows(net->params + ly->w_off, wn, ly->Kp, chat) : wn;
+    size_t bb = b ? sum_overflows(net->params + ly->b_off, nb, ly->Kp, chat) : nb;
+    if (bw < wn || bb < nb)
+        return wmi_fail(WM_ENUMERIC, "wm_net_weights_at: %s[%zu] of layer %d at this context does not fit in "
+                                    "float (the parameters are too large): nothing was written",
+                        bw < wn ? "w" : "b", bw < wn ? bw : bb, layer);
+    wmi_dense_materialise(ly, net->params, ly->Kp, chat, w, b);
     return WM_OK;
 }
 
@@ -554,14 +578,35 @@ static wm_status check_point(const wm_net *net, int layer, int k, const char *fn
     return WM_OK;
 }
 
+/* The first j at which wmi_q_to_p's P_k[j] would not fit in float, or len. */
+static size_t p_overflows(const wm_net *net, int Kp, const float *Qblock, size_t len, int k)
+{
+    const wm_manifold *m = net->m;
+    if (Kp == 1)
+        return len;                     /* a copy of finite values */
+    for (size_t j = 0; j < len; j++) {
+        double v = 0;
+        for (int i = k; i < m->K; i++)
+            v += m->Linv[i * m->K + k] * Qblock[(size_t)i * len + j];
+        if (!isfinite((float)v))
+            return j;
+    }
+    return len;
+}
+
 wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b)
 {
     wm_status st = check_point(net, layer, k, __func__);
     if (st != WM_OK)
         return st;
     const wm_layer *ly = &net->layers[layer];
+    size_t wn = (size_t)ly->rows * ly->cols, bad;
+    if ((w && (bad = p_overflows(net, ly->Kp, net->params + ly->w_off, wn, k)) < wn) ||
+        (b && (bad = p_overflows(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k)) < (size_t)ly->rows))
+        return wmi_fail(WM_ENUMERIC, "wm_net_control_point: entry %zu of P_%d of layer %d does not fit in float "
+                                    "(P = L^-T Q; the parameters are too large): nothing was written", bad, k, layer);
     if (w)
-        wmi_q_to_p(net, ly->Kp, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
+        wmi_q_to_p(net, ly->Kp, net->params + ly->w_off, wn, k, w);
     if (b)
         wmi_q_to_p(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
     return WM_OK;

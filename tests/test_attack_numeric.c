@@ -316,6 +316,65 @@ static void test_set_control_point_that_overflows(void **state)
     wm_manifold_free(cm);
 }
 
+static void tiny_basis(const float *s, float *c, void *user)
+{
+    (void)user;
+    c[0] = 1e-4f;
+    c[1] = 1e-4f * s[0];
+}
+
+/* Defect: reading back finite parameters gave +-Inf with WM_OK: on a basis
+ * with small values (L^-1 of order 1e4) wm_net_control_point's P = L^-T Q
+ * overflowed, and wm_net_weights_at's W(s) = sum_k c_hat_k(s) Q_k did for
+ * Q near FLT_MAX. Now WM_ENUMERIC, the caller's w and b untouched. */
+static void test_readback_that_overflows(void **state)
+{
+    (void)state;
+    wm_manifold *tm, *circle = tu_manifold("circle");
+    WM_OK_OR_FAIL(wm_manifold_custom(&tm, 1, 2, NULL, tiny_basis, NULL));
+    const wm_manifold *ms[2] = {tm, circle};
+    for (int mi = 0; mi < 2; mi++) {
+        wm_net *net;
+        WM_OK_OR_FAIL(wm_net_create(&net, ms[mi], 2, WM_COND_MANIFOLD));
+        WM_OK_OR_FAIL(wm_net_dense(net, 2, WM_ACT_NONE));
+        WM_OK_OR_FAIL(wm_net_init(net, 1));
+        size_t np = wm_net_n_params(net);
+        float *q = malloc(sizeof(float) * np), w[4], b[2], s = 0.125f;
+        for (size_t j = 0; j < np; j++)
+            q[j] = mi == 0 ? 1e36f : FLT_MAX / 2;
+        WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+        for (int j = 0; j < 4; j++)
+            w[j] = -7.0f;
+        b[0] = b[1] = -7.0f;
+        if (mi == 0) {                        /* P_0 = (L^-T Q)_0 ~ 1e4 * 1e36 */
+            EXPECT_STATUS(WM_ENUMERIC, wm_net_control_point(net, 0, 0, w, b));
+            expect_msg("P_0");
+            EXPECT_STATUS(WM_ENUMERIC, wm_net_control_point(net, 0, 0, NULL, b));
+        } else {                              /* W(1/8) = Q_0 + Q_1 + Q_2 = 1.5 FLT_MAX */
+            EXPECT_STATUS(WM_ENUMERIC, wm_net_weights_at(net, 0, &s, w, b));
+            expect_msg("w[0]");
+            EXPECT_STATUS(WM_ENUMERIC, wm_net_weights_at(net, 0, &s, NULL, b));
+            expect_msg("b[0]");
+        }
+        for (int j = 0; j < 4; j++)
+            assert_true(w[j] == -7.0f);
+        assert_true(b[0] == -7.0f && b[1] == -7.0f);
+        tu_assert_unchanged(net, q);
+        /* values that fit read back finite */
+        for (size_t j = 0; j < np; j++)
+            q[j] = 1.0f;
+        WM_OK_OR_FAIL(wm_net_set_params(net, q, np));
+        WM_OK_OR_FAIL(wm_net_control_point(net, 0, 0, w, b));
+        assert_true(all_finite(w, 4) && all_finite(b, 2));
+        WM_OK_OR_FAIL(wm_net_weights_at(net, 0, &s, w, b));
+        assert_true(all_finite(w, 4) && all_finite(b, 2));
+        free(q);
+        wm_net_free(net);
+    }
+    wm_manifold_free(circle);
+    wm_manifold_free(tm);
+}
+
 /* ---- the step count at the end of uint64 ------------------------------------------ */
 
 /* Defect: Adam's bias correction used (t + 1) in uint64; a step count of
@@ -509,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_custom_basis_bad_after_creation),
         cmocka_unit_test(test_infer_outputs_that_overflow),
         cmocka_unit_test(test_set_control_point_that_overflows),
+        cmocka_unit_test(test_readback_that_overflows),
         cmocka_unit_test(test_step_count_at_uint64_max),
         cmocka_unit_test(test_divergence_every_optimizer_and_layer),
         cmocka_unit_test(test_apply_of_a_huge_finite_gradient),
