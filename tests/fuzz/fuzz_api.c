@@ -653,8 +653,10 @@ static void op_weights_at(rd *r, snapshot *sn)
     int layer = any_int(r), ni = 1, no = 1, dim = wm_net_context_dim(net);
     wm_status st = wm_net_layer_info(net, layer, &ni, &no, NULL);
     FZ_CHECK_STATUS(st, "wm_net_layer_info");
-    if (st != WM_OK)
-        ni = no = 1;                                 /* tiny buffers: any write is an overflow */
+    /* tiny buffers: any write is an overflow; a layer too large to allocate
+     * for is never initialised (MAX_PARAMS_INIT), so the call cannot write */
+    if (st != WM_OK || (size_t)ni * no > MAX_FLOATS)
+        ni = no = 1;
     float *s = malloc(sizeof(float) * (dim > 0 ? dim : 1));
     float *w = malloc(sizeof(float) * (size_t)ni * no), *b = malloc(sizeof(float) * (size_t)no);
     FZ_CHECK(s && w && b, "harness out of memory");
@@ -671,7 +673,7 @@ static void op_control_point(rd *r, snapshot *sn)
     wm_net *net = S.net[u8(r) % N_NET];
     int layer = any_int(r), k = any_int(r), ni = 1, no = 1;
     wm_status st = wm_net_layer_info(net, layer, &ni, &no, NULL);
-    if (st != WM_OK)
+    if (st != WM_OK || (size_t)ni * no > MAX_FLOATS)   /* as in op_weights_at */
         ni = no = 1;
     size_t wn = (size_t)ni * no;
     float *w = malloc(sizeof(float) * wn), *b = malloc(sizeof(float) * (size_t)no);
