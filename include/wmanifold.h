@@ -143,11 +143,16 @@ WM_API wm_status wm_manifold_product(wm_manifold **out, const wm_manifold *a, co
  * called from many threads when the net is). periodic[d] != 0 marks coordinate
  * d as periodic (NULL: none periodic). fn must not call wm_infer or
  * wm_evaluate on its own thread (they would share the caller's scratch:
- * such a call returns WM_ESTATE). The Gram matrix is computed by
+ * such a call returns WM_ESTATE), nor train the optimizer whose step calls
+ * it (wm_step, wm_grad, wm_apply, ... on it return WM_ESTATE there). The
+ * Gram matrix is computed by
  * composite Gauss-Legendre quadrature (about 2^14 evaluations, so accurate to
  * float rounding for smooth bases; kinks cost accuracy); it must be positive
  * definite (the basis functions linearly independent).
- * Needs 1 <= dim <= 4 and 1 <= n_basis <= 1024.
+ * Needs 1 <= dim <= 4 and 1 <= n_basis <= 1024. Later, the values computed
+ * from fn at each context a call is given are checked too: a NaN/Inf (or a
+ * value fn did not write, or values so large that the orthonormal
+ * coefficients overflow float) is WM_EINVAL from that call, nothing changed.
  * Returns WM_OK, WM_EINVAL (bad sizes, NULL fn, NaN/Inf from fn),
  * WM_ENUMERIC (Gram not positive definite), WM_ENOMEM. */
 typedef void (*wm_basis_fn)(const float *s, float *c, void *user);
@@ -170,7 +175,8 @@ WM_API int wm_manifold_periodic(const wm_manifold *m, int d);
 
 /** The paper's basis c(s): writes K floats to c for the context s (dim floats;
  * may be NULL when dim = 0). Periodic coordinates wrap.
- * Returns WM_OK, WM_EINVAL (NULL, NaN/Inf, non-periodic s outside [0,1]). */
+ * Returns WM_OK, WM_EINVAL (NULL, NaN/Inf, non-periodic s outside [0,1], a
+ * custom basis whose value at s is not finite). */
 WM_API wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c);
 
 /** The Gram matrix G, K x K row-major doubles, exact (closed form or exact
@@ -422,7 +428,10 @@ WM_API void wm_scratch_free(void);
  * or s (later chunks' inputs would be overwritten): an overlap is WM_EINVAL.
  * Returns WM_OK, WM_EINVAL (NULL, n < 0, NaN/Inf input or context, context
  * out of domain, out overlapping x or s), WM_ESTATE (not initialised),
- * WM_ENOMEM. */
+ * WM_ENUMERIC (an output is not finite although the inputs are: inputs or
+ * parameters too large for float; the message names it; a batch of at most
+ * 256 samples then writes nothing to out, a larger one may have written
+ * the chunks of 256 before it), WM_ENOMEM. */
 WM_API wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out);
 
 /** wm_infer with caller-owned workspace (no allocation at all, ever).
@@ -440,18 +449,23 @@ WM_API wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, 
  * For a concat net s is ignored and may be NULL (the context columns or
  * channels are the last ones of the first layer's w). Either output may be
  * NULL. Returns WM_OK, WM_EINVAL (bad arguments, a layer without parameters),
- * WM_ESTATE (not initialised). */
+ * WM_ENUMERIC (a weight at s does not fit in float: parameters too large;
+ * nothing written), WM_ESTATE (not initialised). */
 WM_API wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b);
 
 /** Control point P_k (k in 0..K-1) of layer `layer`, in the paper's
  * coordinates: w is n_out x n_in, b n_out; W(s) = sum_k c_k(s) P_k.
  * Either output may be NULL. A concat net has K = 1.
- * Returns WM_OK, WM_EINVAL, WM_ESTATE (not initialised). */
+ * Returns WM_OK, WM_EINVAL, WM_ENUMERIC (an entry of P_k = (L^-T Q)_k does not
+ * fit in float: parameters too large; nothing written), WM_ESTATE (not
+ * initialised). */
 WM_API wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b);
 
 /** Overwrite control point P_k of a layer (either input may be NULL to keep
  * that part). Returns WM_OK, WM_EINVAL (NULL net, bad index, NaN/Inf),
- * WM_ESTATE (not initialised). */
+ * WM_ENUMERIC (a value that overflows float in the internal coordinates
+ * Q = L^T P: possible when the basis takes values above 1, e.g. a custom
+ * one; nothing changed), WM_ESTATE (not initialised). */
 WM_API wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b);
 
 /** Read-only view of all parameters in the internal orthonormal coordinates,
@@ -634,7 +648,9 @@ WM_API float *wm_grad_buffer(wm_optimizer *opt, size_t *len);
  * update: nothing changed). */
 WM_API wm_status wm_apply(wm_optimizer *opt);
 
-/** Number of updates applied so far (Adam's t), 0 if opt is NULL. */
+/** Number of updates applied so far (Adam's t), 0 if opt is NULL. It
+ * saturates at UINT64_MAX (which wm_optimizer_set_state may set): training
+ * goes on with Adam's bias corrections at 1. */
 WM_API uint64_t wm_optimizer_steps(const wm_optimizer *opt);
 
 /** The net opt trains (the one given to wm_optimizer_create or returned by
@@ -742,7 +758,11 @@ typedef void (*wm_grad_ready_fn)(void *user, int layer, size_t offset, size_t le
  * or writes a block once it is reported, so the callback may read or
  * overwrite it (and earlier reported blocks), or hand them to another
  * thread or a DMA engine, until wm_apply; it must not touch the blocks not
- * yet reported, nor call the library on this optimizer or its net. ready
+ * yet reported, nor call the library on this optimizer or its net (the
+ * calls that would write the optimizer's gradient, moments or workspace,
+ * wm_step, wm_grad, wm_grad_notify, wm_apply, wm_grad_zero and
+ * wm_optimizer_set_state, return WM_ESTATE there; wm_optimizer_free there
+ * is undefined). ready
  * is called only after the batch passed every check and its loss is
  * finite: on failure it was never called. ready NULL is wm_grad.
  * batch->n = 0 (its arrays may be NULL) is allowed here, unlike wm_grad:

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "loss.h"
 #include "net.h"
+#include "pass.h"
 
 typedef enum { OBJ_CE, OBJ_MSE, OBJ_ENTROPY } objective_kind;
 
@@ -66,7 +67,7 @@ static wm_status evaluate(void *ctx, const double *s, int lanes, double *f)
     (void)lanes;
     for (int i = 0; i < n && dim > 0; i++)   /* wm_infer takes the user's units (a point: s is NULL) */
         wmi_context_to_user(o->net->m, s + (o->shared ? 0 : (size_t)i * dim), o->s_rows + (size_t)i * dim);
-    wm_status st = wm_infer(o->net, o->b->x, dim > 0 ? o->s_rows : NULL, n, o->out);
+    wm_status st = wmi_infer_raw(o->net, o->b->x, dim > 0 ? o->s_rows : NULL, n, o->out);
     if (st != WM_OK)
         return st;
     double total = 0.0;

@@ -34,6 +34,24 @@ size_t wm_infer_workspace_size(const wm_net *net, int n)
 /* Each chunk: encode, forward, then hand the outputs to `sink`. */
 typedef void (*chunk_sink)(const float *y, size_t row0, int rows, int m, void *ctx);
 
+static void copy_out(const float *y, size_t row0, int rows, int m, void *ctx)
+{
+    memcpy((float *)ctx + row0 * m, y, sizeof(float) * (size_t)rows * m);
+}
+
+/* Whether the rows x m outputs of a chunk are all finite; else a message
+ * naming the first one that is not (finite inputs can still overflow float
+ * on the way: huge inputs or parameters). */
+static wm_status check_outputs(const float *y, int64_t row0, int rows, int m)
+{
+    for (size_t j = 0; j < (size_t)rows * (size_t)m; j++)
+        if (!isfinite(y[j]))
+            return wmi_fail(WM_ENUMERIC, "wm_infer: out[%lld][%d] = %g is not finite: the inputs or the "
+                                        "parameters overflow float", (long long)(row0 + (int64_t)(j / (size_t)m)),
+                            (int)(j % (size_t)m), (double)y[j]);
+    return WM_OK;
+}
+
 static wm_status run_chunks(const wm_net *net, const float *x, const float *s, int n, void *ws,
                             size_t ws_bytes, chunk_sink sink, void *ctx)
 {
@@ -55,14 +73,12 @@ static wm_status run_chunks(const wm_net *net, const float *x, const float *s, i
                              s ? s + (size_t)r0 * dim : NULL, r, (int)r0);
         if (st != WM_OK)
             return st;
-        sink(wmi_pass_forward(net, &p, r), (size_t)r0, r, m, ctx);
+        const float *y = wmi_pass_forward(net, &p, r);
+        if (sink == copy_out && (st = check_outputs(y, r0, r, m)) != WM_OK)
+            return st;                  /* wm_infer: never a silent NaN or Inf */
+        sink(y, (size_t)r0, r, m, ctx);
     }
     return WM_OK;
-}
-
-static void copy_out(const float *y, size_t row0, int rows, int m, void *ctx)
-{
-    memcpy((float *)ctx + row0 * m, y, sizeof(float) * (size_t)rows * m);
 }
 
 /* Whether [a, a + an floats) and [b, b + bn floats) share a byte. */
@@ -106,18 +122,36 @@ wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, 
     return run_chunks(net, x, s, n, ws, ws_bytes, copy_out, out);
 }
 
-wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out)
+/* Outputs as computed, non-finite ones included (context search scores
+ * them as +Inf and moves on). */
+static void copy_out_raw(const float *y, size_t row0, int rows, int m, void *ctx)
 {
-    wm_status st = check_infer_args(net, x, s, n, out, __func__);
+    copy_out(y, row0, rows, m, ctx);
+}
+
+static wm_status infer_scratch(const wm_net *net, const float *x, const float *s, int n, float *out,
+                               chunk_sink sink, const char *fn)
+{
+    wm_status st = check_infer_args(net, x, s, n, out, fn);
     if (st != WM_OK || n == 0)
         return st;
     size_t bytes = wm_infer_workspace_size(net, n);
     void *ws;
-    if ((st = wmi_scratch_acquire(bytes, &ws, __func__)) != WM_OK)
+    if ((st = wmi_scratch_acquire(bytes, &ws, fn)) != WM_OK)
         return st;
-    st = run_chunks(net, x, s, n, ws, bytes, copy_out, out);
+    st = run_chunks(net, x, s, n, ws, bytes, sink, out);
     wmi_scratch_release();
     return st;
+}
+
+wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out)
+{
+    return infer_scratch(net, x, s, n, out, copy_out, __func__);
+}
+
+wm_status wmi_infer_raw(const wm_net *net, const float *x, const float *s, int n, float *out)
+{
+    return infer_scratch(net, x, s, n, out, copy_out_raw, "wm_infer");
 }
 
 typedef struct {

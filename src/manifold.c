@@ -213,6 +213,29 @@ wm_status wmi_context_check(const wm_manifold *m, const float *s, int i, double 
     return WM_OK;
 }
 
+/* Whether m is, or has as a factor, a custom basis (the only bases whose
+ * values the library does not control). */
+static int has_custom(const wm_manifold *m)
+{
+    return m->kind == WM_MF_CUSTOM ||
+           (m->kind == WM_MF_PRODUCT && (has_custom(m->a) || has_custom(m->b)));
+}
+
+wm_status wmi_basis_values_check(const wm_manifold *m, const float *v, int n, int i)
+{
+    if (!has_custom(m))
+        return WM_OK;
+    for (int k = 0; k < n; k++)
+        if (!isfinite(v[k]))
+            return i >= 0 ? wmi_fail(WM_EINVAL, "the custom basis callback gave a non-finite value at "
+                                                "context s[%d] (coefficient %d is %g; a value it did not "
+                                                "write reads as NaN)", i, k, (double)v[k])
+                          : wmi_fail(WM_EINVAL, "the custom basis callback gave a non-finite value at "
+                                                "this context (coefficient %d is %g; a value it did not "
+                                                "write reads as NaN)", k, (double)v[k]);
+    return WM_OK;
+}
+
 void wmi_context_to_user(const wm_manifold *m, const double *v, float *out)
 {
     for (int d = 0; d < m->dim; d++)
@@ -591,8 +614,12 @@ wm_status wm_manifold_basis(const wm_manifold *m, const float *s, float *c)
     if (st != WM_OK)
         return st;
     wmi_basis(m, sw, cd);
+    float cf[WM_MAX_BASIS];             /* c is written only when every value is finite */
     for (int k = 0; k < m->K; k++)
-        c[k] = (float)cd[k];
+        cf[k] = (float)cd[k];
+    if ((st = wmi_basis_values_check(m, cf, m->K, -1)) != WM_OK)
+        return st;
+    memcpy(c, cf, sizeof(float) * (size_t)m->K);
     return WM_OK;
 }
 

@@ -50,6 +50,12 @@ struct wm_manifold {
  * Returns WM_OK or WM_EINVAL with a message naming sample `i` (if i >= 0). */
 wm_status wmi_context_check(const wm_manifold *m, const float *s, int i, double *out);
 
+/* A custom basis (or a product with a custom factor) is checked at its
+ * creation on quadrature nodes only: n values computed from it at a context
+ * (c, c_hat or features; NaN and Inf propagate into all three) must be
+ * finite, else WM_EINVAL naming sample i (if i >= 0). WM_OK for the
+ * built-in bases, without looking. */
+wm_status wmi_basis_values_check(const wm_manifold *m, const float *v, int n, int i);
 /* A context in [0,1] coordinates (as wmi_context_check writes it) back in
  * the user's units: lo + v (hi - lo) per coordinate. */
 void wmi_context_to_user(const wm_manifold *m, const double *v, float *out);

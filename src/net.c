@@ -1,5 +1,6 @@
 /* net.c -- building a network: layers, loss, initialisation, and the views
  * of its parameters in the paper's coordinates (W(s), P_k). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +457,21 @@ wm_status wm_net_layer_info(const wm_net *net, int layer, int *n_in, int *n_out,
     return WM_OK;
 }
 
+/* The first j in 0..len-1 at which sum_k c_k Q[k len + j] could overflow
+ * float when summed in float in any order (sum_k |c_k Q_kj| >= FLT_MAX), or
+ * len if none: finite parameters can still give an Inf weight. */
+static size_t sum_overflows(const float *Q, size_t len, int Kp, const float *c)
+{
+    for (size_t j = 0; j < len; j++) {
+        double bound = 0;
+        for (int k = 0; k < Kp; k++)
+            bound += fabs((double)c[k] * Q[(size_t)k * len + j]);
+        if (!(bound < FLT_MAX))
+            return j;
+    }
+    return len;
+}
+
 wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float *w, float *b)
 {
     wm_status st = check_layer(net, layer, __func__);
@@ -477,8 +493,18 @@ wm_status wm_net_weights_at(const wm_net *net, int layer, const float *s, float 
         if ((st = wmi_context_check(net->m, s, -1, sw)) != WM_OK)
             return st;
         wmi_basis_hat(net->m, sw, chat);
+        if ((st = wmi_basis_values_check(net->m, chat, net->layers[layer].Kp, -1)) != WM_OK)
+            return st;
     }
-    wmi_dense_materialise(&net->layers[layer], net->params, net->layers[layer].Kp, chat, w, b);
+    const wm_layer *ly = &net->layers[layer];
+    size_t wn = (size_t)ly->rows * ly->cols, nb = (size_t)ly->rows;
+    size_t bw = w ? sum_overflows(net->params + ly->w_off, wn, ly->Kp, chat) : wn;
+    size_t bb = b ? sum_overflows(net->params + ly->b_off, nb, ly->Kp, chat) : nb;
+    if (bw < wn || bb < nb)
+        return wmi_fail(WM_ENUMERIC, "wm_net_weights_at: %s[%zu] of layer %d at this context does not fit in "
+                                    "float (the parameters are too large): nothing was written",
+                        bw < wn ? "w" : "b", bw < wn ? bw : bb, layer);
+    wmi_dense_materialise(ly, net->params, ly->Kp, chat, w, b);
     return WM_OK;
 }
 
@@ -552,35 +578,67 @@ static wm_status check_point(const wm_net *net, int layer, int k, const char *fn
     return WM_OK;
 }
 
+/* The first j at which wmi_q_to_p's P_k[j] would not fit in float, or len. */
+static size_t p_overflows(const wm_net *net, int Kp, const float *Qblock, size_t len, int k)
+{
+    const wm_manifold *m = net->m;
+    if (Kp == 1)
+        return len;                     /* a copy of finite values */
+    for (size_t j = 0; j < len; j++) {
+        double v = 0;
+        for (int i = k; i < m->K; i++)
+            v += m->Linv[i * m->K + k] * Qblock[(size_t)i * len + j];
+        if (!isfinite((float)v))
+            return j;
+    }
+    return len;
+}
+
 wm_status wm_net_control_point(const wm_net *net, int layer, int k, float *w, float *b)
 {
     wm_status st = check_point(net, layer, k, __func__);
     if (st != WM_OK)
         return st;
     const wm_layer *ly = &net->layers[layer];
+    size_t wn = (size_t)ly->rows * ly->cols, bad;
+    if ((w && (bad = p_overflows(net, ly->Kp, net->params + ly->w_off, wn, k)) < wn) ||
+        (b && (bad = p_overflows(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k)) < (size_t)ly->rows))
+        return wmi_fail(WM_ENUMERIC, "wm_net_control_point: entry %zu of P_%d of layer %d does not fit in float "
+                                    "(P = L^-T Q; the parameters are too large): nothing was written", bad, k, layer);
     if (w)
-        wmi_q_to_p(net, ly->Kp, net->params + ly->w_off, (size_t)ly->rows * ly->cols, k, w);
+        wmi_q_to_p(net, ly->Kp, net->params + ly->w_off, wn, k, w);
     if (b)
         wmi_q_to_p(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
     return WM_OK;
 }
 
-/* Q = L^T P: changing P_k by d changes Q_j by L_kj d for j <= k. */
-static void set_point_block(wm_net *net, int Kp, float *Qblock, size_t len, int k, const float *Pk_new)
+/* Q = L^T P: changing P_k by d changes Q_j by L_kj d for j <= k.
+ * write = 0 only checks that every new Q value is finite (a basis with
+ * large values, e.g. a custom one, has L > 1, so finite P can overflow Q)
+ * and returns the index of the first that is not, or len if all are. */
+static size_t set_point_block(wm_net *net, int Kp, float *Qblock, size_t len, int k, const float *Pk_new,
+                              int write)
 {
     const wm_manifold *m = net->m;
     for (size_t j = 0; j < len; j++) {
         double old = 0;
         if (Kp == 1) {
-            Qblock[j] = Pk_new[j];
+            if (write)
+                Qblock[j] = Pk_new[j];
             continue;
         }
         for (int i = k; i < m->K; i++)
             old += m->Linv[i * m->K + k] * Qblock[(size_t)i * len + j];
         double d = (double)Pk_new[j] - old;
-        for (int i = 0; i <= k; i++)
-            Qblock[(size_t)i * len + j] += (float)(m->L[k * m->K + i] * d);
+        for (int i = 0; i <= k; i++) {
+            float v = Qblock[(size_t)i * len + j] + (float)(m->L[k * m->K + i] * d);
+            if (write)
+                Qblock[(size_t)i * len + j] = v;
+            else if (!isfinite(v))
+                return j;
+        }
     }
+    return len;
 }
 
 wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w, const float *b)
@@ -596,10 +654,18 @@ wm_status wm_net_set_control_point(wm_net *net, int layer, int k, const float *w
     for (int j = 0; b && j < ly->rows; j++)
         if (!isfinite(b[j]))
             return wmi_fail(WM_EINVAL, "wm_net_set_control_point: b[%d] is not finite", j);
+    size_t bad;                         /* first prove every new value finite, then write */
+    if (w && (bad = set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w, 0)) < wn)
+        return wmi_fail(WM_ENUMERIC, "wm_net_set_control_point: w[%zu] = %g overflows float in the "
+                                    "orthonormal coordinates (Q = L^T P): nothing was changed", bad, (double)w[bad]);
+    if (b && (bad = set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b, 0)) <
+                 (size_t)ly->rows)
+        return wmi_fail(WM_ENUMERIC, "wm_net_set_control_point: b[%zu] = %g overflows float in the "
+                                    "orthonormal coordinates (Q = L^T P): nothing was changed", bad, (double)b[bad]);
     if (w)
-        set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w);
+        set_point_block(net, ly->Kp, net->params + ly->w_off, wn, k, w, 1);
     if (b)
-        set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b);
+        set_point_block(net, ly->Kp, net->params + ly->b_off, (size_t)ly->rows, k, b, 1);
     wmi_net_touch(net);
     return WM_OK;
 }

@@ -230,11 +230,25 @@ static wm_status reserve(wm_optimizer *o, int n)
 
 /* Check the batch, run the forward pass and the loss: *pp is left ready for
  * a backward pass, with dL/dy just after the pass's workspace. */
+/* A call on o from inside one of o's own callbacks (a custom basis called
+ * while encoding, or wm_grad_notify's ready): wm_step there reallocated the
+ * workspace the outer pass was still reading (a use after free). */
+static wm_status check_not_busy(const wm_optimizer *o, const char *fn)
+{
+    if (o->busy)
+        return wmi_fail(WM_ESTATE, "%s: called from a callback inside a call on the same optimizer (a "
+                                  "custom basis function or wm_grad_notify's ready); call it after that "
+                                  "call returns", fn);
+    return WM_OK;
+}
+
 static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mean_loss,
                                   wm_pass *pp, const char *fn)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "%s: optimizer is NULL", fn);
+    if (check_not_busy(o, fn) != WM_OK)
+        return WM_ESTATE;
     wm_net *net = o->net;
     wm_status st = wmi_check_batch(net, b, fn);
     if (st != WM_OK || (st = reserve(o, b->n)) != WM_OK)
@@ -245,7 +259,10 @@ static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mea
     wmi_pass_layout(net, n, 1, o->ws, &p);
     p.step = o->t;                      /* dropout masks follow the step count */
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(net, n, 1));
-    if ((st = wmi_pass_encode(net, &p, b->x, b->s, n, 0)) != WM_OK)
+    o->busy = 1;                        /* a custom basis is called from here */
+    st = wmi_pass_encode(net, &p, b->x, b->s, n, 0);
+    o->busy = 0;
+    if (st != WM_OK)
         return st;
     const float *y = wmi_pass_forward(net, &p, n);
     double total = wmi_loss(net->loss, y, n, m, b->labels, b->targets, dy, 1.0f / n, NULL);
@@ -281,7 +298,9 @@ static wm_status compute_grad_notify(wm_optimizer *o, const wm_batch *b, float *
         return st;
     float *dy = (float *)((char *)o->ws + wmi_pass_bytes(o->net, b->n, 1));
     o->has_grad = 0;                 /* the buffer is being overwritten */
+    o->busy = ready != NULL;
     *bound = wmi_pass_backward_notify(o->net, &p, b->n, dy, o->grad, ready, user);
+    o->busy = 0;
     o->has_grad = 1;
     return WM_OK;
 }
@@ -300,11 +319,15 @@ wm_status wm_grad_notify(wm_optimizer *o, const wm_batch *b, float *loss, wm_gra
 {
     if (o && b && b->n == 0) {          /* an empty shard: zeros, reported alike */
         wm_status st = wm_grad_zero(o);
+        if (st != WM_OK)
+            return st;
+        o->busy = 1;
         for (int l = o->net->n_layers - 1; l >= 0 && ready; l--) {
             const wm_layer *ly = &o->net->layers[l];
             if (wmi_layer_has_params(ly))
                 ready(user, l, ly->w_off, (size_t)ly->Kp * ly->rows * ((size_t)ly->cols + 1));
         }
+        o->busy = 0;
         if (loss)
             *loss = 0.0f;
         return st;
@@ -468,8 +491,11 @@ static step_consts consts_of(const wm_optimizer *o)
     step_consts k = {c->momentum, c->beta1, c->beta2, c->eps, c->weight_decay, 1.0f, 1.0f, c->kind, 1.0f,
                      1.0f, 1.0f};
     if (c->kind == WM_OPT_ADAM) {
-        k.bc1 = (float)(1.0 - pow(c->beta1, (double)(o->t + 1)));
-        k.bc2 = (float)(1.0 - pow(c->beta2, (double)(o->t + 1)));
+        /* t + 1 in double: at t = UINT64_MAX (wm_optimizer_set_state or a
+         * checkpoint may set it) the integer wrapped to 0, and 1 - beta^0 = 0
+         * made every later step non-finite */
+        k.bc1 = (float)(1.0 - pow(c->beta1, (double)o->t + 1.0));
+        k.bc2 = (float)(1.0 - pow(c->beta2, (double)o->t + 1.0));
         k.c1 = 1.0f / k.bc1, k.c2 = 1.0f / k.bc2;
     }
     return k;
@@ -491,12 +517,13 @@ static void refresh_maxima(wm_optimizer *o)
  * |g| <= gmax and the current bounds. */
 typedef struct {
     double q, m1, m2;
+    double u;                           /* |direction|, before the learning rate: it is a float too */
 } bounds;
 
 static bounds step_bounds(const wm_optimizer *o, const step_consts *k, double gmax)
 {
     double q = o->qmax, u = 0.0;
-    bounds nb = {0.0, o->m1max, o->m2max};
+    bounds nb = {0.0, o->m1max, o->m2max, 0.0};
     switch (k->kind) {
     case WM_OPT_SD:
         u = gmax + k->wd * q;
@@ -511,6 +538,7 @@ static bounds step_bounds(const wm_optimizer *o, const step_consts *k, double gm
         break;
     }
     nb.q = q + (double)o->cfg.lr * u;
+    nb.u = u;
     return nb;
 }
 
@@ -520,7 +548,9 @@ static bounds step_bounds(const wm_optimizer *o, const step_consts *k, double gm
 static int provably_finite(const bounds *nb, double gmax)
 {
     const double limit = 1e37;          /* well inside FLT_MAX, room for rounding */
-    return isfinite(gmax) && nb->q < limit && nb->m1 < limit && nb->m2 < limit;
+    /* u too: with a small lr, q + lr u fits while u = g + wd q (a float)
+     * overflowed (weight_decay = FLT_MAX wrote -Inf into the net) */
+    return isfinite(gmax) && nb->q < limit && nb->m1 < limit && nb->m2 < limit && nb->u < limit;
 }
 
 /* After our own write: the bounds describe the net as it now is. */
@@ -885,7 +915,7 @@ static wm_status careful_update(wm_optimizer *o, const step_consts *k)
         return wmi_fail(WM_ENUMERIC, "the update would overflow (step %g x %g): nothing was changed",
                        scale, max_u);
     float fs = (float)scale;
-    bounds nb = {0.0, 0.0, 0.0};        /* the exact maxima, measured as we write */
+    bounds nb = {0.0, 0.0, 0.0, 0.0};      /* the exact maxima, measured as we write */
     for (size_t j = 0; j < n; j++) {
         float a = m1 ? m1[j] : 0.0f, b = m2 ? m2[j] : 0.0f;
         float u = direction(k, q[j], g[j], &a, &b);
@@ -921,7 +951,8 @@ static wm_status apply_bounded(wm_optimizer *o, float gmax)
         fused_update(o, &k, &nb);
     else
         st = careful_update(o, &k);
-    if (st == WM_OK)
+    if (st == WM_OK && o->t != UINT64_MAX)  /* saturates: a wrapped count would restart the
+                                            bias correction and repeat the dropout masks */
         o->t++;
     return st;
 }
@@ -930,6 +961,8 @@ wm_status wm_apply(wm_optimizer *o)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "wm_apply: optimizer is NULL");
+    if (check_not_busy(o, __func__) != WM_OK)
+        return WM_ESTATE;
     if (!o->has_grad || wmi_optimizer_stale(o))
         return wmi_fail(WM_ESTATE, "wm_apply: no gradient to apply (call wm_grad first; wm_step "
                                   "applies its own, and wm_net_init discards it)");
@@ -980,7 +1013,8 @@ wm_status wm_step(wm_optimizer *o, const wm_batch *b, float *loss)
                 local_direct_update(o, &k, &p, b->n, &nb);
             else
                 direct_update(o, &k, &p, b->n, &nb);
-            o->t++;
+            if (o->t != UINT64_MAX)     /* saturates, as in apply_bounded */
+                o->t++;
             if (loss)
                 *loss = mean;
             return WM_OK;
@@ -1035,6 +1069,8 @@ wm_status wm_optimizer_set_state(wm_optimizer *o, const float *state, size_t len
     if (len != want)
         return wmi_fail(WM_EINVAL, "wm_optimizer_set_state: len = %zu but the state has %zu floats",
                        len, want);
+    if (check_not_busy(o, __func__) != WM_OK)
+        return WM_ESTATE;
     for (size_t j = 0; j < len; j++)
         if (!isfinite(state[j]) || (j >= n && state[j] < 0))
             return wmi_fail(WM_EINVAL, "wm_optimizer_set_state: state[%zu] = %g is %s", j, state[j],
@@ -1053,6 +1089,8 @@ wm_status wm_grad_zero(wm_optimizer *o)
 {
     if (!o)
         return wmi_fail(WM_EINVAL, "wm_grad_zero: optimizer is NULL");
+    if (check_not_busy(o, __func__) != WM_OK)
+        return WM_ESTATE;
     restart_if_reinitialised(o);
     memset(o->grad, 0, sizeof(float) * o->net->n_params);
     o->has_grad = 1;

@@ -21,6 +21,9 @@ struct wm_optimizer {
     void *ws;                     /* training workspace, grows to the largest batch */
     size_t ws_bytes;
     int ws_rows;
+    int busy;                     /* inside a user callback (a custom basis during encoding,
+                                     wm_grad_notify's ready): calls that would reuse ws or write
+                                     the gradient or the moments are WM_ESTATE */
 };
 
 /* Whether wm_net_init ran since the optimizer's moments were started: they

@@ -188,10 +188,15 @@ wm_status wmi_pass_encode(const wm_net *net, wm_pass *p, const float *x, const f
             p->C[i] = 1.0f;                       /* one point of weights */
         else
             wmi_basis_hat(m, sw, p->C + (size_t)i * Kp);
+        if (net->cond != WM_COND_CONCAT && (st = wmi_basis_values_check(m, p->C + (size_t)i * Kp, Kp,
+                                                                         row0 + i)) != WM_OK)
+            return st;
         if (net->n_feat > 0) {
             float *row = p->xin + (size_t)i * in0;
             memcpy(row, x + (size_t)i * in, sizeof(float) * (size_t)in);
             wmi_features(m, sw, row + in);
+            if ((st = wmi_basis_values_check(m, row + in, net->n_feat, row0 + i)) != WM_OK)
+                return st;
             if (net->image_concat) {          /* each feature becomes a constant plane */
                 size_t hw = (size_t)net->input_h * net->input_w;
                 float f[WM_MAX_BASIS];

@@ -80,6 +80,9 @@ float wmi_max_abs(const float *a, size_t n);
 /* Check a whole batch's shape against an initialised net (not x/s values:
  * wmi_pass_encode does those). fn names the public call in messages. */
 wm_status wmi_check_batch(const wm_net *net, const wm_batch *b, const char *fn);
+/* wm_infer without its check of the outputs: non-finite outputs are
+ * returned as they are (context search scores them as +Inf). */
+wm_status wmi_infer_raw(const wm_net *net, const float *x, const float *s, int n, float *out);
 
 /* Check labels / targets of a batch against the net. */
 wm_status wmi_check_supervision(const wm_net *net, const wm_batch *b);
