@@ -554,10 +554,15 @@ def _convert(a, dtype, what):
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what}: expected real numbers, got an array of {arr.dtype}")
-    with np.errstate(invalid="ignore"):  # NaN to int: refused just below
+    if arr.dtype == dtype or np.dtype(dtype).kind == "f":
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if out.dtype.kind in "iu" and arr.dtype != out.dtype and not np.array_equal(out, arr):
-        raise ValueError(f"{what}: values must be integers in the range of {out.dtype.name}")
+    else:  # to int32 (labels) from another type: the values must survive
+        with np.errstate(invalid="ignore"):  # NaN to int: refused just below
+            out = np.ascontiguousarray(arr, dtype=dtype)
+        if not np.array_equal(out, arr):
+            raise ValueError(f"{what}: values must be integers in the range of {out.dtype.name}")
+    if not out.flags.aligned:  # e.g. np.frombuffer at an odd offset: C needs aligned floats
+        out = out.copy()
     return out
 
 
@@ -579,8 +584,8 @@ def _out_array(out, dtype, shape, what):
     if out is None:
         return np.empty(shape, dtype=dtype)
     if (not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != shape
-            or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(f"{what}: needs a writeable C-contiguous {np.dtype(dtype).name} "
+            or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned):
+        raise ValueError(f"{what}: needs a writeable, aligned, C-contiguous {np.dtype(dtype).name} "
                          f"array of shape {shape}")
     return out
 
@@ -797,6 +802,18 @@ class _Handle:
         state = "closed" if self._ptr is None else hex(self._ptr)
         return f"<wmanifold.{type(self).__name__} {state}>"
 
+    # copy.copy/deepcopy would duplicate the pointer (deepcopy even the
+    # _Life: two frees, and use after free before that); pickling would save
+    # an address. Net and Manifold copy through the C clone instead.
+    def __copy__(self):
+        raise TypeError(f"a wmanifold.{type(self).__name__} cannot be copied")
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"a wmanifold.{type(self).__name__} cannot be pickled")
+
 
 def _spec(kind: str, dim: int, k: int, periodic: Sequence[bool], **fields: Any) -> Dict[str, Any]:
     """A manifold description in the model file's terms (see _format)."""
@@ -883,6 +900,10 @@ class Manifold(_Handle):
         m.spec = _spec("custom", int(dim), int(n_basis),
                        [bool(p) for p in periodic] if periodic is not None else [False] * int(dim))
         return m
+
+    def __copy__(self) -> "Manifold":
+        """copy.copy and copy.deepcopy: clone()."""
+        return self.clone()
 
     def clone(self) -> "Manifold":
         """An independent copy."""
@@ -1337,6 +1358,18 @@ class Net(_Handle):
         _call("wm_net_set_params", self._p, _ptr(q), q.size)  # C checks the length
 
     # ---- files
+    def __copy__(self) -> "Net":
+        """copy.copy and copy.deepcopy: clone()."""
+        return self.clone()
+
+    def __reduce_ex__(self, protocol):
+        """Pickled as its model bytes (to_bytes); a net on a custom manifold
+        cannot be (its basis is code: save it and use load_custom)."""
+        if self._keep:
+            raise TypeError("a wmanifold.Net on a custom manifold cannot be pickled "
+                            "(its basis is a function): save() it and load_custom()")
+        return (Net.from_bytes, (self.to_bytes(),))
+
     def clone(self) -> "Net":
         """wm_net_clone: an independent deep copy (architecture, manifold,
         parameters); the copy infers bit-identically."""

@@ -15,8 +15,10 @@ Classes of input, each over every call that takes it:
 Run by make test-python (tests/python/run_installed.sh), with the others.
 """
 
+import copy
 import ctypes
 import gc
+import pickle
 import threading
 
 import numpy as np
@@ -241,6 +243,37 @@ def test_every_input_layout_gives_the_same_numbers(layout):
         assert net.evaluate(xin, s, labels=y) == net.evaluate(ref, s, labels=y)
 
 
+def _unaligned(a):
+    """a copy of a whose data starts one byte past an aligned address."""
+    raw = bytearray(a.nbytes + 1)
+    u = np.frombuffer(raw, a.dtype, count=a.size, offset=1).reshape(a.shape)
+    u[...] = a
+    assert not u.flags.aligned
+    return u
+
+
+def test_unaligned_arrays_reach_c_aligned(recorder):
+    # A float* or int32_t* off its alignment is undefined behaviour in C
+    # (UBSan reports it; vector loads may fault): such arrays are copied.
+    x, s, y = batch(n=5)
+    with circle_net() as net:
+        want = net.infer(x, s)
+        wloss = net.evaluate(x, s, labels=y)
+        recorder.calls.clear()
+        np.testing.assert_array_equal(net.infer(_unaligned(x), _unaligned(s)), want)
+        assert net.evaluate(_unaligned(x), _unaligned(s), labels=_unaligned(y)) == wloss
+        addr = lambda p: ctypes.cast(p, ctypes.c_void_p).value  # noqa: E731
+        for name, args in recorder.calls:
+            if name == "wm_infer":
+                assert addr(args[1]) % 4 == 0 and addr(args[2]) % 4 == 0
+            if name == "wm_evaluate":
+                b = args[1]._obj
+                assert all(addr(p) % 4 == 0 for p in (b.x, b.s, b.labels))
+        assert recorder.names().count("wm_evaluate") == 1
+        with pytest.raises(ValueError):
+            net.infer(x, s, out=_unaligned(np.zeros((5, 2), np.float32)))
+
+
 def test_one_context_broadcast_equals_it_repeated():
     x, _, _ = batch(n=5)
     with circle_net() as net:
@@ -433,4 +466,42 @@ def test_custom_basis_callback_lives_as_long_as_the_c_memory(recorder):
     want = net.infer(x, s)
     gc.collect()
     np.testing.assert_array_equal(net.infer(x, s), want)   # the callback is still there
+    net.close()
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "deepcopy in a list", "pickle"])
+def test_copies_are_independent_nets(recorder, how):
+    # deepcopy duplicated the pointer: the copy read the freed net after
+    # the original closed (n_inputs came back as garbage), then freed it twice.
+    x, s, _ = batch(n=3)
+    net = circle_net()
+    want = net.infer(x, s)
+    twin = {"copy": copy.copy, "deepcopy": copy.deepcopy,
+            "deepcopy in a list": lambda n: copy.deepcopy([n])[0],
+            "pickle": lambda n: pickle.loads(pickle.dumps(n))}[how](net)
+    assert twin is not net and twin._ptr != net._ptr
+    addr = net._ptr
+    net.close()
+    np.testing.assert_array_equal(twin.infer(x, s), want)
+    twin.close()
+    assert _frees(recorder, addr) == ["wm_net_free"]
+    with wm.Manifold.circle() as m:
+        for c in (copy.copy(m), copy.deepcopy(m)):
+            assert c._ptr != m._ptr and c.n_basis == 3
+            c.close()
+
+
+def test_what_cannot_be_copied_says_so():
+    net = circle_net()
+    with wm.Optimizer(net) as opt:
+        for f in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError):
+                f(opt)
+    with wm.Manifold.custom(lambda s: np.array([1 - s[0], s[0]]), dim=1, n_basis=2) as m:
+        cnet = wm.Net(m, 2).dense(2).init(1)
+    with pytest.raises(TypeError):
+        pickle.dumps(cnet)
+    with pytest.raises(TypeError):
+        pickle.dumps(net.manifold)
+    cnet.close()
     net.close()
