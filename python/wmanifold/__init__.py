@@ -690,7 +690,7 @@ def scratch_free() -> None:
 
 def opt_default(kind: OptKind = OptKind.SD) -> OptConfig:
     """wm_opt_default: the default OptConfig for an optimizer kind."""
-    return _lib.wm_opt_default(int(kind))
+    return _invoke("wm_opt_default", (int(kind),))
 
 # --------------------------------------------------------------------------
 # Handles
@@ -1464,7 +1464,7 @@ class Optimizer(_Handle):
     def __init__(self, net: Net, config: Optional[OptConfig] = None,
                  kind: Optional[OptKind] = None, **fields: float) -> None:
         if config is None:
-            config = opt_default(OptKind.SD if kind is None else kind)
+            config = opt_default(OptKind.SD if kind is None else kind)  # (checked argument)
         else:
             config = OptConfig.from_buffer_copy(config)  # never alias the caller's
             if kind is not None:
@@ -1474,6 +1474,9 @@ class Optimizer(_Handle):
             if key not in names:
                 raise TypeError(f"unknown optimizer setting {key!r}")
             setattr(config, key, value)
+        # A ctypes field keeps an int's low 32 bits, as an argument did.
+        if kind is not None and config.kind != int(kind):
+            raise OverflowError(f"kind = {int(kind)} is outside the range of a C int")
         ptr = _create("wm_optimizer_create", net._p, ctypes.byref(config))
         # parent=net: the net stays alive while we do, and closing it closes us.
         super().__init__(ptr, keep=net._keep, parent=net)

@@ -101,6 +101,8 @@ INT_CASES = {
     "infer_workspace_size n": lambda net: net.infer_workspace_size(BIG + 1),
     "optimizer set_state steps": lambda net: wm.Optimizer(net).set_state([], -1),
     "set_loss": lambda net: _fresh().set_loss(BIG + 1),
+    "optimizer kind over a config": lambda net: wm.Optimizer(net, wm.opt_default(), kind=BIG + 2),
+    "optimizer kind": lambda net: wm.Optimizer(net, kind=BIG + 2),
 }
 
 
