@@ -256,10 +256,16 @@ int main() {
         fail_new_from = 0;
         const struct mallinfo2 after = mallinfo2();
         const size_t used0 = before.uordblks + before.hblkhd, used1 = after.uordblks + after.hblkhd;
-        expect(threw == 4, "net_save_buffer: the armed allocation did not throw");
-        expect(used1 < used0 + len, "net_save_buffer leaks its C buffer when std::string throws (heap +" +
-                                        std::to_string(used1 - used0) + " bytes, model " +
-                                        std::to_string(len) + ")");
+        if (threw == 0) {  // valgrind replaces operator new, ours included: it never throws there
+            std::printf("skip net_save_buffer under a failing allocation: operator new is not this "
+                        "program's (valgrind?)\n");
+        } else {
+            expect(threw == 4, "net_save_buffer: the armed allocation threw " + std::to_string(threw) +
+                                   " times of 4");
+            expect(used1 < used0 + len, "net_save_buffer leaks its C buffer when std::string throws (heap +" +
+                                            std::to_string(used1 - used0) + " bytes, model " +
+                                            std::to_string(len) + ")");
+        }
     } catch (const wm::Error &e) {
         expect(false, std::string("unexpected wm::Error: ") + e.what());
     }
