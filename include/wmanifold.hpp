@@ -1,4 +1,5 @@
-// wmanifold.hpp -- RAII wrappers over libwmanifold's C API, for C++17 programs.
+// wmanifold.hpp -- RAII wrappers over libwmanifold's C API, for C++11 and later
+// (make test-hpp builds its test as C++11, 14, 17 and 20).
 //
 // Installed beside wmanifold.h by `make install`, so `#include <wmanifold.hpp>`
 // with the flags of `pkg-config --cflags --libs wmanifold`. Header-only: it
@@ -131,13 +132,16 @@ inline Net net_load_buffer_custom(const void *buf, size_t len, wm_basis_fn fn, v
     return Net(n);
 }
 // The bytes wm_net_save would write (wm_net_save_buffer), as a std::string.
+// The C buffer is owned at once, so a std::bad_alloc from the copy frees it.
+struct BufferDeleter {
+    void operator()(void *p) const noexcept { wm_free(p); }
+};
 inline std::string net_save_buffer(const wm_net *net) {
     void *buf = nullptr;
     size_t len = 0;
     check(wm_net_save_buffer(net, &buf, &len), "wm_net_save_buffer");
-    std::string bytes(static_cast<const char *>(buf), len);
-    wm_free(buf);
-    return bytes;
+    const std::unique_ptr<void, BufferDeleter> owned(buf);
+    return std::string(static_cast<const char *>(buf), len);
 }
 // An independent deep copy of net (wm_net_clone).
 inline Net net_clone(const wm_net *src) {

@@ -7,6 +7,15 @@
  *      exits, and a long-lived thread that infers in every loaded copy:
  *      the heap must not grow (it had grown 53 kB in 50 cycles, 200 MB in
  *      1300).
+ *   3. several threads at once, each loading and unloading the library in a
+ *      loop (the last dlclose of one unmaps it while the others load it
+ *      again, so a thread's scratch is alive at the unload in many cycles),
+ *      inferring in between and sometimes giving its scratch back
+ *      (wm_scratch_free) before the unload: every result as the
+ *      single-threaded one, no crash, the heap does not grow;
+ *   4. two copies of the library (two files) loaded at once, a thread
+ *      inferring in both: unloading one leaves the other working, and the
+ *      thread exits after both are gone.
  * Usage: dlopen_test path/to/libwmanifold.so */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -15,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wmanifold.h"
 
@@ -112,6 +122,60 @@ static void run_on(worker *w, const lib *l)
 
 static void *infer_once(void *arg) { return infer_some(arg) ? (void *)1 : NULL; }
 
+/* 3: one of several threads that load, infer and unload in a loop. */
+enum { LOOP_THREADS = 4, LOOP_CYCLES = 150 };
+static float want_y[128];
+static pthread_mutex_t want_lock = PTHREAD_MUTEX_INITIALIZER;
+static int have_want;
+
+static void *load_loop(void *arg)
+{
+    intptr_t id = (intptr_t)arg, bad = 0;
+    float x[64 * 32], s[64], y[128];
+    for (int i = 0; i < 64 * 32; i++)
+        x[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < 64; i++)
+        s[i] = (float)i / 64;
+    for (int c = 0; c < LOOP_CYCLES; c++) {
+        lib l;
+        if (load(&l) != 0)
+            return (void *)(intptr_t)LOOP_CYCLES;
+        if (l.infer(l.net, x, s, 64, y) != WM_OK)
+            bad++;
+        pthread_mutex_lock(&want_lock);
+        if (!have_want)
+            memcpy(want_y, y, sizeof y), have_want = 1;
+        bad += memcmp(want_y, y, sizeof y) != 0;
+        pthread_mutex_unlock(&want_lock);
+        if ((c + id) % 5 == 0) {
+            void (*scratch_free)(void);
+            *(void **)&scratch_free = dlsym(l.h, "wm_scratch_free");
+            if (scratch_free)
+                scratch_free();
+            else
+                bad++;
+        }
+        unload(&l);
+    }
+    return (void *)bad;
+}
+
+/* 4: a second file with the same library, loaded beside the first. */
+static int copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    int ok = in && out;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    if (in)
+        fclose(in);
+    if (out)
+        ok = fclose(out) == 0 && ok;
+    return ok ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -172,8 +236,72 @@ int main(int argc, char **argv)
         fprintf(stderr, "dlopen: FAIL the heap grew %.1f kB: scratch leaks per load\n", growth);
         failed++;
     }
+    int passed = failed ? 1 : 2, failed_parts = failed ? 1 : 0;
     if (failed)
         fprintf(stderr, "dlopen: FAIL %d inference(s) failed\n", failed);
-    printf("dlopen: %d passed, %d failed\n", failed ? 1 : 2, failed ? 1 : 0);
-    return failed ? 1 : 0;
+
+    /* 3: several threads loading and unloading at once */
+    {
+        size_t h0 = mallinfo2().uordblks;
+        pthread_t t[LOOP_THREADS];
+        intptr_t bad = 0;
+        for (intptr_t i = 0; i < LOOP_THREADS; i++)
+            pthread_create(&t[i], NULL, load_loop, (void *)i);
+        for (int i = 0; i < LOOP_THREADS; i++) {
+            void *r;
+            pthread_join(t[i], &r);
+            bad += (intptr_t)r;
+        }
+        double grew = ((double)mallinfo2().uordblks - (double)h0) / 1e3;
+        printf("dlopen: %d threads x %d concurrent load/infer/unload cycles: %ld bad, heap in use grew %.1f kB\n",
+               LOOP_THREADS, LOOP_CYCLES, (long)bad, grew);
+        if (bad || grew > 256) {
+            fprintf(stderr, "dlopen: FAIL concurrent load/unload (%ld bad results, heap +%.1f kB)\n", (long)bad, grew);
+            failed_parts++;
+        } else {
+            passed++;
+        }
+    }
+
+    /* 4: two copies at once */
+    {
+        char second[4096];
+        snprintf(second, sizeof second, "%s.dlopen_test_copy.%ld.so", "/tmp/libwmanifold", (long)getpid());
+        lib a, b;
+        int bad = copy_file(path, second) != 0;
+        const char *first = path;
+        if (!bad) {
+            worker tw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0};
+            pthread_create(&th, NULL, work, &tw);
+            bad |= load(&a) != 0;
+            path = second;
+            bad |= load(&b) != 0;
+            path = first;
+            bad |= a.h == b.h;             /* two files: two copies */
+            if (!bad) {
+                run_on(&tw, &a);
+                run_on(&tw, &b);
+                unload(&a);                /* the thread has scratch in both */
+                run_on(&tw, &b);
+                bad |= infer_some(&b) != 0;
+                unload(&b);
+            }
+            pthread_mutex_lock(&tw.mu);
+            tw.quit = 1;
+            pthread_cond_broadcast(&tw.cv);
+            pthread_mutex_unlock(&tw.mu);
+            pthread_join(th, NULL);
+            bad |= tw.failures != 0;
+        }
+        remove(second);
+        if (bad) {
+            fprintf(stderr, "dlopen: FAIL two copies loaded at once\n");
+            failed_parts++;
+        } else {
+            printf("dlopen: two copies loaded at once, one unloaded under a thread with scratch in both\n");
+            passed++;
+        }
+    }
+    printf("dlopen: %d passed, %d failed\n", passed, failed_parts);
+    return failed_parts ? 1 : 0;
 }

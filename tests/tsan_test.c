@@ -9,7 +9,15 @@
  * single-threaded run made first. ThreadSanitizer reports any data race;
  * the comparison catches shared scratch being overwritten. Threads exit
  * while others still run, so the per-thread scratch is created and released
- * concurrently too. Exit status 0 when all is well. */
+ * concurrently too. Exit status 0 when all is well.
+ *
+ * Every other const-net call runs in the mix too (wm_infer_context_batch,
+ * wm_net_save_buffer, wm_net_clone and inference on the clone,
+ * wm_net_summary, wm_net_control_point, wm_net_params, wm_net_layer_info,
+ * wm_net_context_range, wm_manifold_gram on the net's manifold), and a
+ * second net with every layer kind (conv2d, groupnorm, FiLM, residual,
+ * maxpool, layernorm, dropout, global average pooling, a point layer) infers
+ * beside the first, each checked against its single-threaded result. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +44,18 @@ static float ref_w[HID * IN], ref_b[HID];
 static const float ref_s[2] = {0.3f, 0.8f};
 static int failures;
 static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* the other const calls' single-threaded results */
+enum { CIN = 2, CH = 6, CIMG = CIN * CH * CH, CN = 7 };
+static wm_net *cnet;                     /* every layer kind */
+static float cx[CN * CIMG], cs[CN * 2], cy[CN * OUT];
+static void *ref_bytes;
+static size_t ref_len;
+static char ref_summary[8192];
+static float ref_fit_s[2], ref_fit_loss, ref_cp_w[HID * IN], ref_cp_b[HID];
+static double ref_gram[81];
+static const float *ref_params;
+static size_t ref_n_params;
 
 static void die(const char *what, wm_status st)
 {
@@ -83,6 +103,112 @@ static void make_case(bcase *c, int n, int shared)
         die("reference wm_evaluate", st);
 }
 
+/* The const calls besides inference, and the net of every layer kind. */
+static void others(int id, int c)
+{
+    wm_status st;
+    float y[CN * OUT];
+    memset(y, 0, sizeof y);
+    if ((st = wm_infer(cnet, cx, cs, CN, y)) != WM_OK)
+        die("wm_infer (every layer kind)", st);
+    if (memcmp(y, cy, sizeof y) != 0)
+        report(id, "wm_infer on the net of every layer kind", c);
+    const bcase *bc = &cases[2];           /* 3 rows, own contexts */
+    wm_batch b = {bc->n, bc->x, NULL, bc->labels, NULL};
+    float fs[2], fl;
+    if ((st = wm_infer_context_batch(net, &b, 1, fs, &fl)) != WM_OK)
+        die("wm_infer_context_batch", st);
+    if (memcmp(fs, ref_fit_s, sizeof fs) != 0 || fl != ref_fit_loss)
+        report(id, "wm_infer_context_batch", c);
+    void *bytes;
+    size_t len;
+    if ((st = wm_net_save_buffer(net, &bytes, &len)) != WM_OK)
+        die("wm_net_save_buffer", st);
+    if (len != ref_len || memcmp(bytes, ref_bytes, len) != 0)
+        report(id, "wm_net_save_buffer", c);
+    wm_free(bytes);
+    wm_net *twin;
+    if ((st = wm_net_clone(&twin, net)) != WM_OK)
+        die("wm_net_clone", st);
+    float ty[3 * OUT];
+    if ((st = wm_infer(twin, bc->x, bc->s, bc->n, ty)) != WM_OK)
+        die("wm_infer on a clone", st);
+    if (memcmp(ty, bc->y, sizeof ty) != 0)
+        report(id, "wm_net_clone", c);
+    wm_net_free(twin);
+    char text[sizeof ref_summary];
+    if ((st = wm_net_summary(net, text, sizeof text)) != WM_OK)
+        die("wm_net_summary", st);
+    if (strcmp(text, ref_summary) != 0)
+        report(id, "wm_net_summary", c);
+    float w[HID * IN], bb[HID];
+    if ((st = wm_net_control_point(net, 0, 1, w, bb)) != WM_OK)
+        die("wm_net_control_point", st);
+    if (memcmp(w, ref_cp_w, sizeof w) != 0 || memcmp(bb, ref_cp_b, sizeof bb) != 0)
+        report(id, "wm_net_control_point", c);
+    size_t np;
+    if (wm_net_params(net, &np) != ref_params || np != ref_n_params)
+        report(id, "wm_net_params", c);
+    int n_in, n_out;
+    wm_activation act;
+    if ((st = wm_net_layer_info(net, 1, &n_in, &n_out, &act)) != WM_OK)
+        die("wm_net_layer_info", st);
+    if (n_in != HID || n_out != HID || act != WM_ACT_RELU)
+        report(id, "wm_net_layer_info", c);
+    float lo, hi;
+    if ((st = wm_net_context_range(net, 1, &lo, &hi)) != WM_OK)
+        die("wm_net_context_range", st);
+    if (lo != 0 || hi != 1)
+        report(id, "wm_net_context_range", c);
+    double g[81];
+    if ((st = wm_manifold_gram(wm_net_manifold(net), g)) != WM_OK)
+        die("wm_manifold_gram", st);
+    if (memcmp(g, ref_gram, sizeof g) != 0)
+        report(id, "wm_manifold_gram", c);
+}
+
+/* The single-threaded results of others(). */
+static void others_reference(void)
+{
+    wm_status st;
+    if ((st = wm_net_create(&cnet, torus, CIMG, WM_COND_MANIFOLD)) != WM_OK ||
+        (st = wm_net_input_shape(cnet, CIN, CH, CH)) != WM_OK ||
+        (st = wm_net_conv2d(cnet, 4, 3, 1, 1, WM_ACT_RELU)) != WM_OK ||
+        (st = wm_net_groupnorm(cnet, 2)) != WM_OK || (st = wm_net_film(cnet)) != WM_OK ||
+        (st = wm_net_conv2d(cnet, 4, 3, 1, 1, WM_ACT_NONE)) != WM_OK ||
+        (st = wm_net_residual(cnet, 0, WM_ACT_RELU)) != WM_OK || (st = wm_net_maxpool(cnet, 2)) != WM_OK ||
+        (st = wm_net_avgpool(cnet, 3)) != WM_OK || (st = wm_net_dense(cnet, 8, WM_ACT_SIGMOID)) != WM_OK ||
+        (st = wm_net_layernorm(cnet)) != WM_OK || (st = wm_net_dropout(cnet, 0.25f)) != WM_OK ||
+        (st = wm_net_dense(cnet, OUT, WM_ACT_NONE)) != WM_OK ||
+        (st = wm_net_set_layer_manifold(cnet, 5, 0)) != WM_OK || (st = wm_net_init(cnet, 7)) != WM_OK)
+        die("the net of every layer kind", st);
+    wm_net *gp;                            /* global average pooling, in its own small net */
+    if ((st = wm_net_create(&gp, torus, CIMG, WM_COND_MANIFOLD)) != WM_OK ||
+        (st = wm_net_input_shape(gp, CIN, CH, CH)) != WM_OK || (st = wm_net_global_avgpool(gp)) != WM_OK ||
+        (st = wm_net_dense(gp, OUT, WM_ACT_NONE)) != WM_OK || (st = wm_net_init(gp, 1)) != WM_OK)
+        die("global average pooling net", st);
+    wm_net_free(gp);
+    for (int j = 0; j < CN * CIMG; j++)
+        cx[j] = 2 * uniform() - 1;
+    for (int j = 0; j < CN * 2; j++)
+        cs[j] = uniform();
+    if ((st = wm_infer(cnet, cx, cs, CN, cy)) != WM_OK)
+        die("reference wm_infer (every layer kind)", st);
+    const bcase *bc = &cases[2];
+    wm_batch b = {bc->n, bc->x, NULL, bc->labels, NULL};
+    if ((st = wm_infer_context_batch(net, &b, 1, ref_fit_s, &ref_fit_loss)) != WM_OK)
+        die("reference wm_infer_context_batch", st);
+    if ((st = wm_net_save_buffer(net, &ref_bytes, &ref_len)) != WM_OK)
+        die("reference wm_net_save_buffer", st);
+    if ((st = wm_net_summary(net, ref_summary, sizeof ref_summary)) != WM_OK)
+        die("reference wm_net_summary", st);
+    if ((st = wm_net_control_point(net, 0, 1, ref_cp_w, ref_cp_b)) != WM_OK)
+        die("reference wm_net_control_point", st);
+    if ((st = wm_manifold_gram(wm_net_manifold(net), ref_gram)) != WM_OK)
+        die("reference wm_manifold_gram", st);
+    ref_params = wm_net_params(net, &ref_n_params);
+}
+
 static void *worker(void *arg)
 {
     int id = (int)(intptr_t)arg;
@@ -115,6 +241,12 @@ static void *worker(void *arg)
                 if (memcmp(y, bc->y, bytes) != 0)
                     report(id, "wm_infer_ws", c);
                 break;
+            case 3:
+                if (k % 3 == 0) {
+                    others(id, c);
+                    break;
+                }
+                /* fall through */
             default: {
                 wm_batch b2 = {bc->n, bc->x, bc->s, bc->labels, NULL};
                 float loss, acc;
@@ -165,6 +297,7 @@ int main(void)
     }
     if ((st = wm_net_weights_at(net, 0, ref_s, ref_w, ref_b)) != WM_OK)
         die("weights_at", st);
+    others_reference();
 
     /* two waves: the second starts while nothing is warm in the new threads */
     for (int wave = 0; wave < 2; wave++) {
@@ -180,13 +313,16 @@ int main(void)
     for (int c = 0; c < N_CASES * 2; c++)
         free(cases[c].x), free(cases[c].s), free(cases[c].y), free(cases[c].labels);
     wm_net_free(net);
+    wm_net_free(cnet);
+    wm_free(ref_bytes);
     wm_manifold_free(torus);
     if (failures) {
         fprintf(stderr, "tsan_test: %d mismatches\n", failures);
         return 1;
     }
     printf("tsan_test: 2 waves of %d concurrent threads x %d rounds x %d batches (1..300 rows) of wm_infer, wm_infer_ws, "
-           "wm_evaluate, wm_net_weights_at on one net: outputs identical to the single-threaded run\n",
+           "wm_evaluate, wm_net_weights_at and every other const call on one net, and inference on a net of "
+           "every layer kind: outputs identical to the single-threaded run\n",
            THREADS, ROUNDS, N_CASES * 2);
     return 0;
 }

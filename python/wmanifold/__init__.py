@@ -36,8 +36,14 @@ Conventions:
     or a `with` block; garbage collection is only the fallback. An Optimizer
     keeps its Net alive; closing a Net first closes its optimizers, because
     the C library forbids using them after the net is gone.
-  * Views returned with copy=False (params, grad_buffer) point into C memory
-    and are only valid while their handle is open.
+  * Views returned with copy=False (params, grad_buffer) point into C memory,
+    which they keep alive: after close() a view still reads the values it
+    last saw (and writes to it reach nothing); the memory goes with the view.
+  * A handle closed while a call on it runs in another thread (ctypes
+    releases the GIL) is freed when that call returns, never under it.
+  * An int argument outside its C type's range (int, size_t, uint64_t) is an
+    OverflowError, never truncated; labels must be integers that fit int32
+    and the float arrays real numbers (complex or text data: TypeError).
 
 The shared library is found, in this order, through the WMANIFOLD_LIB
 environment variable (a path); when this package is imported from a source
@@ -410,6 +416,38 @@ _PROTOTYPES = {
 }
 
 
+class _CInt(ctypes.c_int):
+    """c_int that refuses a Python int outside its range (plain ctypes keeps
+    the low 32 bits: Net(m, 2**32 + 2) had 2 inputs, weights_at(2**32)
+    returned layer 0)."""
+
+    _lo, _hi = -2 ** 31, 2 ** 31 - 1
+
+    @classmethod
+    def from_param(cls, value):
+        if isinstance(value, int) and not cls._lo <= value <= cls._hi:
+            raise OverflowError(f"{value} is outside the C argument's range "
+                                f"[{cls._lo}, {cls._hi}]")
+        return ctypes.c_int.from_param(value)
+
+
+class _CULong(ctypes.c_ulong):
+    """size_t / uint64_t (both unsigned long on the targeted ABIs) that
+    refuses a negative or too large int instead of wrapping it."""
+
+    @classmethod
+    def from_param(cls, value):
+        if isinstance(value, int) and not 0 <= value < 2 ** (8 * ctypes.sizeof(ctypes.c_ulong)):
+            raise OverflowError(f"{value} is outside the C argument's range "
+                                f"[0, 2**{8 * ctypes.sizeof(ctypes.c_ulong)})")
+        return ctypes.c_ulong.from_param(value)
+
+
+#: argument types replaced by their range-checked forms when the library loads
+_CHECKED = {ctypes.c_int: _CInt, ctypes.c_ulong: _CULong, ctypes.c_size_t: _CULong,
+            ctypes.c_uint64: _CULong}
+
+
 def _source_tree_library() -> Optional[str]:
     """lib/libwmanifold.so.0 of the checkout this package sits in, if it is
     imported from a source checkout (python/ beside include/wmanifold.h) and
@@ -464,7 +502,7 @@ def _load(name: str) -> Tuple[ctypes.CDLL, str]:
     for fn_name, (restype, argtypes) in _PROTOTYPES.items():
         fn = getattr(lib, fn_name)  # AttributeError here means an ABI mismatch
         fn.restype = restype
-        fn.argtypes = argtypes
+        fn.argtypes = [_CHECKED.get(t, t) for t in argtypes]
     return lib, _loaded_from(lib, name)
 
 
@@ -487,18 +525,52 @@ def _check(status: int, call: Optional[str] = None, path: Optional[str] = None) 
 
 def _call(fn_name: str, *args: Any) -> None:
     """Call the C function fn_name(*args) and raise if it fails."""
-    _check(getattr(_lib, fn_name)(*args), fn_name)
+    status = _invoke(fn_name, args)
+    del args  # a kept traceback must not keep the handles (their _Life) alive
+    _check(status, fn_name)
+
+
+def _invoke(fn_name: str, args: Tuple[Any, ...]) -> Any:
+    """fn_name(*args); an int argument outside its C type's range is an
+    OverflowError naming the call (ctypes reports it as an ArgumentError)."""
+    try:
+        return getattr(_lib, fn_name)(*args)
+    except ctypes.ArgumentError as e:
+        if "OverflowError" in str(e):
+            raise OverflowError(f"{fn_name}: {e}") from None
+        raise
 
 
 def _ptr(arr, ctype=_c_float_p):
     return None if arr is None else arr.ctypes.data_as(ctype)
 
 
+def _convert(a, dtype, what):
+    """np.ascontiguousarray(a, dtype) for a numeric input whose values
+    survive the conversion: complex, string or object data is a TypeError
+    (numpy would drop the imaginary part or parse the text), and int32
+    data (labels) must be integers that fit, else ValueError (numpy would
+    truncate 0.7 to 0 and wrap 2**32 to 0: a valid label, silently)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected real numbers, got an array of {arr.dtype}")
+    if arr.dtype == dtype or np.dtype(dtype).kind == "f":
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    else:  # to int32 (labels) from another type: the values must survive
+        with np.errstate(invalid="ignore"):  # NaN to int: refused just below
+            out = np.ascontiguousarray(arr, dtype=dtype)
+        if not np.array_equal(out, arr):
+            raise ValueError(f"{what}: values must be integers in the range of {out.dtype.name}")
+    if not out.flags.aligned:  # e.g. np.frombuffer at an odd offset: C needs aligned floats
+        out = out.copy()
+    return out
+
+
 def _as_array(a, dtype, shape, what):
     """a as a C-contiguous array of dtype and shape; a copy only if needed.
     A flat (or scalar) input of the right size is accepted too; another
     shape is an error even with the right size (a transposed matrix)."""
-    arr = np.ascontiguousarray(a, dtype=dtype)
+    arr = _convert(a, dtype, what)
     if arr.shape != shape:
         if arr.ndim > 1 or arr.size != int(np.prod(shape)):
             raise ValueError(f"{what}: expected shape {shape}, got {np.shape(a)}")
@@ -512,20 +584,21 @@ def _out_array(out, dtype, shape, what):
     if out is None:
         return np.empty(shape, dtype=dtype)
     if (not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != shape
-            or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(f"{what}: needs a writeable C-contiguous {np.dtype(dtype).name} "
+            or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned):
+        raise ValueError(f"{what}: needs a writeable, aligned, C-contiguous {np.dtype(dtype).name} "
                          f"array of shape {shape}")
     return out
 
 
 def _view(ptr, n, owner, copy, writeable):
-    """numpy array over n floats of C memory; the view keeps owner referenced."""
+    """numpy array over n floats of C memory; the view keeps the memory
+    (owner's _Life) alive, even past owner.close()."""
     if not ptr:
         raise StateError(Status.ESTATE, "no buffer (net not initialised?)")
     buf = (ctypes.c_float * n).from_address(ctypes.addressof(ptr.contents))
     if copy:
         return np.array(buf, dtype=np.float32, copy=True)
-    buf._owner = owner  # keeps the Python handle (not the C memory) alive
+    buf._owner = owner._p  # keeps the C memory alive until the last view goes
     arr = np.frombuffer(buf, dtype=np.float32)
     arr.flags.writeable = writeable
     return arr
@@ -579,7 +652,9 @@ def _check_cb(status: int, errors: list, call: Optional[str] = None,
 def _create(fn_name: str, *args: Any, path: Optional[str] = None) -> int:
     """Call a constructor fn_name(&out, *args); the new handle's address."""
     out = ctypes.c_void_p()
-    _check(getattr(_lib, fn_name)(ctypes.byref(out), *args), fn_name, path)
+    status = _invoke(fn_name, (ctypes.byref(out),) + args)
+    del args  # as in _call
+    _check(status, fn_name, path)
     return out.value
 
 # --------------------------------------------------------------------------
@@ -615,11 +690,57 @@ def scratch_free() -> None:
 
 def opt_default(kind: OptKind = OptKind.SD) -> OptConfig:
     """wm_opt_default: the default OptConfig for an optimizer kind."""
-    return _lib.wm_opt_default(int(kind))
+    return _invoke("wm_opt_default", (int(kind),))
 
 # --------------------------------------------------------------------------
 # Handles
 # --------------------------------------------------------------------------
+
+
+class _Life:
+    """The C memory of one handle, freed when the last reference goes: the
+    handle's own (dropped by close()), each numpy view into it (params,
+    grad_buffer with copy=False), each C call in flight (the handle is
+    passed to C as this object, through _as_parameter_), and each dependent
+    handle's _Life (an optimizer's holds its net's; a borrowed manifold's
+    its net's). So close() from one thread while another is inside a call,
+    or reading a view after close(), never touches freed memory: the free
+    waits for them.
+
+    The garbage collector finalizes a cycle's objects in any order, a parent
+    before its dependents too; so a parent counts its unfinished dependents
+    (_users) and, finalized while some remain, leaves the free to the last."""
+
+    __slots__ = ("_as_parameter_", "_free_fn", "_parent", "_keep", "_users", "_dead",
+                 "__weakref__")
+
+    def __init__(self, ptr, free_fn, parent, keep):
+        self._as_parameter_ = ptr     # what ctypes passes for a handle argument
+        self._free_fn = free_fn       # None: borrowed, nothing to free
+        self._parent = parent         # the owner's _Life, freed after this one
+        self._keep = keep             # basis callbacks C may call until the free
+        self._users = 0               # dependents' _Life objects not finished yet
+        self._dead = False            # finalized: only dependents still hold it
+        if parent is not None:
+            parent._users += 1
+
+    def __del__(self):
+        self._dead = True
+        if self._users == 0:
+            self._finish()
+
+    def _finish(self):
+        free_fn, self._free_fn = self._free_fn, None
+        if free_fn is not None:
+            try:
+                getattr(_lib, free_fn)(self._as_parameter_)
+            except Exception:  # interpreter shutdown: module globals may be gone
+                pass
+        parent, self._parent = self._parent, None
+        if parent is not None:
+            parent._users -= 1
+            if parent._dead and parent._users == 0:
+                parent._finish()
 
 
 class _Handle:
@@ -627,6 +748,7 @@ class _Handle:
     # Defaults so that close()/__del__ are harmless on an object whose
     # constructor raised before _Handle.__init__ ran.
     _ptr = None
+    _life = None
     _owned = False
     _children = ()
 
@@ -638,12 +760,17 @@ class _Handle:
         self._children = weakref.WeakSet()  # handles that die with this one
         if parent is not None:
             parent._children.add(self)
+        if ptr is not None:
+            self._life = _Life(ptr, self._free_fn if owned else None,
+                               None if parent is None else parent._life, self._keep)
 
     @property
     def _p(self):
-        if self._ptr is None:
+        """The handle as a C argument (its _Life): raises once closed."""
+        life = self._life
+        if life is None:
             raise ValueError(f"{type(self).__name__} is closed")
-        return self._ptr
+        return life
 
     @property
     def closed(self) -> bool:
@@ -651,12 +778,13 @@ class _Handle:
         return self._ptr is None
 
     def close(self) -> None:
-        """Release the C handle now (idempotent). Dependents close first."""
+        """Release the C handle (idempotent). Dependents close first. The C
+        memory is freed at once, unless a numpy view into it (copy=False)
+        or a call in another thread still uses it: then when they end."""
         for child in list(self._children):
             child.close()
-        ptr, self._ptr = self._ptr, None
-        if ptr is not None and self._owned:
-            getattr(_lib, self._free_fn)(ptr)
+        self._ptr = None
+        self._life = None             # the last reference frees (see _Life)
 
     def __enter__(self):
         return self
@@ -673,6 +801,18 @@ class _Handle:
     def __repr__(self):
         state = "closed" if self._ptr is None else hex(self._ptr)
         return f"<wmanifold.{type(self).__name__} {state}>"
+
+    # copy.copy/deepcopy would duplicate the pointer (deepcopy even the
+    # _Life: two frees, and use after free before that); pickling would save
+    # an address. Net and Manifold copy through the C clone instead.
+    def __copy__(self):
+        raise TypeError(f"a wmanifold.{type(self).__name__} cannot be copied")
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"a wmanifold.{type(self).__name__} cannot be pickled")
 
 
 def _spec(kind: str, dim: int, k: int, periodic: Sequence[bool], **fields: Any) -> Dict[str, Any]:
@@ -761,6 +901,10 @@ class Manifold(_Handle):
                        [bool(p) for p in periodic] if periodic is not None else [False] * int(dim))
         return m
 
+    def __copy__(self) -> "Manifold":
+        """copy.copy and copy.deepcopy: clone()."""
+        return self.clone()
+
     def clone(self) -> "Manifold":
         """An independent copy."""
         return Manifold(_create("wm_manifold_clone", self._p), keep=self._keep, spec=self.spec)
@@ -788,7 +932,7 @@ class Manifold(_Handle):
 
     def periodic(self, d: int) -> bool:
         """Whether context coordinate d wraps (s and s + 1 are the same point)."""
-        r = _lib.wm_manifold_periodic(self._p, int(d))
+        r = _invoke("wm_manifold_periodic", (self._p, int(d)))
         if r < 0:
             raise ValueError(f"context coordinate {d} out of range for dim {self.dim}")
         return bool(r)
@@ -1040,7 +1184,7 @@ class Net(_Handle):
 
     # ---- argument shaping (C trusts sizes, so they are checked here)
     def _inputs(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = _convert(x, np.float32, "x")
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"x: expected shape (n, {self.n_inputs}), got {x.shape}")
         return x
@@ -1052,7 +1196,7 @@ class Net(_Handle):
             return None
         if s is None:
             raise ValueError(f"s: this net needs contexts of dim {dim}")
-        s = np.ascontiguousarray(s, dtype=np.float32)
+        s = _convert(s, np.float32, "s")
         if s.size == dim and n != 1:
             return np.ascontiguousarray(np.broadcast_to(s.reshape(1, dim), (n, dim)))
         return _as_array(s, np.float32, (n, dim), "s")
@@ -1081,7 +1225,7 @@ class Net(_Handle):
 
     def infer_workspace_size(self, n: int) -> int:
         """Bytes of workspace infer_ws needs for batches of up to n samples."""
-        return _lib.wm_infer_workspace_size(self._p, int(n))
+        return _invoke("wm_infer_workspace_size", (self._p, int(n)))
 
     def infer_ws(self, x: ArrayLike, s: Optional[ArrayLike] = None, ws: Any = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -1210,10 +1354,22 @@ class Net(_Handle):
 
     def set_params(self, q: ArrayLike) -> None:
         """Overwrite all parameters with q, in the params() layout (Q)."""
-        q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1)
+        q = _convert(q, np.float32, "params").reshape(-1)
         _call("wm_net_set_params", self._p, _ptr(q), q.size)  # C checks the length
 
     # ---- files
+    def __copy__(self) -> "Net":
+        """copy.copy and copy.deepcopy: clone()."""
+        return self.clone()
+
+    def __reduce_ex__(self, protocol):
+        """Pickled as its model bytes (to_bytes); a net on a custom manifold
+        cannot be (its basis is code: save it and use load_custom)."""
+        if self._keep:
+            raise TypeError("a wmanifold.Net on a custom manifold cannot be pickled "
+                            "(its basis is a function): save() it and load_custom()")
+        return (Net.from_bytes, (self.to_bytes(),))
+
     def clone(self) -> "Net":
         """wm_net_clone: an independent deep copy (architecture, manifold,
         parameters); the copy infers bit-identically."""
@@ -1308,7 +1464,7 @@ class Optimizer(_Handle):
     def __init__(self, net: Net, config: Optional[OptConfig] = None,
                  kind: Optional[OptKind] = None, **fields: float) -> None:
         if config is None:
-            config = opt_default(OptKind.SD if kind is None else kind)
+            config = opt_default(OptKind.SD if kind is None else kind)  # (checked argument)
         else:
             config = OptConfig.from_buffer_copy(config)  # never alias the caller's
             if kind is not None:
@@ -1318,6 +1474,9 @@ class Optimizer(_Handle):
             if key not in names:
                 raise TypeError(f"unknown optimizer setting {key!r}")
             setattr(config, key, value)
+        # A ctypes field keeps an int's low 32 bits, as an argument did.
+        if kind is not None and config.kind != int(kind):
+            raise OverflowError(f"kind = {int(kind)} is outside the range of a C int")
         ptr = _create("wm_optimizer_create", net._p, ctypes.byref(config))
         # parent=net: the net stays alive while we do, and closing it closes us.
         super().__init__(ptr, keep=net._keep, parent=net)
@@ -1405,7 +1564,7 @@ class Optimizer(_Handle):
 
     def set_state(self, state: ArrayLike, steps: int) -> None:
         """Overwrite the moments (the state() layout) and the step count."""
-        st = np.ascontiguousarray(state, dtype=np.float32).reshape(-1)
+        st = _convert(state, np.float32, "state").reshape(-1)
         _call("wm_optimizer_set_state", self._p, _ptr(st), st.size, int(steps))
 
     @property

@@ -56,7 +56,8 @@ site=$("$PYTHON" -c 'import sys; print("lib/python%d.%d/dist-packages" % sys.ver
 step "make install-python PREFIX=$prefix" \
     "$MAKE" -C "$root" --no-print-directory install-python PREFIX="$prefix"
 step "the package under $prefix/$site imports and loads $prefix/lib/$soname" \
-    env -u WMANIFOLD_LIB PYTHONPATH="$prefix/$site" LD_LIBRARY_PATH="$prefix/lib" "$PYTHON" -c \
+    env -u WMANIFOLD_LIB PYTHONPATH="$prefix/$site" LD_LIBRARY_PATH="$prefix/lib" \
+    ${WM_TEST_PRELOAD:+LD_PRELOAD="$WM_TEST_PRELOAD"} "$PYTHON" -c \
     "import os, sys, wmanifold as wm; sys.exit(0 if wm.__file__.startswith('$prefix/') and os.path.realpath(wm.lib_path) == os.path.realpath('$prefix/lib/$soname') else 'loaded %s from %s' % (wm.lib_path, wm.__file__))"
 step "make uninstall-python PREFIX=$prefix" \
     "$MAKE" -C "$root" --no-print-directory uninstall-python PREFIX="$prefix"
