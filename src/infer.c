@@ -52,8 +52,10 @@ static wm_status check_outputs(const float *y, int64_t row0, int rows, int m)
     return WM_OK;
 }
 
+/* finite: refuse a chunk whose outputs are not all finite (WM_ENUMERIC)
+ * before handing it to sink. */
 static wm_status run_chunks(const wm_net *net, const float *x, const float *s, int n, void *ws,
-                            size_t ws_bytes, chunk_sink sink, void *ctx)
+                            size_t ws_bytes, chunk_sink sink, void *ctx, int finite)
 {
     int rows = n < CHUNK ? n : CHUNK;
     uintptr_t base = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
@@ -74,7 +76,7 @@ static wm_status run_chunks(const wm_net *net, const float *x, const float *s, i
         if (st != WM_OK)
             return st;
         const float *y = wmi_pass_forward(net, &p, r);
-        if (sink == copy_out && (st = check_outputs(y, r0, r, m)) != WM_OK)
+        if (finite && (st = check_outputs(y, r0, r, m)) != WM_OK)
             return st;                  /* wm_infer: never a silent NaN or Inf */
         sink(y, (size_t)r0, r, m, ctx);
     }
@@ -119,18 +121,11 @@ wm_status wm_infer_ws(const wm_net *net, const float *x, const float *s, int n, 
         return st;
     if (!ws)
         return wmi_fail(WM_EINVAL, "wm_infer_ws: ws is NULL");
-    return run_chunks(net, x, s, n, ws, ws_bytes, copy_out, out);
-}
-
-/* Outputs as computed, non-finite ones included (context search scores
- * them as +Inf and moves on). */
-static void copy_out_raw(const float *y, size_t row0, int rows, int m, void *ctx)
-{
-    copy_out(y, row0, rows, m, ctx);
+    return run_chunks(net, x, s, n, ws, ws_bytes, copy_out, out, 1);
 }
 
 static wm_status infer_scratch(const wm_net *net, const float *x, const float *s, int n, float *out,
-                               chunk_sink sink, const char *fn)
+                               int finite, const char *fn)
 {
     wm_status st = check_infer_args(net, x, s, n, out, fn);
     if (st != WM_OK || n == 0)
@@ -139,19 +134,19 @@ static wm_status infer_scratch(const wm_net *net, const float *x, const float *s
     void *ws;
     if ((st = wmi_scratch_acquire(bytes, &ws, fn)) != WM_OK)
         return st;
-    st = run_chunks(net, x, s, n, ws, bytes, sink, out);
+    st = run_chunks(net, x, s, n, ws, bytes, copy_out, out, finite);
     wmi_scratch_release();
     return st;
 }
 
 wm_status wm_infer(const wm_net *net, const float *x, const float *s, int n, float *out)
 {
-    return infer_scratch(net, x, s, n, out, copy_out, __func__);
+    return infer_scratch(net, x, s, n, out, 1, __func__);
 }
 
 wm_status wmi_infer_raw(const wm_net *net, const float *x, const float *s, int n, float *out)
 {
-    return infer_scratch(net, x, s, n, out, copy_out_raw, "wm_infer");
+    return infer_scratch(net, x, s, n, out, 0, "wm_infer");   /* non-finite outputs kept: context search scores them +Inf */
 }
 
 typedef struct {
@@ -197,7 +192,7 @@ wm_status wm_evaluate(const wm_net *net, const wm_batch *batch, float *loss, flo
     if ((st = wmi_scratch_acquire(bytes, &ws, __func__)) != WM_OK)
         return st;
     eval_acc e = {net, batch, 0.0, 0};
-    st = run_chunks(net, batch->x, batch->s, batch->n, ws, bytes, accumulate_eval, &e);
+    st = run_chunks(net, batch->x, batch->s, batch->n, ws, bytes, accumulate_eval, &e, 0);
     wmi_scratch_release();
     if (st != WM_OK)
         return st;

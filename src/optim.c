@@ -228,8 +228,6 @@ static wm_status reserve(wm_optimizer *o, int n)
     return WM_OK;
 }
 
-/* Check the batch, run the forward pass and the loss: *pp is left ready for
- * a backward pass, with dL/dy just after the pass's workspace. */
 /* A call on o from inside one of o's own callbacks (a custom basis called
  * while encoding, or wm_grad_notify's ready): wm_step there reallocated the
  * workspace the outer pass was still reading (a use after free). */
@@ -242,6 +240,8 @@ static wm_status check_not_busy(const wm_optimizer *o, const char *fn)
     return WM_OK;
 }
 
+/* Check the batch, run the forward pass and the loss: *pp is left ready for
+ * a backward pass, with dL/dy just after the pass's workspace. */
 static wm_status forward_for_step(wm_optimizer *o, const wm_batch *b, float *mean_loss,
                                   wm_pass *pp, const char *fn)
 {
